@@ -1,0 +1,65 @@
+"""Token ids -> Score. Tolerant: tokens that break the grammar are skipped, never fatal."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import symusic
+
+from aurl.tokens.vocab import DRUM_PROGRAM, EOS, TokenType, Vocabulary
+
+
+def decode(ids, vocab: Vocabulary) -> symusic.Score:
+    """Decode token ids into a tick Score with ``steps_per_quarter`` ticks per quarter.
+
+    One track per program (drums on their own track), time signatures at the bars that
+    carry a TimeSig token, tempos where Tempo tokens are. Decoding stops at EOS.
+    """
+    types, values = vocab.types, vocab.values
+    notes: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
+    score = symusic.Score(vocab.config.steps_per_quarter)
+    bar_start, bar_len, seen_bar = 0, 0, False
+    time, program, pitch, velocity = 0, 0, None, None
+    default_len = int(vocab.bar_steps[vocab.offsets[TokenType.TIMESIG] + _four_four(vocab)])
+    for tok in np.asarray(ids, np.int64).tolist():
+        if tok == EOS:
+            break
+        if not 0 <= tok < vocab.size:
+            continue
+        kind, value = types[tok], int(values[tok])
+        if kind == TokenType.BAR:
+            if seen_bar:
+                bar_start += bar_len or default_len
+            seen_bar, time = True, bar_start
+        elif kind == TokenType.TIMESIG:
+            num, den = vocab.time_signatures[value]
+            bar_len = int(vocab.bar_steps[tok])
+            score.time_signatures.append(symusic.TimeSignature(bar_start, num, den))
+        elif kind == TokenType.POSITION:
+            time = bar_start + value
+        elif kind == TokenType.TEMPO:
+            score.tempos.append(symusic.Tempo(time, float(vocab.tempo_values[value])))
+        elif kind == TokenType.PROGRAM:
+            program = value
+        elif kind == TokenType.PITCH:
+            pitch = value
+        elif kind == TokenType.VELOCITY:
+            velocity = int(vocab.velocity_values[value])
+        elif kind == TokenType.DURATION and pitch is not None and velocity is not None:
+            notes[program].append((time, value + 1, pitch, velocity))
+            pitch = velocity = None
+    for prog in sorted(notes):
+        arr = np.array(notes[prog], np.int32)
+        drum = prog == DRUM_PROGRAM
+        track = symusic.Track("Drums" if drum else f"Program {prog}", 0 if drum else prog, drum)
+        track.notes = symusic.Note.from_numpy(
+            arr[:, 0], arr[:, 1], arr[:, 2].astype(np.int8), arr[:, 3].astype(np.int8)
+        )
+        score.tracks.append(track)
+    return score
+
+
+def _four_four(vocab: Vocabulary) -> int:
+    sigs = vocab.time_signatures
+    return sigs.index((4, 4)) if (4, 4) in sigs else 0

@@ -1,0 +1,163 @@
+"""The grammar of legal token sequences, as one finite-state description used three ways.
+
+* ``validate(ids)`` walks a sequence (plain Python, the reference) and reports the first
+  violation with its index and reason.
+* ``timeline(ids)`` gives the bar index and the position in the bar of every token.
+* ``GrammarState`` holds the state of a batch of sequences as tensors and gives the mask of
+  legal next tokens with tensor operations only; the sampler calls it every step.
+
+State: the type of the last token, the position in the current bar (-1 right after a Bar),
+the length of the current bar in steps (0 until the first TimeSig) and the bars seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aurl.tokens.vocab import TokenType, Vocabulary
+
+T = TokenType
+_START = len(TokenType)  # pseudo type: nothing read yet
+_BAR_NO_SIG = _START + 1  # pseudo type: a Bar before any TimeSig has been seen
+
+# What may follow each type (rows) — the whole grammar apart from the position rule.
+FOLLOWS: dict[int, tuple[TokenType, ...]] = {
+    _START: (T.BOS,),
+    T.BOS: (T.BAR,),
+    _BAR_NO_SIG: (T.TIMESIG,),
+    T.BAR: (T.TIMESIG, T.POSITION, T.BAR, T.EOS),
+    T.TIMESIG: (T.POSITION, T.BAR, T.EOS),
+    T.POSITION: (T.TEMPO, T.PROGRAM),
+    T.TEMPO: (T.PROGRAM, T.POSITION, T.BAR, T.EOS),
+    T.PROGRAM: (T.PITCH,),
+    T.PITCH: (T.VELOCITY,),
+    T.VELOCITY: (T.DURATION,),
+    T.DURATION: (T.PROGRAM, T.PITCH, T.POSITION, T.BAR, T.EOS),
+    T.EOS: (T.PAD,),
+    T.PAD: (T.PAD,),
+    T.RESERVED: (),
+}
+
+
+def follow_table() -> np.ndarray:
+    """Boolean table (state rows, token types) of what may follow what."""
+    table = np.zeros((_BAR_NO_SIG + 1, len(TokenType)), bool)
+    for row, allowed in FOLLOWS.items():
+        table[row, [int(a) for a in allowed]] = True
+    return table
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The first place a sequence breaks the grammar."""
+
+    index: int
+    token: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"token {self.index} ({self.token}): {self.reason}"
+
+
+class Grammar:
+    """The legal-sequence rules for one vocabulary."""
+
+    def __init__(self, vocab: Vocabulary):
+        self.vocab = vocab
+        self.table = follow_table()
+
+    def _row(self, last: int, bar_len: int) -> int:
+        return _BAR_NO_SIG if last == T.BAR and bar_len == 0 else last
+
+    def validate(self, ids) -> Violation | None:
+        """Walk ``ids`` and return the first :class:`Violation`, or None if all is legal."""
+        vocab, last, pos, bar_len = self.vocab, _START, -1, 0
+        for i, tok in enumerate(np.asarray(ids, np.int64).tolist()):
+            if not 0 <= tok < vocab.size:
+                return Violation(i, tok, f"id outside the vocabulary (size {vocab.size})")
+            kind, value = int(vocab.types[tok]), int(vocab.values[tok])
+            row = self._row(last, bar_len)
+            if not self.table[row, kind]:
+                after = "the start" if last == _START else TokenType(last).name
+                allowed = ", ".join(a.name for a in FOLLOWS[row]) or "nothing"
+                return Violation(
+                    i, tok, f"{vocab.name(tok)} cannot follow {after}; expected {allowed}"
+                )
+            if kind == T.POSITION:
+                if value <= pos:
+                    return Violation(i, tok, f"position {value} is not after position {pos}")
+                if value >= bar_len:
+                    return Violation(i, tok, f"position {value} is past the bar ({bar_len} steps)")
+                pos = value
+            elif kind == T.BAR:
+                pos = -1
+            elif kind == T.TIMESIG:
+                bar_len = int(vocab.bar_steps[tok])
+            last = kind
+        return None
+
+    def timeline(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """Bar index (-1 before the first Bar) and position in the bar (in steps, -1 before
+        the first Position of a bar) of every token."""
+        ids = np.asarray(ids, np.int64)
+        types = self.vocab.types[np.clip(ids, 0, self.vocab.size - 1)]
+        is_bar = types == T.BAR
+        bar = np.cumsum(is_bar) - 1
+        is_pos = types == T.POSITION
+        # Position value carried forward, reset at every Bar.
+        marks = np.where(is_pos | is_bar, np.arange(len(ids)), -1)
+        last_mark = np.maximum.accumulate(np.maximum(marks, -1)) if len(ids) else marks
+        pos = np.where(
+            (last_mark >= 0) & is_pos[np.maximum(last_mark, 0)],
+            self.vocab.values[ids[np.maximum(last_mark, 0)].clip(0, self.vocab.size - 1)],
+            -1,
+        )
+        return bar, pos
+
+
+class GrammarState:
+    """The grammar state of a batch of sequences, as tensors, with a vectorized mask.
+
+    Args:
+        vocab: the vocabulary.
+        batch: number of sequences.
+        device: where the state tensors live (the sampler's device).
+    """
+
+    def __init__(self, vocab: Vocabulary, batch: int, device: torch.device | str = "cpu"):
+        self.table = torch.as_tensor(follow_table(), device=device)
+        self.types = torch.as_tensor(vocab.types, device=device)
+        self.values = torch.as_tensor(vocab.values, device=device)
+        self.sig_steps = torch.as_tensor(vocab.bar_steps, device=device)
+        self.is_position = self.types == T.POSITION
+        self.last = torch.full((batch,), _START, dtype=torch.long, device=device)
+        self.pos = torch.full((batch,), -1, dtype=torch.long, device=device)
+        self.bar_len = torch.zeros(batch, dtype=torch.long, device=device)
+        self.bars = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def update(self, tokens: torch.Tensor) -> None:
+        """Advance every sequence by one token. ``tokens``: (B,) ids."""
+        kind = self.types[tokens]
+        is_bar = kind == T.BAR
+        self.pos = torch.where(kind == T.POSITION, self.values[tokens], self.pos)
+        self.pos = torch.where(is_bar, torch.full_like(self.pos, -1), self.pos)
+        self.bar_len = torch.where(kind == T.TIMESIG, self.sig_steps[tokens], self.bar_len)
+        self.bars = self.bars + is_bar.long()
+        self.last = kind
+
+    def feed(self, ids: torch.Tensor) -> None:
+        """Advance by a whole prompt. ``ids``: (B, T)."""
+        for t in range(ids.shape[1]):
+            self.update(ids[:, t])
+
+    def mask(self) -> torch.Tensor:
+        """(B, V) boolean mask of the legal next tokens."""
+        no_sig = (self.last == T.BAR) & (self.bar_len == 0)
+        row = torch.where(no_sig, torch.full_like(self.last, _BAR_NO_SIG), self.last)
+        allowed = self.table[row][:, self.types]  # (B, V)
+        v = self.values.unsqueeze(0)  # (1, V)
+        pos_ok = (v > self.pos.unsqueeze(1)) & (v < self.bar_len.unsqueeze(1))
+        return allowed & (pos_ok | ~self.is_position)

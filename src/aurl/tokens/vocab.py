@@ -1,0 +1,143 @@
+"""The vocabulary: which id means what, laid out as contiguous ranges per token type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from aurl.tokens.config import TokenizerConfig
+
+PAD, BOS, EOS = 0, 1, 2
+DRUM_PROGRAM = 128  # Program token for drum tracks, kept apart from the 128 GM programs
+
+
+class TokenType(IntEnum):
+    """Every token belongs to exactly one type; the grammar works on types."""
+
+    PAD = 0
+    BOS = 1
+    EOS = 2
+    RESERVED = 3
+    BAR = 4
+    TIMESIG = 5
+    POSITION = 6
+    TEMPO = 7
+    PROGRAM = 8
+    PITCH = 9
+    VELOCITY = 10
+    DURATION = 11
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Id ranges and per-id lookup tables derived from a :class:`TokenizerConfig`.
+
+    Lookup arrays (all of length ``size``): ``types`` (TokenType per id), ``values`` (the
+    position, pitch, program, bin index ... an id stands for, -1 for specials) and
+    ``bar_steps`` (bar length in steps for TimeSig ids, 0 otherwise).
+    """
+
+    config: TokenizerConfig
+    offsets: dict[TokenType, int]
+    counts: dict[TokenType, int]
+    time_signatures: tuple[tuple[int, int], ...]
+    types: np.ndarray
+    values: np.ndarray
+    bar_steps: np.ndarray
+    tempo_values: np.ndarray  # (tempo_bins,) BPM at each tempo bin
+    velocity_values: np.ndarray  # (velocity_bins,) MIDI velocity at each bin
+
+    @property
+    def size(self) -> int:
+        return len(self.types)
+
+    @property
+    def max_bar_steps(self) -> int:
+        return self.counts[TokenType.POSITION]
+
+    def token(self, kind: TokenType, value: int) -> int:
+        """The id of ``kind`` with index ``value`` (e.g. ``token(PITCH, 60)``)."""
+        if not 0 <= value < self.counts[kind]:
+            raise ValueError(f"{kind.name} value {value} out of range 0..{self.counts[kind] - 1}")
+        return self.offsets[kind] + value
+
+    def name(self, token_id: int) -> str:
+        """A readable name such as ``Pitch_60`` or ``TimeSig_3/4``."""
+        if not 0 <= token_id < self.size:
+            return f"<invalid {token_id}>"
+        kind = TokenType(int(self.types[token_id]))
+        value = int(self.values[token_id])
+        if kind in (TokenType.PAD, TokenType.BOS, TokenType.EOS, TokenType.BAR):
+            return kind.name.capitalize() if kind != TokenType.BAR else "Bar"
+        if kind == TokenType.TIMESIG:
+            num, den = self.time_signatures[value]
+            return f"TimeSig_{num}/{den}"
+        if kind == TokenType.TEMPO:
+            return f"Tempo_{self.tempo_values[value]:.1f}"
+        if kind == TokenType.PROGRAM and value == DRUM_PROGRAM:
+            return "Program_Drums"
+        if kind == TokenType.DURATION:
+            return f"Duration_{value + 1}"
+        return f"{kind.name.capitalize()}_{value}"
+
+
+def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
+    """Lay out the id ranges for ``config``: specials, Bar, TimeSig, Position, Tempo, Program,
+    Pitch, Velocity, Duration, in that order."""
+    sigs = tuple(tuple(int(x) for x in ts.split("/")) for ts in config.time_signatures)
+    sig_steps = [config.bar_steps(n, d) for n, d in sigs]
+    counts = {
+        TokenType.PAD: 1,
+        TokenType.BOS: 1,
+        TokenType.EOS: 1,
+        TokenType.RESERVED: config.reserved_tokens,
+        TokenType.BAR: 1,
+        TokenType.TIMESIG: len(sigs),
+        TokenType.POSITION: max(sig_steps),
+        TokenType.TEMPO: config.tempo_bins,
+        TokenType.PROGRAM: 129,
+        TokenType.PITCH: 128,
+        TokenType.VELOCITY: config.velocity_bins,
+        TokenType.DURATION: config.max_duration_quarters * config.steps_per_quarter,
+    }
+    offsets, start = {}, 0
+    for kind in TokenType:
+        offsets[kind] = start
+        start += counts[kind]
+    types = np.concatenate([np.full(counts[k], int(k), np.int64) for k in TokenType])
+    values = np.concatenate(
+        [np.full(counts[k], -1, np.int64) if k <= TokenType.BAR else np.arange(counts[k]) for k in TokenType]
+    )
+    bar_steps = np.zeros(start, np.int64)
+    bar_steps[offsets[TokenType.TIMESIG] : offsets[TokenType.TIMESIG] + len(sigs)] = sig_steps
+    tempo_values = np.geomspace(config.tempo_min, config.tempo_max, config.tempo_bins)
+    velocity_values = np.round(
+        (np.arange(config.velocity_bins) + 0.5) * 127 / config.velocity_bins + 0.5
+    ).clip(1, 127).astype(np.int64)
+    return Vocabulary(
+        config=config,
+        offsets=offsets,
+        counts=counts,
+        time_signatures=sigs,
+        types=types,
+        values=values,
+        bar_steps=bar_steps,
+        tempo_values=tempo_values,
+        velocity_values=velocity_values,
+    )
+
+
+def velocity_bin(velocity: np.ndarray, bins: int) -> np.ndarray:
+    """Map MIDI velocities 1..127 to bin indices 0..bins-1."""
+    v = np.clip(np.asarray(velocity, np.int64), 1, 127)
+    return np.minimum((v - 1) * bins // 127, bins - 1)
+
+
+def tempo_bin(qpm: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """Map tempos in BPM to the nearest log-spaced tempo bin."""
+    cfg = vocab.config
+    lo, hi = np.log(cfg.tempo_min), np.log(cfg.tempo_max)
+    x = (np.log(np.clip(np.asarray(qpm, np.float64), cfg.tempo_min, cfg.tempo_max)) - lo) / (hi - lo)
+    return np.rint(x * (cfg.tempo_bins - 1)).astype(np.int64)
