@@ -39,9 +39,7 @@ def score_to_notes(score: symusic.Score, steps_per_quarter: int) -> dict[str, np
     return notes
 
 
-def bar_grid(
-    score: symusic.Score, vocab: Vocabulary, end: int
-) -> tuple[np.ndarray, np.ndarray]:
+def bar_grid(score: symusic.Score, vocab: Vocabulary, end: int) -> tuple[np.ndarray, np.ndarray]:
     """Bar start times (in steps) covering ``[0, end]`` and the TimeSig index of each bar.
 
     A time-signature change takes effect at the first bar line at or after it, so bars are
@@ -109,7 +107,9 @@ def encode(score: symusic.Score, vocab: Vocabulary) -> np.ndarray:
     pos_rows = np.full((len(pos_times), 4), -1, np.int64)
     pos_rows[:, 0] = off[TokenType.POSITION] + pos_times - bar_starts[bar_of]
     has_tempo = np.isin(pos_times, t_time)
-    pos_rows[has_tempo, 1] = off[TokenType.TEMPO] + t_bin[np.searchsorted(t_time, pos_times[has_tempo])]
+    pos_rows[has_tempo, 1] = (
+        off[TokenType.TEMPO] + t_bin[np.searchsorted(t_time, pos_times[has_tempo])]
+    )
 
     # Note rows: Program only where it changes inside a position.
     n = len(notes["time"])
@@ -128,7 +128,11 @@ def encode(score: symusic.Score, vocab: Vocabulary) -> np.ndarray:
     rows = np.concatenate([bar_rows, pos_rows, note_rows])
     time = np.concatenate([bar_starts, pos_times, notes["time"]])
     kind = np.concatenate(
-        [np.full(len(bar_rows), _BAR_ROW), np.full(len(pos_rows), _POSITION_ROW), np.full(n, _NOTE_ROW)]
+        [
+            np.full(len(bar_rows), _BAR_ROW),
+            np.full(len(pos_rows), _POSITION_ROW),
+            np.full(n, _NOTE_ROW),
+        ]
     )
     seq = np.arange(len(rows))  # notes are already in (program, pitch) order
     flat = rows[np.lexsort((seq, kind, time))].ravel()

@@ -108,14 +108,19 @@ def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
         start += counts[kind]
     types = np.concatenate([np.full(counts[k], int(k), np.int64) for k in TokenType])
     values = np.concatenate(
-        [np.full(counts[k], -1, np.int64) if k <= TokenType.BAR else np.arange(counts[k]) for k in TokenType]
+        [
+            np.full(counts[k], -1, np.int64) if k <= TokenType.BAR else np.arange(counts[k])
+            for k in TokenType
+        ]
     )
     bar_steps = np.zeros(start, np.int64)
     bar_steps[offsets[TokenType.TIMESIG] : offsets[TokenType.TIMESIG] + len(sigs)] = sig_steps
     tempo_values = np.geomspace(config.tempo_min, config.tempo_max, config.tempo_bins)
-    velocity_values = np.round(
-        (np.arange(config.velocity_bins) + 0.5) * 127 / config.velocity_bins + 0.5
-    ).clip(1, 127).astype(np.int64)
+    velocity_values = (
+        np.round((np.arange(config.velocity_bins) + 0.5) * 127 / config.velocity_bins + 0.5)
+        .clip(1, 127)
+        .astype(np.int64)
+    )
     return Vocabulary(
         config=config,
         offsets=offsets,
@@ -139,5 +144,7 @@ def tempo_bin(qpm: np.ndarray, vocab: Vocabulary) -> np.ndarray:
     """Map tempos in BPM to the nearest log-spaced tempo bin."""
     cfg = vocab.config
     lo, hi = np.log(cfg.tempo_min), np.log(cfg.tempo_max)
-    x = (np.log(np.clip(np.asarray(qpm, np.float64), cfg.tempo_min, cfg.tempo_max)) - lo) / (hi - lo)
+    x = (np.log(np.clip(np.asarray(qpm, np.float64), cfg.tempo_min, cfg.tempo_max)) - lo) / (
+        hi - lo
+    )
     return np.rint(x * (cfg.tempo_bins - 1)).astype(np.int64)

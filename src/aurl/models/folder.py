@@ -1,0 +1,80 @@
+"""A trained model is a folder: ``model.safetensors`` plus ``config.json``.
+
+``config.json`` holds the model config, the tokenizer config, the training data fingerprint
+and the headline metrics. Generation, evaluation and serving load models from here and never
+import training code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from aurl.fileio import atomic_dir
+from aurl.models.transformer import Transformer, TransformerConfig
+from aurl.tokens import Tokenizer
+
+FORMAT = "aurl-model/1"
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+_TIED = "head.weight"  # same tensor as embed.weight; stored once
+
+
+class ModelLoadError(Exception):
+    """A model folder that is missing, incomplete or not an Aurl model."""
+
+
+@dataclass
+class ModelFolder:
+    """A loaded model with its tokenizer and the metadata saved beside it."""
+
+    model: Transformer
+    tokenizer: Tokenizer
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+def save_model(
+    model: Transformer, tokenizer: Tokenizer, path: str | Path, meta: dict | None = None
+) -> Path:
+    """Write ``model`` and its configs to the folder ``path`` atomically (replacing it whole)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != _TIED}
+    config = {
+        "format": FORMAT,
+        "model": model.config.model_dump(),
+        "tokenizer": tokenizer.to_dict(),
+        **(meta or {}),
+    }
+    with atomic_dir(path) as tmp:
+        save_file(state, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return Path(path)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFolder:
+    """Load a model folder written by :func:`save_model`.
+
+    Raises:
+        ModelLoadError: the folder or one of its files is missing or unreadable.
+    """
+    path = Path(path)
+    if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
+        raise ModelLoadError(f"{path}: not a model folder (needs {CONFIG} and {WEIGHTS})")
+    try:
+        config = json.loads((path / CONFIG).read_text())
+        if config.get("format") != FORMAT:
+            raise ModelLoadError(f"{path}: unknown model format {config.get('format')!r}")
+        model = Transformer(TransformerConfig.model_validate(config["model"]))
+        tokenizer = Tokenizer.from_dict(config["tokenizer"])
+        state = load_file(str(path / WEIGHTS))
+        state[_TIED] = state["embed.weight"]
+        model.load_state_dict(state)
+    except ModelLoadError:
+        raise
+    except Exception as e:  # corrupt JSON, bad weights, wrong shapes
+        raise ModelLoadError(f"{path}: cannot load model ({type(e).__name__}: {e})") from e
+    meta = {k: v for k, v in config.items() if k not in ("format", "model", "tokenizer")}
+    return ModelFolder(model.to(device).eval(), tokenizer, meta, path)

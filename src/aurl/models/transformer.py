@@ -1,0 +1,187 @@
+"""A compact pre-norm decoder-only transformer with rotary positions and an explicit KV cache.
+
+Follows nanoGPT's model.py (pre-norm blocks, tied embeddings, GPT-2 style init) and litgpt's
+KVCache (preallocated key/value buffers written in place at a given position).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+
+class TransformerConfig(BaseModel):
+    """Shape of the transformer. ``vocab_size`` comes from the tokenizer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vocab_size: int = Field(545, ge=4)
+    n_layer: int = Field(4, ge=1, le=64)
+    n_head: int = Field(4, ge=1, le=64)
+    n_embd: int = Field(256, ge=8, le=8192)
+    max_seq_len: int = Field(1024, ge=8, le=65536)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    rope_base: float = Field(10000.0, gt=1.0)
+
+    def model_post_init(self, _context) -> None:
+        if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must split into n_head ({self.n_head}) heads of even size"
+            )
+
+
+class KVCache(nn.Module):
+    """Preallocated keys and values for one attention layer: (B, H, max_len, D) each."""
+
+    def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, device, dtype):
+        super().__init__()
+        shape = (batch, n_head, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor):
+        """Write (B, H, T, D) keys/values at ``start``; return all keys/values up to the end."""
+        end = start + k.shape[2]
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+def rope_tables(head_dim: int, max_len: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables of shape (max_len, head_dim) for rotate-half RoPE."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (L, D/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (L, D)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, D) by the (T, D) tables."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.head_dim = cfg.n_embd // cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+        self.dropout = cfg.dropout
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None, start: int = 0):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, H, T, D)
+        if cache is not None:
+            k, v = cache.update(start, k, v)
+        drop = self.dropout if self.training else 0.0
+        if T == 1:  # one new token sees everything before it
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        elif start == 0:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        else:  # a chunk after a cached prefix: causal within the chunk
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.n_embd, bias=False)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.n_embd, bias=False)
+        self.mlp = MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cos, sin, cache=None, start=0):
+        x = x + self.drop(self.attn(self.norm1(x), cos, sin, cache, start))
+        return x + self.mlp(self.norm2(x))
+
+
+class Transformer(nn.Module):
+    """Decoder-only transformer over token ids."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = nn.LayerNorm(cfg.n_embd, bias=False)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.head.weight = self.embed.weight  # tied
+        cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.max_seq_len, cfg.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
+        """One KV cache per layer for ``batch`` sequences of up to ``max_len`` tokens."""
+        cfg, w = self.config, self.embed.weight
+        max_len = min(max_len or cfg.max_seq_len, cfg.max_seq_len)
+        return [
+            KVCache(batch, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, w.dtype)
+            for _ in range(cfg.n_layer)
+        ]
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: list[KVCache] | None = None,
+        start: int = 0,
+        ignore_index: int = 0,
+        last_only: bool = False,
+    ):
+        """Logits for ``idx`` (B, T) placed at positions ``start..start+T-1``.
+
+        With ``targets`` (B, T) returns ``(logits, loss)``, the loss ignoring ``ignore_index``.
+        With ``last_only`` only the last position's logits are computed: (B, 1, V).
+        """
+        B, T = idx.shape
+        if start + T > self.config.max_seq_len:
+            raise ValueError(
+                f"sequence of {start + T} tokens exceeds max_seq_len {self.config.max_seq_len}"
+            )
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        x = self.drop(self.embed(idx))  # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, None if cache is None else cache[i], start)
+        x = self.norm(x[:, -1:] if last_only else x)
+        logits = self.head(x)  # (B, T, V)
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=ignore_index
+        )
+        return logits, loss

@@ -1,0 +1,163 @@
+"""The language-model recipe: corpus -> dataset -> transformer -> train_loop -> model folder."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aurl.config import ConfigError, RunConfig, dump_config, load_config
+from aurl.data.prepare import Dataset, prepare
+from aurl.data.shards import Shard
+from aurl.data.sources import resolve_source
+from aurl.data.windows import WindowDataset, eval_windows
+from aurl.fileio import atomic_write_text
+from aurl.models import Transformer, load_model, save_model
+from aurl.tokens import PAD, Tokenizer
+from aurl.train.checkpoint import CHECKPOINT
+from aurl.train.loop import LoopState, train_loop
+
+RUN_CONFIG = "config.yaml"
+MODEL_DIR = "model"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def nll_per_token(model: Transformer, shard: Shard, seq_len: int, device, batch: int = 16,
+                  limit: int = 0) -> tuple[float, int]:  # fmt: skip
+    """Mean negative log-likelihood (nats) per predicted token over a split, and the count."""
+    model.eval()
+    windows = eval_windows(shard, seq_len)
+    if limit:
+        windows = windows[:limit]
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch):
+        chunk = windows[i : i + batch]
+        arr = np.full((len(chunk), seq_len + 1), PAD, np.int64)
+        for j, w in enumerate(chunk):
+            arr[j, : len(w)] = w
+        t = torch.from_numpy(arr).to(device)
+        logits = model(t[:, :-1])
+        target = t[:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)),
+            target.reshape(-1),
+            ignore_index=PAD,
+            reduction="sum",
+        )
+        total += loss.item()
+        count += int((target != PAD).sum())
+    return total / max(count, 1), count
+
+
+class BatchFeed:
+    """Batch for step ``s`` = windows ``s*B .. s*B+B-1`` of the dataset, optionally from
+    DataLoader workers. Steps must be asked for in order."""
+
+    def __init__(self, dataset: WindowDataset, batch_size: int, workers: int):
+        self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
+        self._iter, self._next = None, None
+
+    def __call__(self, step: int):
+        if self.workers == 0:
+            items = [self.dataset[step * self.batch_size + i] for i in range(self.batch_size)]
+            return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+        if self._iter is None or step != self._next:
+            sampler = range(step * self.batch_size, 1 << 62)
+            loader = torch.utils.data.DataLoader(
+                self.dataset, batch_size=self.batch_size, sampler=sampler,
+                num_workers=self.workers, persistent_workers=True,
+            )  # fmt: skip
+            self._iter = iter(loader)
+        self._next = step + 1
+        return next(self._iter)
+
+
+def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
+              dataset: Dataset | None = None) -> dict:  # fmt: skip
+    """Train a model as ``config`` says into ``run_dir``; return the exported model's meta."""
+    run_dir = Path(run_dir)
+    if resume:
+        if not (run_dir / CHECKPOINT).is_file():
+            raise ConfigError(f"{run_dir}: no checkpoint to resume from")
+        config = load_config(run_dir / RUN_CONFIG)
+    elif (run_dir / CHECKPOINT).exists():
+        raise ConfigError(
+            f"{run_dir}: a run is already there; pass --resume or choose another --name"
+        )
+    cfg = config.train
+    if config.data.seq_len > config.model.max_seq_len:
+        raise ConfigError(
+            f"data.seq_len ({config.data.seq_len}) exceeds model.max_seq_len ({config.model.max_seq_len})"
+        )
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    tokenizer = Tokenizer(config.tokenizer)
+    if dataset is None:
+        source = resolve_source(config.data.source, config.data.workers, progress)
+        dataset = prepare(source, tokenizer, workers=config.data.workers, progress=progress)
+    train_shard, val_shard = Shard(dataset.split("train")), Shard(dataset.split("val"))
+    if val_shard.num_tokens == 0:
+        val_shard = train_shard  # tiny corpora: fall back rather than fail
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / RUN_CONFIG, dump_config(config))
+
+    torch.manual_seed(cfg.seed)
+    model_cfg = config.model.model_copy(update={"vocab_size": tokenizer.vocab_size})
+    model = Transformer(model_cfg).to(device)
+    windows = WindowDataset(train_shard, tokenizer.vocab, config.data.seq_len, cfg.seed,
+                            config.data.transpose)  # fmt: skip
+    feed = BatchFeed(windows, cfg.batch_size, config.data.loader_workers)
+    seq_len = config.data.seq_len
+
+    def evaluate(m):
+        loss, _ = nll_per_token(m, val_shard, seq_len, device, limit=cfg.eval_windows)
+        return {"val_loss": round(loss, 5), "val_ppl": round(math.exp(loss), 4)}
+
+    def meta_for(state: LoopState, metrics: dict) -> dict:
+        return {
+            "name": config.name,
+            "parameters": model.num_params(),
+            "data_fingerprint": dataset.fingerprint,
+            "data_source": config.data.source,
+            "metrics": {"val_nll_per_token": metrics["val_loss"], "val_ppl": metrics["val_ppl"]},
+            "training": {
+                "steps": state.step,
+                "training_tokens": state.tokens,
+                "wall_time_s": round(state.wall_time, 1),
+                "device": str(device),
+                "command": " ".join(sys.argv),
+            },  # fmt: skip
+        }
+
+    def on_best(m, state, metrics):
+        save_model(m, tokenizer, run_dir / MODEL_DIR, meta_for(state, metrics))
+
+    started = time.perf_counter()
+    state = train_loop(model, cfg, run_dir, feed, evaluate, on_best, device, resume=resume,
+                       progress=progress, extra_state={"config": config.model_dump(mode="json")})  # fmt: skip
+    best = load_model(run_dir / MODEL_DIR, device)
+    test_shard = Shard(dataset.split("test"))
+    meta = best.meta
+    if test_shard.num_tokens:
+        test_loss, n = nll_per_token(best.model, test_shard, seq_len, device)
+        meta["metrics"] |= {"test_nll_per_token": round(test_loss, 5),
+                            "test_ppl": round(math.exp(test_loss), 4), "test_tokens": n}  # fmt: skip
+    meta["training"]["total_steps"] = state.step
+    meta["training"]["session_wall_time_s"] = round(time.perf_counter() - started, 1)
+    save_model(best.model, tokenizer, run_dir / MODEL_DIR, meta)
+    return meta

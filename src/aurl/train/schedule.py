@@ -1,0 +1,15 @@
+"""Learning-rate schedule: linear warmup, then cosine decay to ``min_lr``. A pure function."""
+
+from __future__ import annotations
+
+import math
+
+
+def lr_at(step: int, lr: float, min_lr: float, warmup: int, total: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based) of ``total``."""
+    if warmup and step < warmup:
+        return lr * (step + 1) / warmup
+    if step >= total:
+        return min_lr
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
