@@ -1,0 +1,3 @@
+"""Aurl: symbolic music generation."""
+
+__version__ = "0.1.0"

@@ -55,7 +55,11 @@ def bach_source(workers: int = 2, progress: bool = True) -> Source:
 
     out = cache_dir() / "sources" / BACH
     report = convert_bach_chorales(out, workers=workers, progress=progress)
-    return Source(BACH, out, sorted(report.written), list(report.skipped))
+    # Three chorales ship twice (MusicXML and Humdrum); keep one copy so that no piece can
+    # sit in two splits at once.
+    stems = {p.stem for p in report.written}
+    files = [p for p in report.written if not (p.stem.endswith("-krn") and p.stem[:-4] in stems)]
+    return Source(BACH, out, sorted(files), list(report.skipped))
 
 
 def resolve_source(name_or_path: str | None, workers: int = 2, progress: bool = True) -> Source:

@@ -1,0 +1,1 @@
+"""Generation: logits filters, the batch sampler, prompts."""

@@ -15,6 +15,7 @@ from aurl.data.prepare import Dataset, prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
 from aurl.data.windows import WindowDataset, eval_windows
+from aurl.device import pick_device
 from aurl.fileio import atomic_write_text
 from aurl.models import Transformer, load_model, save_model
 from aurl.tokens import PAD, Tokenizer
@@ -23,16 +24,6 @@ from aurl.train.loop import LoopState, train_loop
 
 RUN_CONFIG = "config.yaml"
 MODEL_DIR = "model"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: cuda was asked for but no CUDA device is available")
-    return torch.device(name)
 
 
 @torch.no_grad()
@@ -105,7 +96,10 @@ def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: 
         )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    try:
+        device = pick_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(f"train.device: {e}") from None
     tokenizer = Tokenizer(config.tokenizer)
     if dataset is None:
         source = resolve_source(config.data.source, config.data.workers, progress)

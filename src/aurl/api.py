@@ -1,0 +1,120 @@
+"""The high-level API shared by the CLI and (later) the server: ``load(model) -> Generator``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import symusic
+import torch
+
+from aurl.device import pick_device
+from aurl.generate.sampler import SamplingConfig, sample
+from aurl.midi import read_midi
+from aurl.models import ModelFolder, load_model
+from aurl.models.folder import ModelLoadError
+from aurl.paths import SHIPPED_MODEL
+from aurl.tokens import EOS, PAD, TokenType
+
+MAX_BARS = 512
+TOKENS_PER_BAR_LIMIT = 512  # safety stop for a model that never closes its bars
+
+
+@dataclass
+class Piece:
+    """One generated piece: its ids, its score and a few numbers about it."""
+
+    ids: np.ndarray
+    score: symusic.Score
+    bars: int
+    notes: int
+    seconds: float
+
+
+@dataclass
+class GenerationResult:
+    pieces: list[Piece]
+    new_tokens: int
+    wall_time: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / max(self.wall_time, 1e-9)
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """``None`` -> the shipped model; ``runs/NAME`` -> its exported ``model/`` folder."""
+    if model is None:
+        return SHIPPED_MODEL
+    path = Path(model)
+    if (path / "model" / "config.json").is_file():
+        return path / "model"
+    return path
+
+
+class Generator:
+    """Generates music with one loaded model."""
+
+    def __init__(self, folder: ModelFolder, device: torch.device):
+        self.folder, self.device = folder, device
+        self.model, self.tokenizer = folder.model, folder.tokenizer
+
+    def prompt_ids(self, path: str | Path, bars: int) -> tuple[np.ndarray, int]:
+        """BOS plus the first ``bars`` bars of a MIDI file, and the bars actually taken.
+
+        Raises:
+            MidiError: the file cannot be read.
+        """
+        ids = self.tokenizer.encode(read_midi(path))
+        ids = ids[ids != EOS]
+        bar_at = np.flatnonzero(self.tokenizer.vocab.types[ids] == TokenType.BAR)
+        if len(bar_at) > bars:
+            ids = ids[: bar_at[bars]]
+        return ids, min(bars, len(bar_at))
+
+    def generate(
+        self,
+        bars: int = 8,
+        num: int = 1,
+        sampling: SamplingConfig = SamplingConfig(),
+        seed: int | None = None,
+        prompt: np.ndarray | None = None,
+        prompt_bars: int = 0,
+    ) -> GenerationResult:
+        """Sample ``num`` pieces of ``bars`` new bars, optionally continuing ``prompt`` ids."""
+        if not 1 <= bars <= MAX_BARS:
+            raise ValueError(f"bars must be between 1 and {MAX_BARS}, got {bars}")
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
+        start = (
+            np.array([self.tokenizer.vocab.offsets[TokenType.BOS]]) if prompt is None else prompt
+        )
+        batch = torch.as_tensor(np.tile(start, (num, 1)), dtype=torch.long, device=self.device)
+        t0 = time.perf_counter()
+        out = sample(self.model, self.tokenizer.vocab, batch, prompt_bars + bars,
+                     bars * TOKENS_PER_BAR_LIMIT, sampling, generator)  # fmt: skip
+        wall = time.perf_counter() - t0
+        pieces, new_tokens = [], 0
+        for row in out.cpu().numpy():
+            ids = row[row != PAD]
+            new_tokens += len(ids) - len(start)
+            score = self.tokenizer.decode(ids)
+            n_bars = int((self.tokenizer.vocab.types[ids] == TokenType.BAR).sum())
+            seconds = score.to("second").end() if score.note_num() else 0.0
+            pieces.append(Piece(ids, score, n_bars, score.note_num(), float(seconds)))
+        return GenerationResult(pieces, new_tokens, wall)
+
+
+def load(model: str | Path | None = None, device: str = "auto") -> Generator:
+    """Load a model folder (the shipped model by default) for generation.
+
+    Raises:
+        ModelLoadError: the folder is missing or not a model.
+    """
+    path = resolve_model_path(model)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such model folder")
+    dev = pick_device(device)
+    return Generator(load_model(path, dev), dev)

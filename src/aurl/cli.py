@@ -1,0 +1,202 @@
+"""The ``aurl`` command. Subcommands are thin wrappers over the Python API.
+
+Every expected failure (bad option, missing or corrupt file, bad config value) prints one
+line, ``aurl: error: ...``, and exits with status 2. ``--debug`` shows tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from aurl import __version__
+
+EXIT_USAGE = 2
+
+
+class UserError(click.ClickException):
+    """An expected failure with a one-line explanation."""
+
+    exit_code = EXIT_USAGE
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="aurl")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Aurl: symbolic music generation. MIDI in, a trained transformer, new music out.
+
+    Start with `aurl generate` (uses the model that ships with Aurl), or build your own:
+    `aurl prepare [FOLDER]`, then `aurl train --config configs/small.yaml`.
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("source", required=False)
+@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
+              help="Processes reading and encoding files.")  # fmt: skip
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def prepare(source: str | None, workers: int, quiet: bool) -> None:
+    """Tokenize a corpus into cached train/val/test shards.
+
+    SOURCE is a folder of .mid/.midi/.kar files (searched recursively) or `bach`, the Bach
+    chorales that ship with music21 (the default). A second run with the same files and
+    tokenizer returns the cached dataset at once.
+    """
+    from aurl.data.prepare import prepare as run_prepare
+    from aurl.data.prepare import summary
+    from aurl.data.sources import resolve_source
+
+    src = resolve_source(source, workers, progress=not quiet)
+    dataset = run_prepare(src, workers=workers, progress=not quiet)
+    click.echo(summary(dataset))
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML config (see configs/). Defaults to the built-in defaults.")  # fmt: skip
+@click.option(
+    "--name",
+    default=None,
+    help="Run name; the run goes to RUNS_DIR/NAME. Defaults to the config's name.",
+)
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Folder holding runs.")  # fmt: skip
+@click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint, exactly.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.argument("overrides", nargs=-1, metavar="[KEY.SUB=VALUE]...")
+def train(config_path, name, runs_dir, resume, quiet, overrides) -> None:
+    """Train a model from scratch, or resume one with --resume.
+
+    Overrides change single config values, e.g. `train.max_steps=200 model.n_layer=2`.
+    The run folder gets config.yaml, metrics.jsonl, checkpoint.pt (for resuming) and
+    model/ (the best weights by validation loss, usable with `aurl generate --model`).
+    """
+    from aurl.config import load_config
+    from aurl.train.lm import train_run
+
+    config = load_config(config_path, overrides)
+    run_dir = Path(runs_dir) / (name or config.name)
+    meta = train_run(config, run_dir, resume=resume, progress=not quiet)
+    m, t = meta["metrics"], meta["training"]
+    click.echo(
+        f"model at {run_dir / 'model'}: {meta['parameters']:,} parameters, step {t['steps']}, "
+        f"val NLL {m['val_nll_per_token']:.4f}"
+        + (f", test NLL {m['test_nll_per_token']:.4f}" if "test_nll_per_token" in m else "")
+    )
+
+
+@cli.command()
+@click.option(
+    "--model",
+    default=None,
+    help="Model folder or run folder (runs/NAME). Default: the shipped model.",
+)
+@click.option(
+    "--bars", type=click.IntRange(1, 512), default=8, show_default=True, help="New bars per piece."
+)
+@click.option(
+    "--num",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Pieces to generate (one batch).",
+)
+@click.option("--temperature", type=click.FloatRange(0, 10, min_open=True), default=1.0, show_default=True,
+              help="Softmax temperature; below 1 is safer, above 1 wilder.")  # fmt: skip
+@click.option(
+    "--top-k",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Keep the K most likely tokens (0: all).",
+)
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
+              help="Nucleus sampling: keep tokens up to this probability mass.")  # fmt: skip
+@click.option(
+    "--seed", type=int, default=None, help="Random seed; the same seed gives the same music."
+)
+@click.option(
+    "--prompt", type=click.Path(dir_okay=False), default=None, help="MIDI file to continue."
+)
+@click.option("--prompt-bars", type=click.IntRange(1, 512), default=4, show_default=True,
+              help="Bars of the prompt to keep before continuing.")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True,
+              help="Folder for the MIDI files.")  # fmt: skip
+@click.option("--no-grammar", is_flag=True, help="Sample without the grammar mask (the raw model).")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
+)
+def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_bars, out,
+             no_grammar, device) -> None:  # fmt: skip
+    """Generate new music with the shipped model or your own, and write MIDI files."""
+    import random
+
+    from aurl.api import load
+    from aurl.generate.sampler import SamplingConfig
+    from aurl.midi import write_midi
+
+    gen = load(model, device)
+    seed = seed if seed is not None else random.randrange(2**31)
+    prompt_ids, taken = (None, 0) if prompt is None else gen.prompt_ids(prompt, prompt_bars)
+    sampling = SamplingConfig(
+        temperature=temperature, top_k=top_k, top_p=top_p, grammar=not no_grammar
+    )
+    result = gen.generate(bars, num, sampling, seed, prompt_ids, taken)
+    stem = f"{Path(prompt).stem}-cont" if prompt else "aurl"
+    for i, piece in enumerate(result.pieces):
+        path = write_midi(piece.score, Path(out) / f"{stem}-{seed}-{i + 1:02d}.mid")
+        click.echo(f"wrote {path}: {piece.bars} bars, {piece.notes} notes, {piece.seconds:.1f} s")
+    click.echo(f"{result.new_tokens} tokens in {result.wall_time:.2f} s "
+               f"({result.tokens_per_second:.0f} tokens/s), seed {seed}")  # fmt: skip
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning expected failures into one line and exit code 2."""
+    from aurl.config import ConfigError
+    from aurl.data.sources import SourceError
+    from aurl.midi import MidiError
+    from aurl.models.folder import ModelLoadError
+
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or bool(os.environ.get("AURL_DEBUG"))
+    expected = (ConfigError, SourceError, MidiError, ModelLoadError, FileNotFoundError, ValueError)
+    try:
+        cli.main(args=args, prog_name="aurl", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.ctx.get_help() if e.ctx else str(e))
+        return EXIT_USAGE
+    except click.ClickException as e:
+        click.echo(f"aurl: error: {_one_line(e.format_message())}", err=True)
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("aurl: interrupted", err=True)
+        return 130
+    except expected as e:
+        if debug:
+            raise
+        click.echo(f"aurl: error: {_one_line(e)}", err=True)
+        return EXIT_USAGE
+    except Exception as e:
+        if debug:
+            raise
+        click.echo(f"aurl: internal error: {type(e).__name__}: {_one_line(e)} "
+                   "(run with --debug for the traceback)", err=True)  # fmt: skip
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Choosing the torch device."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` takes CUDA when present, else the CPU.
+
+    Raises:
+        ValueError: a device was asked for that this machine does not have.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but no CUDA device is available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device mps was asked for but MPS is not available")
+    return torch.device(name)

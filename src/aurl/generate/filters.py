@@ -1,0 +1,36 @@
+"""Sampling filters: small pure functions from logits (B, V) to logits (B, V)."""
+
+from __future__ import annotations
+
+import torch
+
+NEG_INF = float("-inf")
+
+
+def apply_mask(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Forbid every token where ``allowed`` (B, V) is False."""
+    return logits.masked_fill(~allowed, NEG_INF)
+
+
+def temperature(logits: torch.Tensor, t: float) -> torch.Tensor:
+    """Divide by ``t`` (> 0): below 1 sharpens, above 1 flattens."""
+    return logits if t == 1.0 else logits / t
+
+
+def top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest logits per row (0 keeps all)."""
+    if k <= 0 or k >= logits.size(-1):
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, NEG_INF)
+
+
+def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filter: keep the smallest set of tokens whose probability reaches ``p``."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    before = torch.cumsum(probs, dim=-1) - probs  # mass strictly before each token
+    sorted_logits = sorted_logits.masked_fill(before > p, NEG_INF)
+    return torch.empty_like(logits).scatter_(-1, order, sorted_logits)

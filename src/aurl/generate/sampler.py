@@ -1,0 +1,105 @@
+"""Batch sampling with the KV cache and the grammar mask.
+
+Every sequence of a batch shares one prompt length, so one cache position serves all. A
+sequence stops at EOS, or when it is about to start one bar more than asked for (that Bar
+becomes EOS). Past the model's context the cache is rebuilt from the last bars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from aurl.generate import filters
+from aurl.models import Transformer
+from aurl.tokens import EOS, PAD, GrammarState, TokenType, Vocabulary
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to pick each next token."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    greedy: bool = False
+    grammar: bool = True
+    use_cache: bool = True
+
+
+def _next_logits(model, seq, cache, pos, use_cache):
+    """Logits (B, V) for the token after ``seq[:, :pos]`` given the cache holds ``pos - 1``."""
+    if use_cache:
+        return model(seq[:, pos - 1 : pos], cache=cache, start=pos - 1, last_only=True)[:, -1]
+    return model(seq[:, :pos], last_only=True)[:, -1]
+
+
+@torch.inference_mode()
+def sample(
+    model: Transformer,
+    vocab: Vocabulary,
+    prompt: torch.Tensor,
+    max_bars: int,
+    max_tokens: int,
+    config: SamplingConfig = SamplingConfig(),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Continue ``prompt`` (B, T0) until EOS or ``max_bars`` bars in all (prompt included).
+
+    Returns (B, T) ids; finished sequences are padded with PAD after their EOS.
+    """
+    model.eval()
+    B, T0 = prompt.shape
+    total = T0 + max_tokens
+    seq = torch.full((B, total), PAD, dtype=torch.long, device=prompt.device)
+    seq[:, :T0] = prompt
+    state = GrammarState(vocab, B, prompt.device)
+    state.feed(prompt)
+    bar_id = vocab.offsets[TokenType.BAR]
+    done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
+    ctx = model.config.max_seq_len
+    cache = None
+
+    def prefill(offset: int, pos: int) -> torch.Tensor:
+        nonlocal cache
+        if config.use_cache:
+            cache = model.new_cache(B, ctx)
+        return model(seq[:, offset:pos], cache=cache, start=0, last_only=True)[:, -1]
+
+    offset = 0 if ctx >= T0 else T0 - ctx
+    logits = prefill(offset, T0)
+    pos = T0
+    while pos < total:
+        if config.grammar:
+            logits = filters.apply_mask(logits, state.mask())
+        if config.greedy:
+            tok = logits.argmax(dim=-1)
+        else:
+            logits = filters.temperature(logits, config.temperature)
+            logits = filters.top_p(filters.top_k(logits, config.top_k), config.top_p)
+            tok = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
+        over = (tok == bar_id) & (state.bars >= max_bars)
+        tok = torch.where(over | done, torch.where(done, PAD, EOS), tok)
+        seq[:, pos] = tok
+        state.update(tok)
+        done |= tok == EOS
+        pos += 1
+        if pos == total or bool(done.all()):
+            break
+        if pos - offset >= ctx:  # context full: keep the last bars and rebuild
+            offset += _restart_point(seq[0, offset:pos], bar_id, ctx)
+            logits = prefill(offset, pos)
+        elif config.use_cache:
+            logits = model(seq[:, pos - 1 : pos], cache=cache, start=pos - 1 - offset,
+                           last_only=True)[:, -1]  # fmt: skip
+        else:
+            logits = model(seq[:, offset:pos], last_only=True)[:, -1]
+    return seq[:, :pos]
+
+
+def _restart_point(window: torch.Tensor, bar_id: int, ctx: int) -> int:
+    """Index in ``window`` of a Bar near its middle, to keep the last bars as context."""
+    bars = (window == bar_id).nonzero().flatten().tolist()
+    candidates = [b for b in bars if ctx // 4 <= b <= 3 * ctx // 4]
+    return candidates[0] if candidates else ctx // 2
