@@ -78,7 +78,7 @@ class Generator:
         self,
         bars: int = 8,
         num: int = 1,
-        sampling: SamplingConfig = SamplingConfig(),
+        sampling: SamplingConfig | None = None,
         seed: int | None = None,
         prompt: np.ndarray | None = None,
         prompt_bars: int = 0,
@@ -94,7 +94,7 @@ class Generator:
         batch = torch.as_tensor(np.tile(start, (num, 1)), dtype=torch.long, device=self.device)
         t0 = time.perf_counter()
         out = sample(self.model, self.tokenizer.vocab, batch, prompt_bars + bars,
-                     bars * TOKENS_PER_BAR_LIMIT, sampling, generator)  # fmt: skip
+                     bars * TOKENS_PER_BAR_LIMIT, sampling or SamplingConfig(), generator)  # fmt: skip
         wall = time.perf_counter() - t0
         pieces, new_tokens = [], 0
         for row in out.cpu().numpy():

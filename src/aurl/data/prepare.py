@@ -96,7 +96,7 @@ def prepare(
 
     files = [str(p) for p in source.files]
     skipped = [{"file": name, "reason": reason} for name, reason in source.skipped]
-    counts = {s: Counter() for s in SPLITS}
+    counts = {s: Counter(pieces=0, notes=0, tokens=0) for s in SPLITS}
     with atomic_dir(folder) as tmp:
         writers = {s: ShardWriter(tmp / s, tokenizer.vocab) for s in SPLITS}
         pieces = {s: [] for s in SPLITS}

@@ -79,14 +79,24 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def locate(self, index: int) -> tuple[int, int, int]:
+        """Window ``index`` as (first token offset, end offset, semitones to transpose)."""
         rng = np.random.default_rng((self.seed, int(index)))
         j = min(int(np.searchsorted(self.cdf, rng.random(), side="right")), len(self.starts) - 1)
-        start, end = int(self.starts[j]), int(self.ends[j])
-        ids = np.asarray(self.shard.tokens[start : min(end, start + self.seq_len + 1)], np.int64)
+        start = int(self.starts[j])
+        end = min(int(self.ends[j]), start + self.seq_len + 1)
+        shift = 0
         if self.transpose:
+            ids = np.asarray(self.shard.tokens[start:end], np.int64)
             lo, hi = transpose_range(ids, self.vocab, self.transpose)
-            ids = transpose(ids, self.vocab, int(rng.integers(lo, hi + 1)))
+            shift = int(rng.integers(lo, hi + 1))
+        return start, end, shift
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end, shift = self.locate(index)
+        ids = np.asarray(self.shard.tokens[start:end], np.int64)
+        if shift:
+            ids = transpose(ids, self.vocab, shift)
         window = np.full(self.seq_len + 1, PAD, np.int64)
         window[: len(ids)] = ids
         t = torch.from_numpy(window)

@@ -42,13 +42,14 @@ def sample(
     prompt: torch.Tensor,
     max_bars: int,
     max_tokens: int,
-    config: SamplingConfig = SamplingConfig(),
+    config: SamplingConfig | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Continue ``prompt`` (B, T0) until EOS or ``max_bars`` bars in all (prompt included).
 
     Returns (B, T) ids; finished sequences are padded with PAD after their EOS.
     """
+    config = config or SamplingConfig()
     model.eval()
     B, T0 = prompt.shape
     total = T0 + max_tokens

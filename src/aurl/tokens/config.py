@@ -27,7 +27,7 @@ class TokenizerConfig(BaseModel):
     steps_per_quarter: int = Field(12, ge=1, le=96)
     time_signatures: tuple[str, ...] = DEFAULT_TIME_SIGNATURES
     velocity_bins: int = Field(32, ge=1, le=127)
-    max_duration_quarters: int = Field(8, ge=1, le=64)
+    max_duration_quarters: int = Field(16, ge=1, le=64)
     tempo_bins: int = Field(32, ge=2, le=256)
     tempo_min: float = Field(30.0, gt=0)
     tempo_max: float = Field(240.0, gt=0)

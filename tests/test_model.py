@@ -1,0 +1,86 @@
+"""Transformer: the KV cache path equals the full forward; model folders round-trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from aurl.models import Transformer, TransformerConfig, load_model, save_model
+from aurl.models.folder import ModelLoadError
+from aurl.tokens import Tokenizer
+
+CFG = TransformerConfig(vocab_size=545, n_layer=2, n_head=4, n_embd=64, max_seq_len=128)
+
+
+def model() -> Transformer:
+    torch.manual_seed(0)
+    return Transformer(CFG).eval()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_cache_prefill_then_50_steps_equals_full_forward(batch):
+    m = model()
+    x = torch.randint(0, CFG.vocab_size, (batch, 80))
+    with torch.no_grad():
+        full = m(x)
+        cache = m.new_cache(batch)
+        steps = [m(x[:, :30], cache=cache)]
+        steps += [m(x[:, t : t + 1], cache=cache, start=t) for t in range(30, 80)]
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+
+
+def test_cache_chunk_after_prefix_equals_full_forward():
+    m = model()
+    x = torch.randint(0, CFG.vocab_size, (2, 60))
+    with torch.no_grad():
+        full = m(x)
+        cache = m.new_cache(2)
+        parts = [m(x[:, :25], cache=cache), m(x[:, 25:40], cache=cache, start=25),
+                 m(x[:, 40:], cache=cache, start=40)]  # fmt: skip
+    assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
+
+
+def test_last_only_and_loss():
+    m = model()
+    x = torch.randint(3, CFG.vocab_size, (2, 20))
+    with torch.no_grad():
+        assert torch.allclose(m(x, last_only=True)[:, -1], m(x)[:, -1], atol=1e-6)
+        logits, loss = m(x, x)
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, CFG.vocab_size), x.reshape(-1))
+    assert torch.allclose(loss, expected)
+
+
+def test_too_long_input_is_refused():
+    with pytest.raises(ValueError, match="max_seq_len"):
+        model()(torch.zeros(1, CFG.max_seq_len + 1, dtype=torch.long))
+
+
+def test_bad_shape_config_is_refused():
+    with pytest.raises(ValueError, match="heads"):
+        TransformerConfig(n_embd=30, n_head=4)
+
+
+def test_model_folder_round_trip(tmp_path):
+    m, tk = model(), Tokenizer()
+    save_model(m, tk, tmp_path / "m", {"metrics": {"val_nll_per_token": 1.5}})
+    again = load_model(tmp_path / "m")
+    x = torch.randint(0, CFG.vocab_size, (1, 16))
+    with torch.no_grad():
+        assert torch.equal(again.model(x), m(x))
+    assert again.model.head.weight.data_ptr() == again.model.embed.weight.data_ptr()
+    assert again.meta["metrics"]["val_nll_per_token"] == 1.5
+    assert again.tokenizer.config == tk.config
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_broken_model_folders_raise(tmp_path):
+    with pytest.raises(ModelLoadError, match="not a model folder"):
+        load_model(tmp_path)
+    save_model(model(), Tokenizer(), tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["model"]["n_embd"] = 128
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        load_model(tmp_path / "m")
