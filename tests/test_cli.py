@@ -1,0 +1,106 @@
+"""The aurl command end to end, as a user runs it: help, prepare, generate, and errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import symusic
+
+from aurl.paths import SHIPPED_MODEL
+
+AURL = str(Path(sys.executable).parent / "aurl")
+TINY = str(Path(__file__).parents[1] / "configs" / "tiny.yaml")
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([AURL, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("command", [[], ["prepare"], ["train"], ["generate"]])
+def test_help_explains_every_option(command):
+    result = run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    if command == ["generate"]:
+        for option in ("--bars", "--temperature", "--top-k", "--top-p", "--seed", "--num",
+                       "--prompt", "--prompt-bars", "--out", "--model", "--no-grammar"):  # fmt: skip
+            assert option in result.stdout
+
+
+def test_generate_writes_readable_midi(tiny_run, tmp_path):
+    result = run("generate", "--model", str(tiny_run), "--bars", "2", "--num", "2", "--seed", "3",
+                 "--out", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    files = sorted((tmp_path / "out").glob("*.mid"))
+    assert len(files) == 2
+    for f in files:
+        assert symusic.Score(str(f)).note_num() > 0
+    assert "tokens/s" in result.stdout and result.stdout.count("wrote") == 2
+
+
+def test_shipped_model_generates(tmp_path):
+    assert (SHIPPED_MODEL / "config.json").is_file(), "the shipped model is missing"
+    result = run("generate", "--bars", "4", "--seed", "1", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (midi,) = tmp_path.glob("*.mid")
+    score = symusic.Score(str(midi))
+    assert score.note_num() > 10
+    assert "4 bars" in result.stdout
+
+
+def test_prompt_is_continued(tiny_run, bach_source, tmp_path):
+    prompt = bach_source.files[5]
+    result = run("generate", "--model", str(tiny_run), "--prompt", str(prompt), "--prompt-bars", "2",
+                 "--bars", "2", "--seed", "1", "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (midi,) = tmp_path.glob("*.mid")
+    from aurl.tokens import Tokenizer, TokenType
+
+    tk = Tokenizer()
+
+    ids = tk.encode(symusic.Score(str(prompt)))
+    bars = (tk.vocab.types[ids] == TokenType.BAR).nonzero()[0]
+    prompt_part = tk.decode(ids[: bars[2]])  # the first two bars, on the grid
+
+    def notes(score):
+        return {(n.time, n.duration, n.pitch) for t in score.tracks for n in t.notes}
+
+    assert notes(prompt_part) and notes(prompt_part) <= notes(symusic.Score(str(midi)))
+    assert "wrote" in result.stdout
+
+
+def test_prepare_a_folder_then_cached(small_corpus):
+    first = run("prepare", str(small_corpus), "--quiet")
+    assert first.returncode == 0, first.stderr
+    assert "40 files read" in first.stdout and "splits: train" in first.stdout
+    second = run("prepare", str(small_corpus), "--quiet")
+    assert "(cached)" in second.stdout
+
+
+def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("aurl: error:") and "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_errors_are_one_line_with_exit_code_2(tiny_run, tmp_path):
+    corrupt = tmp_path / "corrupt.mid"
+    corrupt.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x40\x00\x90")
+    model = ["--model", str(tiny_run)]
+    one_line_error(run("generate", *model, "--prompt", str(tmp_path / "missing.mid")), "missing.mid", "not found")
+    one_line_error(run("generate", *model, "--prompt", str(corrupt)), "corrupt.mid", "truncated")
+    one_line_error(run("generate", "--bars", "0"), "--bars", "0")
+    one_line_error(run("generate", "--temperature", "-1"), "--temperature")
+    one_line_error(run("generate", "--model", str(tmp_path / "nomodel")), "nomodel")
+    one_line_error(run("train", "--config", TINY, "train.lr=-1"), "train.lr")
+    one_line_error(run("train", "--config", str(tmp_path / "none.yaml")), "none.yaml")
+    one_line_error(run("generate", "--no-such-option"), "--no-such-option")
+    one_line_error(run("prepare", str(tmp_path / "nowhere")), "nowhere")
+    assert not list(tmp_path.glob("outputs"))
