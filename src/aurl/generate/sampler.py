@@ -79,7 +79,7 @@ def sample(
         else:
             logits = filters.temperature(logits, config.temperature)
             logits = filters.top_p(filters.top_k(logits, config.top_k), config.top_p)
-            tok = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
+            tok = filters.gumbel_sample(logits, generator)
         over = (tok == bar_id) & (state.bars >= max_bars)
         tok = torch.where(over | done, torch.where(done, PAD, EOS), tok)
         seq[:, pos] = tok

@@ -60,10 +60,18 @@ def rope_tables(head_dim: int, max_len: int, base: float) -> tuple[torch.Tensor,
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, D) by the (T, D) tables."""
+    """Rotate (..., T, n, D) by the (T, 1, D) tables (rotate-half form)."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos + rotated * sin
+
+
+# Forward passes call the functional ops on the modules' weights directly: at one token per
+# step, the per-module call overhead would otherwise cost as much as the matrix products.
+
+
+def _norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, None, norm.eps)
 
 
 class Attention(nn.Module):
@@ -77,8 +85,10 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, start: int = 0):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, H, T, D)
+        qkv = F.linear(x, self.qkv.weight).view(B, T, 3, self.n_head, self.head_dim)
+        qk = apply_rope(qkv[:, :, :2], cos, sin)  # (B, T, 2, H, D): q and k rotated together
+        q, k = qk.permute(2, 0, 3, 1, 4)  # (B, H, T, D) each
+        v = qkv[:, :, 2].transpose(1, 2)
         if cache is not None:
             k, v = cache.update(start, k, v)
         drop = self.dropout if self.training else 0.0
@@ -89,7 +99,7 @@ class Attention(nn.Module):
         else:  # a chunk after a cached prefix: causal within the chunk
             mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return F.linear(y.transpose(1, 2).reshape(B, T, C), self.proj.weight)
 
 
 class MLP(nn.Module):
@@ -97,10 +107,9 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False)
-        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x):
-        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+        return F.linear(F.gelu(F.linear(x, self.fc.weight), approximate="tanh"), self.proj.weight)
 
 
 class Block(nn.Module):
@@ -110,11 +119,14 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.norm2 = nn.LayerNorm(cfg.n_embd, bias=False)
         self.mlp = MLP(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.dropout = cfg.dropout
 
     def forward(self, x, cos, sin, cache=None, start=0):
-        x = x + self.drop(self.attn(self.norm1(x), cos, sin, cache, start))
-        return x + self.mlp(self.norm2(x))
+        x = x + self._drop(self.attn.forward(_norm(self.norm1, x), cos, sin, cache, start))
+        return x + self._drop(self.mlp.forward(_norm(self.norm2, x)))
+
+    def _drop(self, y: torch.Tensor) -> torch.Tensor:
+        return F.dropout(y, self.dropout) if self.training and self.dropout else y
 
 
 class Transformer(nn.Module):
@@ -124,7 +136,6 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = nn.LayerNorm(cfg.n_embd, bias=False)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
@@ -173,12 +184,16 @@ class Transformer(nn.Module):
             raise ValueError(
                 f"sequence of {start + T} tokens exceeds max_seq_len {self.config.max_seq_len}"
             )
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
-        x = self.drop(self.embed(idx))  # (B, T, C)
+        # (T, 1, 1, D): broadcast over the q/k pair and the heads
+        cos = self.rope_cos[start : start + T, None, None]
+        sin = self.rope_sin[start : start + T, None, None]
+        x = F.embedding(idx, self.embed.weight)  # (B, T, C)
+        if self.training and self.config.dropout:
+            x = F.dropout(x, self.config.dropout)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, None if cache is None else cache[i], start)
-        x = self.norm(x[:, -1:] if last_only else x)
-        logits = self.head(x)  # (B, T, V)
+            x = block.forward(x, cos, sin, None if cache is None else cache[i], start)
+        x = _norm(self.norm, x[:, -1:] if last_only else x)
+        logits = F.linear(x, self.embed.weight)  # (B, T, V), tied to the embedding
         if targets is None:
             return logits
         loss = F.cross_entropy(

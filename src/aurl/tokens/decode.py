@@ -16,39 +16,54 @@ def decode(ids, vocab: Vocabulary) -> symusic.Score:
     One track per program (drums on their own track), time signatures at the bars that
     carry a TimeSig token, tempos where Tempo tokens are. Decoding stops at EOS.
     """
-    types, values = vocab.types, vocab.values
+    types, values = vocab.types.tolist(), vocab.values.tolist()  # plain ints: fast to compare
+    bar_steps, tempos, velocities = (
+        vocab.bar_steps.tolist(),
+        vocab.tempo_values,
+        vocab.velocity_values,
+    )
+    BAR, SIG, POS, TEMPO = (
+        int(TokenType.BAR),
+        int(TokenType.TIMESIG),
+        int(TokenType.POSITION),
+        int(TokenType.TEMPO),
+    )
+    PROGRAM, PITCH, VEL, DUR = (int(TokenType.PROGRAM), int(TokenType.PITCH), int(TokenType.VELOCITY),
+                                int(TokenType.DURATION))  # fmt: skip
     notes: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
     score = symusic.Score(vocab.config.steps_per_quarter)
     bar_start, bar_len, seen_bar = 0, 0, False
     time, program, pitch, velocity = 0, 0, None, None
-    default_len = int(vocab.bar_steps[vocab.offsets[TokenType.TIMESIG] + _four_four(vocab)])
+    default_len = bar_steps[vocab.offsets[TokenType.TIMESIG] + _four_four(vocab)]
+    size = vocab.size
     for tok in np.asarray(ids, np.int64).tolist():
         if tok == EOS:
             break
-        if not 0 <= tok < vocab.size:
+        if not 0 <= tok < size:
             continue
-        kind, value = types[tok], int(values[tok])
-        if kind == TokenType.BAR:
+        kind, value = types[tok], values[tok]
+        if kind == PITCH:
+            pitch = value
+        elif kind == VEL:
+            velocity = int(velocities[value])
+        elif kind == DUR:
+            if pitch is not None and velocity is not None:
+                notes[program].append((time, value + 1, pitch, velocity))
+            pitch = velocity = None
+        elif kind == POS:
+            time = bar_start + value
+        elif kind == PROGRAM:
+            program = value
+        elif kind == BAR:
             if seen_bar:
                 bar_start += bar_len or default_len
             seen_bar, time = True, bar_start
-        elif kind == TokenType.TIMESIG:
+        elif kind == SIG:
             num, den = vocab.time_signatures[value]
-            bar_len = int(vocab.bar_steps[tok])
+            bar_len = bar_steps[tok]
             score.time_signatures.append(symusic.TimeSignature(bar_start, num, den))
-        elif kind == TokenType.POSITION:
-            time = bar_start + value
-        elif kind == TokenType.TEMPO:
-            score.tempos.append(symusic.Tempo(time, float(vocab.tempo_values[value])))
-        elif kind == TokenType.PROGRAM:
-            program = value
-        elif kind == TokenType.PITCH:
-            pitch = value
-        elif kind == TokenType.VELOCITY:
-            velocity = int(vocab.velocity_values[value])
-        elif kind == TokenType.DURATION and pitch is not None and velocity is not None:
-            notes[program].append((time, value + 1, pitch, velocity))
-            pitch = velocity = None
+        elif kind == TEMPO:
+            score.tempos.append(symusic.Tempo(time, float(tempos[value])))
     for prog in sorted(notes):
         arr = np.array(notes[prog], np.int32)
         drum = prog == DRUM_PROGRAM

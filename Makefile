@@ -1,0 +1,45 @@
+# Two commands do all setup: `make run` (generate with the shipped model) and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTHON ?= python3
+BARS   ?= 16
+
+.PHONY: setup run test lint format bench train-small clean
+
+# torch is pinned to 2.13.0: on the CPU machines we build on, that version resolves to the
+# CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/aurl generate --bars $(BARS)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) benchmarks/bench_tokenize.py
+	$(PY) benchmarks/bench_generate.py
+
+# Reproduces the shipped model (about an hour on 2 CPU cores).
+train-small: $(STAMP)
+	$(VENV)/bin/aurl train --config configs/small.yaml
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
