@@ -18,7 +18,9 @@ TINY = str(Path(__file__).parents[1] / "configs" / "tiny.yaml")
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([AURL, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [AURL, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 @pytest.mark.parametrize("command", [[], ["prepare"], ["train"], ["generate"]])
@@ -94,7 +96,11 @@ def test_errors_are_one_line_with_exit_code_2(tiny_run, tmp_path):
     corrupt = tmp_path / "corrupt.mid"
     corrupt.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x40\x00\x90")
     model = ["--model", str(tiny_run)]
-    one_line_error(run("generate", *model, "--prompt", str(tmp_path / "missing.mid")), "missing.mid", "not found")
+    one_line_error(
+        run("generate", *model, "--prompt", str(tmp_path / "missing.mid")),
+        "missing.mid",
+        "not found",
+    )
     one_line_error(run("generate", *model, "--prompt", str(corrupt)), "corrupt.mid", "truncated")
     one_line_error(run("generate", "--bars", "0"), "--bars", "0")
     one_line_error(run("generate", "--temperature", "-1"), "--temperature")

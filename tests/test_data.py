@@ -10,7 +10,7 @@ from aurl.data.shards import Shard
 from aurl.data.sources import SourceError, folder_source
 from aurl.data.split import split_of
 from aurl.data.windows import WindowDataset, eval_windows, transpose, transpose_range
-from aurl.tokens import BOS, PAD, Tokenizer, TokenizerConfig, TokenType
+from aurl.tokens import BOS, Tokenizer, TokenizerConfig, TokenType
 from aurl.tokens.vocab import DRUM_PROGRAM
 
 TK = Tokenizer()
@@ -22,7 +22,9 @@ def test_split_is_stable_and_roughly_90_5_5():
     splits = [split_of(n) for n in names]
     assert splits == [split_of(n) for n in names]  # pure function of the name
     share = {s: splits.count(s) / len(names) for s in ("train", "val", "test")}
-    assert 0.87 < share["train"] < 0.93 and 0.03 < share["val"] < 0.07 and 0.03 < share["test"] < 0.07
+    assert (
+        0.87 < share["train"] < 0.93 and 0.03 < share["val"] < 0.07 and 0.03 < share["test"] < 0.07
+    )
 
 
 def test_adding_files_moves_no_piece(small_corpus, tmp_path):
@@ -50,7 +52,9 @@ def test_prepare_reports_bad_files_and_caches(small_corpus, tmp_path):
     corpus.mkdir()
     for p in sorted(small_corpus.iterdir())[:12]:
         (corpus / p.name).write_bytes(p.read_bytes())
-    (corpus / "corrupt.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x00\x60MTrk\x00\x00\x10")
+    (corpus / "corrupt.mid").write_bytes(
+        b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x00\x60MTrk\x00\x00\x10"
+    )
     (corpus / "notmidi.mid").write_text("hello")
     root = tmp_path / "datasets"
     first = prepare(folder_source(corpus), TK, workers=2, progress=False, root=root)

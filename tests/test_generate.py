@@ -14,7 +14,9 @@ TK = Tokenizer()
 
 def random_model(ctx: int = 256) -> Transformer:
     torch.manual_seed(0)
-    cfg = TransformerConfig(vocab_size=TK.vocab_size, n_layer=2, n_head=2, n_embd=32, max_seq_len=ctx)
+    cfg = TransformerConfig(
+        vocab_size=TK.vocab_size, n_layer=2, n_head=2, n_embd=32, max_seq_len=ctx
+    )
     return Transformer(cfg).eval()
 
 

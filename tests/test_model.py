@@ -72,7 +72,10 @@ def test_model_folder_round_trip(tmp_path):
     assert again.model.head.weight.data_ptr() == again.model.embed.weight.data_ptr()
     assert again.meta["metrics"]["val_nll_per_token"] == 1.5
     assert again.tokenizer.config == tk.config
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
 
 
 def test_broken_model_folders_raise(tmp_path):

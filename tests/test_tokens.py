@@ -38,7 +38,11 @@ def built_score(seed: int = 0, n: int = 300) -> symusic.Score:
 
 def note_set(score: symusic.Score, velocity_bins: int | None = None) -> list[tuple]:
     notes = score_to_notes(score, TK.config.steps_per_quarter)
-    vel = notes["velocity"] if velocity_bins is None else velocity_bin(notes["velocity"], velocity_bins)
+    vel = (
+        notes["velocity"]
+        if velocity_bins is None
+        else velocity_bin(notes["velocity"], velocity_bins)
+    )
     rows = zip(notes["time"], notes["duration"], notes["pitch"], notes["program"], vel, strict=True)
     return sorted(tuple(int(x) for x in r) for r in rows)
 
@@ -64,7 +68,12 @@ def reference_encode(score: symusic.Score, tk: Tokenizer) -> list[int]:
             changes[time] = tempo_at[time]
         current = tempo_at[time]
     out, prev_sig = [BOS], None
-    order = list(zip(*(notes[k].tolist() for k in ("time", "duration", "pitch", "velocity", "program")), strict=True))
+    order = list(
+        zip(
+            *(notes[k].tolist() for k in ("time", "duration", "pitch", "velocity", "program")),
+            strict=True,
+        )
+    )
     for b, start in enumerate(starts.tolist()):
         if start > last:
             break
@@ -73,7 +82,9 @@ def reference_encode(score: symusic.Score, tk: Tokenizer) -> list[int]:
             out.append(off[TokenType.TIMESIG] + int(sigs[b]))
             prev_sig = sigs[b]
         end = starts[b + 1] if b + 1 < len(starts) else 1 << 60
-        times = sorted({t for t, *_ in order if start <= t < end} | {t for t in changes if start <= t < end})
+        times = sorted(
+            {t for t, *_ in order if start <= t < end} | {t for t in changes if start <= t < end}
+        )
         for t in times:
             out.append(off[TokenType.POSITION] + t - start)
             if t in changes:
@@ -120,7 +131,9 @@ def test_every_chorale_round_trips(bach_source):
     for path in bach_source.files:
         score = read_midi(path)
         ids = TK.encode(score)
-        if note_set(TK.decode(ids), TK.config.velocity_bins) != note_set(score, TK.config.velocity_bins):
+        if note_set(TK.decode(ids), TK.config.velocity_bins) != note_set(
+            score, TK.config.velocity_bins
+        ):
             mismatched.append(path.name)
         if path.name.endswith("0.mid"):  # a tenth of them against the slow reference
             assert ids.tolist() == reference_encode(score, TK), path.name
