@@ -36,6 +36,17 @@ def test_top_p_keeps_smallest_set_reaching_p():
     assert torch.isfinite(filters.top_p(probs.log(), 0.01)).sum() == 1  # always one left
 
 
+def test_fast_top_p_equals_full_sort():
+    torch.manual_seed(0)
+    for scale in (0.5, 3.0, 10.0):  # flat rows need the fallback, peaked rows do not
+        logits = torch.randn(16, TK.vocab_size) * scale
+        logits[:4, ::3] = float("-inf")  # masked ids, as the grammar leaves them
+        for p in (0.5, 0.9, 0.95, 0.999):
+            fast, slow = filters.top_p(logits, p), filters.top_p_sorted(logits, p)
+            assert torch.equal(torch.isfinite(fast), torch.isfinite(slow))
+            assert torch.equal(fast[torch.isfinite(fast)], slow[torch.isfinite(slow)])
+
+
 def test_temperature_and_mask():
     logits = torch.tensor([[2.0, -2.0]])
     assert torch.equal(filters.temperature(logits, 2.0), torch.tensor([[1.0, -1.0]]))

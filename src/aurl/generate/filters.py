@@ -25,8 +25,26 @@ def top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
     return logits.masked_fill(logits < kth, NEG_INF)
 
 
-def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Nucleus filter: keep the smallest set of tokens whose probability reaches ``p``."""
+def top_p(logits: torch.Tensor, p: float, candidates: int = 64) -> torch.Tensor:
+    """Nucleus filter: keep the smallest set of tokens whose probability reaches ``p``.
+
+    Looks at the ``candidates`` most likely tokens first (a partial sort); only when they
+    hold less than ``p`` of the mass in some row does it sort whole rows.
+    """
+    if p >= 1.0:
+        return logits
+    k = min(candidates, logits.size(-1))
+    top, order = torch.topk(logits, k, dim=-1)
+    probs = torch.exp(top - torch.logsumexp(logits, dim=-1, keepdim=True))
+    cumulative = torch.cumsum(probs, dim=-1)
+    if k < logits.size(-1) and not bool((cumulative[:, -1] >= p).all()):
+        return top_p_sorted(logits, p)
+    top = top.masked_fill(cumulative - probs > p, NEG_INF)  # mass strictly before > p
+    return torch.full_like(logits, NEG_INF).scatter_(-1, order, top)
+
+
+def top_p_sorted(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filter by a full sort of every row: the plain reference for :func:`top_p`."""
     if p >= 1.0:
         return logits
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
