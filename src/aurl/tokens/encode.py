@@ -137,3 +137,8 @@ def encode(score: symusic.Score, vocab: Vocabulary) -> np.ndarray:
     seq = np.arange(len(rows))  # notes are already in (program, pitch) order
     flat = rows[np.lexsort((seq, kind, time))].ravel()
     return np.concatenate([[BOS], flat[flat >= 0], [EOS]]).astype(np.int64)
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    x = np.sort(x)
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
