@@ -149,11 +149,13 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
     )
     result = gen.generate(bars, num, sampling, seed, prompt_ids, taken)
     stem = f"{Path(prompt).stem}-cont" if prompt else "aurl"
+    speed = f"{result.new_tokens} tokens at {result.tokens_per_second:.0f} tokens/s, seed {seed}"
     for i, piece in enumerate(result.pieces):
         path = write_midi(piece.score, Path(out) / f"{stem}-{seed}-{i + 1:02d}.mid")
-        click.echo(f"wrote {path}: {piece.bars} bars, {piece.notes} notes, {piece.seconds:.1f} s")
-    click.echo(f"{result.new_tokens} tokens in {result.wall_time:.2f} s "
-               f"({result.tokens_per_second:.0f} tokens/s), seed {seed}")  # fmt: skip
+        line = f"wrote {path}: {piece.bars} bars, {piece.notes} notes, {piece.seconds:.1f} s"
+        click.echo(f"{line} ({speed})" if num == 1 else line)
+    if num > 1:
+        click.echo(f"{num} pieces: {speed}")
 
 
 def _one_line(error: BaseException) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from aurl.generate import filters
+from aurl.generate.filters import NEG_INF
 from aurl.models import Transformer
 from aurl.tokens import EOS, PAD, GrammarState, TokenType, Vocabulary
 
@@ -26,6 +27,7 @@ class SamplingConfig:
     greedy: bool = False
     grammar: bool = True
     use_cache: bool = True
+    fill_bars: bool = True  # forbid EOS before the last bar has started
 
 
 def _next_logits(model, seq, cache, pos, use_cache):
@@ -46,6 +48,8 @@ def sample(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Continue ``prompt`` (B, T0) until EOS or ``max_bars`` bars in all (prompt included).
+
+    With ``config.fill_bars`` a sequence cannot end before its last bar has started.
 
     Returns (B, T) ids; finished sequences are padded with PAD after their EOS.
     """
@@ -74,6 +78,8 @@ def sample(
     while pos < total:
         if config.grammar:
             logits = filters.apply_mask(logits, state.mask())
+        if config.fill_bars:
+            logits[:, EOS] = torch.where(state.bars < max_bars, NEG_INF, logits[:, EOS])
         if config.greedy:
             tok = logits.argmax(dim=-1)
         else:
