@@ -1,0 +1,1 @@
+"""Evaluation: likelihood, per-piece features, set comparison, reports."""
