@@ -162,6 +162,40 @@ def test_long_notes_are_clipped_and_drums_kept_apart():
     assert by_drum[True].notes[0].pitch == 36 and by_drum[True].program == 0
 
 
+def swung_score(spq: int = 480) -> symusic.Score:
+    """Eighth notes played late, early and swung: off the 16th grid by a few ticks."""
+    score = symusic.Score(spq)
+    track = symusic.Track("p", 0, False)
+    rng = np.random.default_rng(5)
+    for i in range(64):
+        jitter = int(rng.integers(-40, 41))
+        swing = 80 if i % 2 else 0  # long-short eighths
+        track.notes.append(
+            symusic.Note(i * spq // 2 + swing + jitter + 60, spq // 3, 60 + i % 12, 90)
+        )
+    score.tracks.append(track)
+    return score
+
+
+def test_microtiming_keeps_the_groove():
+    micro = 8
+    tk = Tokenizer(TokenizerConfig(microtiming=micro))
+    score = swung_score()
+    ids = tk.encode(score)
+    assert tk.grammar.validate(ids) is None
+    assert (tk.vocab.types[ids] == TokenType.MICROTIMING).sum() > 32
+    back = tk.decode(ids)
+    assert back.tpq == tk.config.steps_per_quarter * micro
+    fine = score.resample(back.tpq, min_dur=1)
+    assert [n.time for n in back.tracks[0].notes] == [n.time for n in fine.tracks[0].notes]
+    # Strict quantization moves the same onsets onto the grid.
+    strict = TK.decode(TK.encode(score))
+    assert [n.time * micro for n in strict.tracks[0].notes] != [
+        n.time for n in back.tracks[0].notes
+    ]
+    assert np.array_equal(tk.encode(back), ids)
+
+
 def test_config_save_load(tmp_path):
     tk = Tokenizer(TokenizerConfig(steps_per_quarter=24, velocity_bins=16))
     tk.save(tmp_path / "tok.json")
@@ -170,8 +204,12 @@ def test_config_save_load(tmp_path):
 
 
 def test_bad_config_values_are_rejected():
-    with pytest.raises(ValueError, match="time signature"):
+    with pytest.raises(ValueError, match="denominator must be one of"):
         TokenizerConfig(time_signatures=("4/3",))
+    with pytest.raises(ValueError, match="not a time signature"):
+        TokenizerConfig(time_signatures=("four",))
+    with pytest.raises(ValueError, match="does not fit a grid"):
+        Tokenizer(TokenizerConfig(steps_per_quarter=1, time_signatures=("3/8",)))
     with pytest.raises(ValueError):
         TokenizerConfig(steps_per_quarter=0)
 

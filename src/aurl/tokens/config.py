@@ -20,6 +20,9 @@ class TokenizerConfig(BaseModel):
         max_duration_quarters: longest note duration, in quarters (one token per grid step).
         tempo_bins: number of tempo tokens, log-spaced over [tempo_min, tempo_max] (BPM).
         reserved_tokens: special ids kept free for infilling and control tokens.
+        microtiming: 0 or 1 quantizes strictly to the grid. N >= 2 keeps each note's offset
+            from its grid step, in 1/N of a step, as a MicroTiming token that decode
+            restores (groove-preserving quantization: swing and rubato survive).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -32,6 +35,7 @@ class TokenizerConfig(BaseModel):
     tempo_min: float = Field(30.0, gt=0)
     tempo_max: float = Field(240.0, gt=0)
     reserved_tokens: int = Field(13, ge=0, le=256)
+    microtiming: int = Field(0, ge=0, le=32)
 
     @field_validator("time_signatures")
     @classmethod
@@ -45,6 +49,11 @@ class TokenizerConfig(BaseModel):
             if int(den) not in (1, 2, 4, 8, 16):
                 raise ValueError(f"{ts!r}: denominator must be one of 1, 2, 4, 8, 16")
         return tuple(value)
+
+    @property
+    def micro(self) -> int:
+        """Sub-steps per grid step: 1 when quantizing strictly."""
+        return max(1, self.microtiming)
 
     def bar_steps(self, numerator: int, denominator: int) -> int:
         """Length of a bar in grid steps; raises ValueError if it is not a whole number."""

@@ -11,7 +11,7 @@ from aurl.tokens.vocab import DRUM_PROGRAM, EOS, TokenType, Vocabulary
 
 
 def decode(ids, vocab: Vocabulary) -> symusic.Score:
-    """Decode token ids into a tick Score with ``steps_per_quarter`` ticks per quarter.
+    """Decode token ids into a tick Score with ``steps_per_quarter * micro`` ticks per quarter.
 
     One track per program (drums on their own track), time signatures at the bars that
     carry a TimeSig token, tempos where Tempo tokens are. Decoding stops at EOS.
@@ -30,10 +30,11 @@ def decode(ids, vocab: Vocabulary) -> symusic.Score:
     )
     PROGRAM, PITCH, VEL, DUR = (int(TokenType.PROGRAM), int(TokenType.PITCH), int(TokenType.VELOCITY),
                                 int(TokenType.DURATION))  # fmt: skip
+    MICRO, micro = int(TokenType.MICROTIMING), vocab.config.micro
     notes: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
-    score = symusic.Score(vocab.config.steps_per_quarter)
+    score = symusic.Score(vocab.config.steps_per_quarter * micro)
     bar_start, bar_len, seen_bar = 0, 0, False
-    time, program, pitch, velocity = 0, 0, None, None
+    time, program, pitch, velocity, offset = 0, 0, None, None, 0
     default_len = bar_steps[vocab.offsets[TokenType.TIMESIG] + _four_four(vocab)]
     size = vocab.size
     for tok in np.asarray(ids, np.int64).tolist():
@@ -48,8 +49,11 @@ def decode(ids, vocab: Vocabulary) -> symusic.Score:
             velocity = int(velocities[value])
         elif kind == DUR:
             if pitch is not None and velocity is not None:
-                notes[program].append((time, value + 1, pitch, velocity))
+                notes[program].append((time * micro + offset, (value + 1) * micro, pitch, velocity))
             pitch = velocity = None
+            offset = 0
+        elif kind == MICRO:
+            offset = value - micro // 2
         elif kind == POS:
             time = bar_start + value
         elif kind == PROGRAM:
@@ -61,9 +65,9 @@ def decode(ids, vocab: Vocabulary) -> symusic.Score:
         elif kind == SIG:
             num, den = vocab.time_signatures[value]
             bar_len = bar_steps[tok]
-            score.time_signatures.append(symusic.TimeSignature(bar_start, num, den))
+            score.time_signatures.append(symusic.TimeSignature(bar_start * micro, num, den))
         elif kind == TEMPO:
-            score.tempos.append(symusic.Tempo(time, float(tempos[value])))
+            score.tempos.append(symusic.Tempo(time * micro, float(tempos[value])))
     for prog in sorted(notes):
         arr = np.array(notes[prog], np.int32)
         drum = prog == DRUM_PROGRAM

@@ -1,7 +1,7 @@
 """Score -> token ids, vectorized over symusic's numpy arrays.
 
-A piece is ``BOS (Bar [TimeSig] (Position [Tempo] ([Program] Pitch Velocity Duration)+)*)* EOS``.
-Every event becomes a fixed-width row of four slots (-1 where a slot is unused); the rows are
+A piece is ``BOS (Bar [TimeSig] (Position [Tempo] ([Program] Pitch Velocity [MicroTiming]
+Duration)+)*)* EOS``. Every event becomes a fixed-width row of five slots (-1 where a slot is unused); the rows are
 sorted by (time, kind, program, pitch) and flattened, so no Python loop runs per note.
 """
 
@@ -15,12 +15,16 @@ from aurl.tokens.vocab import BOS, DRUM_PROGRAM, EOS, TokenType, Vocabulary, tem
 _BAR_ROW, _POSITION_ROW, _NOTE_ROW = 0, 1, 2
 
 
-def score_to_notes(score: symusic.Score, steps_per_quarter: int) -> dict[str, np.ndarray]:
+def score_to_notes(
+    score: symusic.Score, steps_per_quarter: int, micro: int = 1
+) -> dict[str, np.ndarray]:
     """All notes of ``score`` on the grid, as flat arrays sorted by (time, program, pitch).
 
-    Drum tracks get program ``DRUM_PROGRAM``. Durations are at least one step.
+    Drum tracks get program ``DRUM_PROGRAM``. Durations are at least one step. With
+    ``micro`` > 1, ``offset`` holds each onset's distance from its grid step in 1/micro of a
+    step (from ``-(micro // 2)`` up); otherwise it is all zeros.
     """
-    grid = score.resample(steps_per_quarter, min_dur=1)
+    grid = score.resample(steps_per_quarter * micro, min_dur=1)
     parts = []
     for track in grid.tracks:
         arrays = track.notes.numpy()
@@ -31,12 +35,14 @@ def score_to_notes(score: symusic.Score, steps_per_quarter: int) -> dict[str, np
         parts.append(arrays)
     keys = ("time", "duration", "pitch", "velocity", "program")
     if not parts:
-        return {k: np.zeros(0, np.int64) for k in keys}
+        return {k: np.zeros(0, np.int64) for k in (*keys, "offset")}
     notes = {k: np.concatenate([p[k] for p in parts]).astype(np.int64) for k in keys}
+    fine = notes["time"]
+    notes["time"] = (fine + micro // 2) // micro  # nearest grid step
+    notes["offset"] = fine - notes["time"] * micro
+    notes["duration"] = np.maximum((notes["duration"] + micro // 2) // micro, 1)
     order = np.lexsort((notes["pitch"], notes["program"], notes["time"]))
-    notes = {k: v[order] for k, v in notes.items()}
-    notes["duration"] = np.maximum(notes["duration"], 1)
-    return notes
+    return {k: v[order] for k, v in notes.items()}
 
 
 def bar_grid(score: symusic.Score, vocab: Vocabulary, end: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +83,7 @@ def encode(score: symusic.Score, vocab: Vocabulary) -> np.ndarray:
     """
     cfg = vocab.config
     off = vocab.offsets
-    notes = score_to_notes(score, cfg.steps_per_quarter)
+    notes = score_to_notes(score, cfg.steps_per_quarter, cfg.micro)
     tempos = score.tempos.numpy()
     t_time = np.rint(tempos["time"].astype(np.float64) * cfg.steps_per_quarter / score.tpq)
     t_time = t_time.astype(np.int64)
@@ -97,14 +103,14 @@ def encode(score: symusic.Score, vocab: Vocabulary) -> np.ndarray:
 
     # Bar rows: Bar, TimeSig where the signature changes (and at the first bar).
     sig_change = np.append(True, bar_sigs[1:] != bar_sigs[:-1])
-    bar_rows = np.full((len(bar_starts), 4), -1, np.int64)
+    bar_rows = np.full((len(bar_starts), 5), -1, np.int64)
     bar_rows[:, 0] = off[TokenType.BAR]
     bar_rows[sig_change, 1] = off[TokenType.TIMESIG] + bar_sigs[sig_change]
 
     # Position rows: every time with a note or a tempo change.
     pos_times = np.union1d(notes["time"], t_time)
     bar_of = np.searchsorted(bar_starts, pos_times, side="right") - 1
-    pos_rows = np.full((len(pos_times), 4), -1, np.int64)
+    pos_rows = np.full((len(pos_times), 5), -1, np.int64)
     pos_rows[:, 0] = off[TokenType.POSITION] + pos_times - bar_starts[bar_of]
     has_tempo = np.isin(pos_times, t_time)
     pos_rows[has_tempo, 1] = (
@@ -119,11 +125,13 @@ def encode(score: symusic.Score, vocab: Vocabulary) -> np.ndarray:
             notes["program"][1:] != notes["program"][:-1]
         )
     max_dur = vocab.counts[TokenType.DURATION]
-    note_rows = np.empty((n, 4), np.int64)
+    note_rows = np.empty((n, 5), np.int64)
     note_rows[:, 0] = np.where(new_program, off[TokenType.PROGRAM] + notes["program"], -1)
     note_rows[:, 1] = off[TokenType.PITCH] + notes["pitch"]
     note_rows[:, 2] = off[TokenType.VELOCITY] + velocity_bin(notes["velocity"], cfg.velocity_bins)
-    note_rows[:, 3] = off[TokenType.DURATION] + np.minimum(notes["duration"], max_dur) - 1
+    micro_id = off[TokenType.MICROTIMING] + notes["offset"] + cfg.micro // 2
+    note_rows[:, 3] = np.where(notes["offset"] != 0, micro_id, -1)  # omitted when on the grid
+    note_rows[:, 4] = off[TokenType.DURATION] + np.minimum(notes["duration"], max_dur) - 1
 
     rows = np.concatenate([bar_rows, pos_rows, note_rows])
     time = np.concatenate([bar_starts, pos_times, notes["time"]])

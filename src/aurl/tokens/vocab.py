@@ -28,6 +28,7 @@ class TokenType(IntEnum):
     PITCH = 9
     VELOCITY = 10
     DURATION = 11
+    MICROTIMING = 12  # a note's offset from its grid step (only with microtiming >= 2)
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,14 @@ class Vocabulary:
             return "Program_Drums"
         if kind == TokenType.DURATION:
             return f"Duration_{value + 1}"
+        if kind == TokenType.MICROTIMING:
+            return f"MicroTiming_{value - self.config.micro // 2:+d}/{self.config.micro}"
         return f"{kind.name.capitalize()}_{value}"
 
 
 def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
     """Lay out the id ranges for ``config``: specials, Bar, TimeSig, Position, Tempo, Program,
-    Pitch, Velocity, Duration, in that order."""
+    Pitch, Velocity, Duration, MicroTiming, in that order."""
     sigs = tuple(tuple(int(x) for x in ts.split("/")) for ts in config.time_signatures)
     sig_steps = [config.bar_steps(n, d) for n, d in sigs]
     counts = {
@@ -101,6 +104,7 @@ def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
         TokenType.PITCH: 128,
         TokenType.VELOCITY: config.velocity_bins,
         TokenType.DURATION: config.max_duration_quarters * config.steps_per_quarter,
+        TokenType.MICROTIMING: config.micro if config.micro > 1 else 0,
     }
     offsets, start = {}, 0
     for kind in TokenType:
