@@ -177,6 +177,25 @@ def swung_score(spq: int = 480) -> symusic.Score:
     return score
 
 
+def test_finer_grid_holds_32nds_and_triplets():
+    tk = Tokenizer(TokenizerConfig(steps_per_quarter=24))
+    score = symusic.Score(24)
+    t = symusic.Track("p", 0, False)
+    for i in range(16):  # 32nd notes, then eighth-note triplets, then 16th triplets
+        t.notes.append(symusic.Note(i * 3, 3, 60 + i, 80))
+    for i in range(6):
+        t.notes.append(symusic.Note(48 + i * 8, 8, 70 + i, 80))
+    for i in range(6):
+        t.notes.append(symusic.Note(96 + i * 4, 4, 50 + i, 80))
+    score.tracks.append(t)
+    back = tk.decode(tk.encode(score))
+    assert [(n.time, n.duration, n.pitch) for n in back.tracks[0].notes] == [
+        (n.time, n.duration, n.pitch) for n in score.tracks[0].notes
+    ]
+    coarse = TK.decode(TK.encode(score))  # 12 steps per quarter cannot hold the 32nds
+    assert len({n.time for n in coarse.tracks[0].notes}) < 28
+
+
 def test_microtiming_keeps_the_groove():
     micro = 8
     tk = Tokenizer(TokenizerConfig(microtiming=micro))
