@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 BARS   ?= 16
 
-.PHONY: setup run test lint format bench train-small clean
+.PHONY: setup run test lint format bench train-small ship clean
 
 # torch is pinned to 2.13.0: on the CPU machines we build on, that version resolves to the
 # CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
@@ -43,3 +43,9 @@ train-small: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+
+# Copies the best weights of runs/bach-small into the package, in float16 (half the size).
+ship: $(STAMP)
+	$(PY) -c "import torch; from aurl.models import load_model, save_model; \
+	f = load_model('runs/bach-small/model'); \
+	save_model(f.model, f.tokenizer, 'src/aurl/shipped/bach-small', f.meta, dtype=torch.float16)"

@@ -78,6 +78,19 @@ def test_model_folder_round_trip(tmp_path):
     ]
 
 
+def test_half_precision_folder_is_smaller_and_close(tmp_path):
+    m, tk = model(), Tokenizer()
+    save_model(m, tk, tmp_path / "full")
+    save_model(m, tk, tmp_path / "half", dtype=torch.float16)
+    size = lambda name: (tmp_path / name / "model.safetensors").stat().st_size  # noqa: E731
+    assert size("half") < 0.55 * size("full")
+    again = load_model(tmp_path / "half").model
+    x = torch.randint(0, CFG.vocab_size, (1, 16))
+    with torch.no_grad():
+        assert next(again.parameters()).dtype == torch.float32
+        assert torch.allclose(again(x), m(x), atol=2e-2)
+
+
 def test_broken_model_folders_raise(tmp_path):
     with pytest.raises(ModelLoadError, match="not a model folder"):
         load_model(tmp_path)

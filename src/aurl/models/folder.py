@@ -38,10 +38,21 @@ class ModelFolder:
 
 
 def save_model(
-    model: Transformer, tokenizer: Tokenizer, path: str | Path, meta: dict | None = None
+    model: Transformer,
+    tokenizer: Tokenizer,
+    path: str | Path,
+    meta: dict | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """Write ``model`` and its configs to the folder ``path`` atomically (replacing it whole)."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != _TIED}
+    """Write ``model`` and its configs to the folder ``path`` atomically (replacing it whole).
+
+    ``dtype=torch.float16`` halves the file (the shipped model); loading casts back to float32.
+    """
+    state = {
+        k: v.detach().cpu().to(dtype).contiguous()
+        for k, v in model.state_dict().items()
+        if k != _TIED
+    }
     config = {
         "format": FORMAT,
         "model": model.config.model_dump(),
@@ -69,7 +80,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFol
             raise ModelLoadError(f"{path}: unknown model format {config.get('format')!r}")
         model = Transformer(TransformerConfig.model_validate(config["model"]))
         tokenizer = Tokenizer.from_dict(config["tokenizer"])
-        state = load_file(str(path / WEIGHTS))
+        state = {k: v.float() for k, v in load_file(str(path / WEIGHTS)).items()}
         state[_TIED] = state["embed.weight"]
         model.load_state_dict(state)
     except ModelLoadError:
