@@ -20,7 +20,8 @@ from aurl.api import load
 from aurl.generate import filters
 from aurl.generate.sampler import SamplingConfig, sample
 from aurl.paths import SHIPPED_MODEL
-from aurl.tokens import BOS, EOS, PAD, GrammarState
+from aurl.tokens import BOS, EOS, PAD
+from aurl.tokens.mask import GrammarState
 from common import machine_info, machine_markdown, median, timed, write_results
 
 PACKAGES = ("aurl", "torch", "numpy", "transformers")

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from aurl.midi import read_midi
-from aurl.tokens import BOS, EOS, GrammarState, Tokenizer, TokenType
+from aurl.tokens import BOS, EOS, Tokenizer, TokenType
+from aurl.tokens.mask import GrammarState
 
 TK = Tokenizer()
 V = TK.vocab

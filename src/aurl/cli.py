@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from aurl import __version__
+from aurl.analysis.command import analyze
 
 EXIT_USAGE = 2
 
@@ -156,6 +157,9 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
         click.echo(f"{line} ({speed})" if num == 1 else line)
     if num > 1:
         click.echo(f"{num} pieces: {speed}")
+
+
+cli.add_command(analyze)
 
 
 def _one_line(error: BaseException) -> str:

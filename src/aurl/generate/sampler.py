@@ -14,7 +14,8 @@ import torch
 from aurl.generate import filters
 from aurl.generate.filters import NEG_INF
 from aurl.models import Transformer
-from aurl.tokens import EOS, PAD, GrammarState, TokenType, Vocabulary
+from aurl.tokens import EOS, PAD, TokenType, Vocabulary
+from aurl.tokens.mask import GrammarState
 
 
 @dataclass(frozen=True)

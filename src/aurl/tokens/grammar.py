@@ -3,8 +3,9 @@
 * ``validate(ids)`` walks a sequence (plain Python, the reference) and reports the first
   violation with its index and reason.
 * ``timeline(ids)`` gives the bar index and the position in the bar of every token.
-* ``GrammarState`` holds the state of a batch of sequences as tensors and gives the mask of
-  legal next tokens with tensor operations only; the sampler calls it every step.
+* ``aurl.tokens.mask.GrammarState`` holds the state of a batch of sequences as tensors and
+  gives the mask of legal next tokens with tensor operations only (kept apart so that this
+  module needs numpy alone).
 
 State: the type of the last token, the position in the current bar (-1 right after a Bar),
 the length of the current bar in steps (0 until the first TimeSig) and the bars seen.
@@ -15,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from aurl.tokens.vocab import TokenType, Vocabulary
 
@@ -117,62 +117,3 @@ class Grammar:
             -1,
         )
         return bar, pos
-
-
-class GrammarState:
-    """The grammar state of a batch of sequences, as tensors, with a vectorized mask.
-
-    The per-step work is a handful of table lookups: ``update`` reads one row of a per-id
-    table, and ``mask`` ANDs one row of the type table with one row of a precomputed table of
-    legal positions for (current position, current bar length).
-
-    Args:
-        vocab: the vocabulary.
-        batch: number of sequences.
-        device: where the state tensors live (the sampler's device).
-    """
-
-    def __init__(self, vocab: Vocabulary, batch: int, device: torch.device | str = "cpu"):
-        types = torch.as_tensor(vocab.types)
-        values = torch.as_tensor(vocab.values)
-        is_pos, is_bar, is_sig = types == T.POSITION, types == T.BAR, types == T.TIMESIG
-        # Bar lengths are numbered: 0 = unknown (before the first TimeSig), then one per length.
-        lengths = sorted({int(x) for x in vocab.bar_steps[vocab.types == T.TIMESIG]})
-        sig_index = torch.zeros(vocab.size, dtype=torch.long)
-        for i, length in enumerate(lengths, start=1):
-            sig_index[torch.as_tensor(vocab.bar_steps == length)] = i
-        # Per id: its type, and what it does to the position and the bar length.
-        self.step_table = torch.stack([
-            types,
-            (~(is_pos | is_bar)).long(),  # 1: the position stays
-            torch.where(is_pos, values, -1),  # the new position otherwise (-1 after a Bar)
-            is_sig.long(), sig_index, is_bar.long(),
-        ], dim=1).to(device)  # fmt: skip
-        self.allowed = torch.as_tensor(follow_table(), device=device)[:, types]  # (rows, V)
-        # positions[p + 1, s, v]: id v is allowed at position p in a bar of length number s
-        bar_len = torch.tensor([0, *lengths])
-        p = torch.arange(-1, vocab.max_bar_steps)
-        ok = (values > p[:, None, None]) & (values < bar_len[None, :, None])
-        self.positions = (ok | ~is_pos).to(device)
-        self.last = torch.full((batch,), _START, dtype=torch.long, device=device)
-        self.pos = torch.full((batch,), -1, dtype=torch.long, device=device)
-        self.sig = torch.zeros(batch, dtype=torch.long, device=device)
-        self.bars = torch.zeros(batch, dtype=torch.long, device=device)
-
-    def update(self, tokens: torch.Tensor) -> None:
-        """Advance every sequence by one token. ``tokens``: (B,) ids."""
-        kind, keep_pos, new_pos, is_sig, sig, is_bar = self.step_table[tokens].unbind(1)
-        self.pos = torch.where(keep_pos.bool(), self.pos, new_pos)
-        self.sig = torch.where(is_sig.bool(), sig, self.sig)
-        self.bars = self.bars + is_bar
-        no_sig = is_bar.bool() & (self.sig == 0)
-        self.last = torch.where(no_sig, _BAR_NO_SIG, kind)
-
-    def feed(self, ids: torch.Tensor) -> None:
-        """Advance by a whole prompt. ``ids``: (B, T)."""
-        for t in range(ids.shape[1]):
-            self.update(ids[:, t])
-
-    def mask(self) -> torch.Tensor:
-        """(B, V) boolean mask of the legal next tokens."""
-        return self.allowed[self.last] & self.positions[self.pos + 1, self.sig]
