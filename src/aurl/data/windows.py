@@ -1,8 +1,10 @@
 """Training windows: random slices of the token shards that start at bar boundaries.
 
-Window ``i`` of a dataset is a pure function of ``(seed, i)``: which piece, which bar it
-starts at and how far it is transposed. A resumed run that asks for the same indices gets
-the same data, whatever the number of DataLoader workers.
+Window ``i`` of a dataset is a pure function of ``(seed, i)`` and of the training step it is
+for (``i // batch_size``): which piece, which bar it starts at, how it is augmented and, under
+a sequence-length curriculum, how long it is. A resumed run that asks for the same indices gets
+the same data, whatever the number of DataLoader workers. Several corpora combine with
+``WeightedWindows``.
 """
 
 from __future__ import annotations
@@ -10,66 +12,74 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from aurl.config import AugmentConfig, CurriculumConfig
+from aurl.data.augment import augment_window, transpose, transpose_range, transposition_applies
 from aurl.data.shards import Shard
 from aurl.tokens import PAD, TokenType, Vocabulary
-from aurl.tokens.vocab import DRUM_PROGRAM
+
+__all__ = ["WeightedWindows", "WindowDataset", "eval_windows", "seq_len_at", "transpose",
+           "transpose_range"]  # fmt: skip
+
+STREAM_SOURCE = 6  # WeightedWindows picks window i's corpus from default_rng((seed, i, 6))
 
 
-def transpose(ids: np.ndarray, vocab: Vocabulary, semitones: int) -> np.ndarray:
-    """Move every pitched (non-drum) note by ``semitones``; ids must start at a Bar or BOS.
-
-    Raises:
-        ValueError: a pitch would leave 0..127.
-    """
-    types = vocab.types[ids]
-    is_program = types == TokenType.PROGRAM
-    is_pitch = types == TokenType.PITCH
-    # The program in force at each token: the last Program token before it.
-    last = np.maximum.accumulate(np.where(is_program, np.arange(len(ids)), -1))
-    program = np.where(last >= 0, vocab.values[ids[np.maximum(last, 0)]], 0)
-    moving = is_pitch & (program != DRUM_PROGRAM)
-    pitches = vocab.values[ids[moving]] + semitones
-    if len(pitches) and (pitches.min() < 0 or pitches.max() > 127):
-        raise ValueError(f"transposing by {semitones} moves a pitch outside 0..127")
-    out = ids.copy()
-    out[moving] += semitones
-    return out
+def seq_len_at(step: int, seq_len: int, curriculum: CurriculumConfig | None) -> int:
+    """The window length at a training step: ``seq_len``, or under a curriculum
+    ``start_len`` doubled once for every step of ``at_steps`` reached, at most ``seq_len``."""
+    if curriculum is None or not curriculum.start_len:
+        return seq_len
+    doublings = sum(step >= s for s in curriculum.at_steps)
+    return min(seq_len, curriculum.start_len * 2**doublings)
 
 
-def transpose_range(ids: np.ndarray, vocab: Vocabulary, limit: int) -> tuple[int, int]:
-    """The semitone shifts in ``[-limit, limit]`` that keep every pitched note in 0..127."""
-    types = vocab.types[ids]
-    is_program = types == TokenType.PROGRAM
-    last = np.maximum.accumulate(np.where(is_program, np.arange(len(ids)), -1))
-    program = np.where(last >= 0, vocab.values[ids[np.maximum(last, 0)]], 0)
-    pitches = vocab.values[ids[(types == TokenType.PITCH) & (program != DRUM_PROGRAM)]]
-    if not len(pitches):
-        return 0, 0
-    return max(-limit, -int(pitches.min())), min(limit, 127 - int(pitches.max()))
+def _bar_steps_at(shard: Shard, vocab: Vocabulary, starts: np.ndarray) -> np.ndarray:
+    """Length in steps of the bar in force at each start (0 where the window brings its own
+    TimeSig or none is known): the last TimeSig of the piece before the start."""
+    bars = shard.bars[shard.bars + 1 < shard.num_tokens]
+    after = np.asarray(shard.tokens[bars + 1], np.int64)
+    sig_at = bars[vocab.types[after] == TokenType.TIMESIG] + 1
+    sig_len = vocab.bar_steps[np.asarray(shard.tokens[sig_at], np.int64)]
+    if not len(sig_at):
+        return np.zeros(len(starts), np.int64)
+    k = np.searchsorted(sig_at, starts, side="left") - 1
+    piece_start = shard.pieces[np.searchsorted(shard.pieces, starts, side="right") - 1]
+    known = (k >= 0) & (sig_at[np.maximum(k, 0)] > piece_start)
+    return np.where(known, sig_len[np.maximum(k, 0)], 0)
 
 
 class WindowDataset(torch.utils.data.Dataset):
     """Random windows of ``seq_len + 1`` tokens, as (input, target) pairs of length seq_len.
 
+    Window ``index`` is for training step ``index // batch_size``; its piece, start bar and
+    augmentation depend only on (seed, index, that step), and under a curriculum its length
+    too (shorter windows are padded to it with PAD).
+
     Args:
         shard: the split to read.
         vocab: the tokenizer's vocabulary.
         seq_len: model context length.
-        seed: base seed; window ``i`` depends only on (seed, i).
-        transpose: largest transposition in semitones (0 turns augmentation off).
+        seed: base seed.
+        transpose: largest transposition in semitones (0 turns transposition off).
         length: nominal length (windows are drawn at random, so any index works).
+        augment: probabilities, ranges and schedules (default: transposition only, always).
+        batch_size: windows per training step, to know each window's step.
+        curriculum: sequence-length curriculum (default: always ``seq_len``).
     """
 
     def __init__(self, shard: Shard, vocab: Vocabulary, seq_len: int, seed: int = 0,
-                 transpose: int = 0, length: int = 1 << 40):  # fmt: skip
+                 transpose: int = 0, length: int = 1 << 40, *, augment: AugmentConfig | None = None,
+                 batch_size: int = 1, curriculum: CurriculumConfig | None = None):  # fmt: skip
         if shard.num_tokens == 0:
             raise ValueError(f"{shard.folder}: no tokens in this split")
         self.shard, self.vocab, self.seq_len = shard, vocab, seq_len
         self.seed, self.transpose, self.length = seed, transpose, length
+        self.augment = augment or AugmentConfig()
+        self.batch_size, self.curriculum = batch_size, curriculum
         # Window starts: each piece's first token (BOS) and every Bar.
         starts = np.union1d(shard.pieces[:-1], shard.bars)
         piece_of = np.searchsorted(shard.pieces, starts, side="right") - 1
         self.starts, self.ends = starts, shard.pieces[piece_of + 1]
+        self.bar_steps = _bar_steps_at(shard, vocab, starts)
         # Weight starts so that each piece is drawn in proportion to its tokens.
         per_piece = np.bincount(piece_of, minlength=shard.num_pieces)
         lengths = np.diff(shard.pieces)
@@ -79,28 +89,87 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def locate(self, index: int) -> tuple[int, int, int]:
-        """Window ``index`` as (first token offset, end offset, semitones to transpose)."""
+    def __getstate__(self) -> dict:
+        # Worker processes started with spawn reopen the memmap instead of copying it.
+        state = dict(self.__dict__)
+        state["shard"] = self.shard.folder
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.shard = Shard(state["shard"])
+
+    def step_of(self, index: int) -> int:
+        """The training step window ``index`` is for."""
+        return int(index) // self.batch_size
+
+    def _draw(self, index: int) -> tuple[int, int, int, int]:
+        """(start number, first token offset, end offset, semitones) of window ``index``."""
         rng = np.random.default_rng((self.seed, int(index)))
         j = min(int(np.searchsorted(self.cdf, rng.random(), side="right")), len(self.starts) - 1)
+        step = self.step_of(index)
         start = int(self.starts[j])
-        end = min(int(self.ends[j]), start + self.seq_len + 1)
+        end = min(int(self.ends[j]), start + seq_len_at(step, self.seq_len, self.curriculum) + 1)
         shift = 0
-        if self.transpose:
+        if self.transpose and transposition_applies(self.augment, self.seed, index, step):
             ids = np.asarray(self.shard.tokens[start:end], np.int64)
             lo, hi = transpose_range(ids, self.vocab, self.transpose)
             shift = int(rng.integers(lo, hi + 1))
-        return start, end, shift
+        return j, start, end, shift
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        start, end, shift = self.locate(index)
+    def locate(self, index: int) -> tuple[int, int, int]:
+        """Window ``index`` as (first token offset, end offset, semitones to transpose)."""
+        return self._draw(index)[1:]
+
+    def window(self, index: int) -> np.ndarray:
+        """The augmented token ids of window ``index`` (up to its length + 1, unpadded)."""
+        j, start, end, shift = self._draw(index)
         ids = np.asarray(self.shard.tokens[start:end], np.int64)
         if shift:
             ids = transpose(ids, self.vocab, shift)
-        window = np.full(self.seq_len + 1, PAD, np.int64)
+        return augment_window(ids, self.vocab, self.augment, self.seed, int(index),
+                              self.step_of(index), int(self.bar_steps[j]))  # fmt: skip
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self.window(index)
+        size = seq_len_at(self.step_of(index), self.seq_len, self.curriculum)
+        window = np.full(size + 1, PAD, np.int64)
         window[: len(ids)] = ids
         t = torch.from_numpy(window)
         return t[:-1], t[1:]
+
+
+class WeightedWindows(torch.utils.data.Dataset):
+    """Windows drawn from several datasets: window ``index`` comes from dataset ``k`` with
+    probability ``weights[k] / sum(weights)`` (chosen from (seed, index) alone) and is that
+    dataset's window ``index``.
+
+    Args:
+        datasets: the window datasets, one per corpus.
+        weights: their relative weights (positive).
+        seed: base seed.
+        length: nominal length.
+    """
+
+    def __init__(self, datasets: list[torch.utils.data.Dataset], weights: list[float],
+                 seed: int = 0, length: int = 1 << 40):  # fmt: skip
+        if len(datasets) != len(weights) or not datasets:
+            raise ValueError("needs one weight per dataset, and at least one dataset")
+        if min(weights) <= 0:
+            raise ValueError(f"weights must be positive (got {weights})")
+        self.datasets, self.seed, self.length = list(datasets), seed, length
+        self.cdf = np.cumsum(weights) / np.sum(weights)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def source_of(self, index: int) -> int:
+        """Which dataset window ``index`` comes from."""
+        u = np.random.default_rng((self.seed, int(index), STREAM_SOURCE)).random()
+        return min(int(np.searchsorted(self.cdf, u, side="right")), len(self.datasets) - 1)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.datasets[self.source_of(index)][index]
 
 
 def eval_windows(shard: Shard, seq_len: int) -> list[np.ndarray]:

@@ -13,12 +13,12 @@ from aurl.config import ConfigError, RunConfig, dump_config, load_config
 from aurl.data.prepare import Dataset, prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
-from aurl.data.windows import WindowDataset
+from aurl.data.windows import WeightedWindows, WindowDataset
 from aurl.device import pick_device
 from aurl.evaluate.likelihood import nll_per_token
 from aurl.fileio import atomic_write_text
 from aurl.models import Transformer, load_model, save_model
-from aurl.tokens import Tokenizer
+from aurl.tokens import Tokenizer, Vocabulary
 from aurl.train.checkpoint import CHECKPOINT
 from aurl.train.loop import LoopState, train_loop
 
@@ -28,10 +28,20 @@ MODEL_DIR = "model"
 
 class BatchFeed:
     """Batch for step ``s`` = windows ``s*B .. s*B+B-1`` of the dataset, optionally from
-    DataLoader workers. Steps must be asked for in order."""
+    DataLoader workers. Steps must be asked for in order (a jump restarts the workers).
 
-    def __init__(self, dataset: WindowDataset, batch_size: int, workers: int):
+    Args:
+        dataset: the windows (each a pure function of its index, so any worker may make it).
+        batch_size: windows per step.
+        workers: DataLoader worker processes (0: in this process).
+        context: how workers start ("fork", "spawn", "forkserver"; None: the platform's
+            default).
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int, workers: int,
+                 context: str | None = None):  # fmt: skip
         self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
+        self.context = context
         self._iter, self._next = None, None
 
     def __call__(self, step: int):
@@ -43,10 +53,26 @@ class BatchFeed:
             loader = torch.utils.data.DataLoader(
                 self.dataset, batch_size=self.batch_size, sampler=sampler,
                 num_workers=self.workers, persistent_workers=True,
+                multiprocessing_context=self.context,
             )  # fmt: skip
             self._iter = iter(loader)
         self._next = step + 1
         return next(self._iter)
+
+
+def training_windows(config: RunConfig, vocab: Vocabulary,
+                     shards: list[Shard]) -> torch.utils.data.Dataset:  # fmt: skip
+    """The training windows of ``config`` over the train shards of its corpora, in the order
+    of ``config.data.weighted_sources()``; several corpora are drawn by their weights."""
+    data, seed = config.data, config.train.seed
+    windows = [
+        WindowDataset(shard, vocab, data.seq_len, seed, data.transpose, augment=data.augment,
+                      batch_size=config.train.batch_size, curriculum=data.curriculum)
+        for shard in shards
+    ]  # fmt: skip
+    if len(windows) == 1:
+        return windows[0]
+    return WeightedWindows(windows, [s.weight for s in data.weighted_sources()], seed)
 
 
 def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
@@ -76,7 +102,13 @@ def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: 
     if dataset is None:
         source = resolve_source(config.data.source, config.data.workers, progress)
         dataset = prepare(source, tokenizer, workers=config.data.workers, progress=progress)
-    train_shard, val_shard = Shard(dataset.split("train")), Shard(dataset.split("val"))
+    extra = [
+        prepare(resolve_source(s.source, config.data.workers, progress), tokenizer,
+                workers=config.data.workers, progress=progress)
+        for s in config.data.weighted_sources()[1:]
+    ]  # fmt: skip
+    train_shards = [Shard(d.split("train")) for d in (dataset, *extra)]
+    train_shard, val_shard = train_shards[0], Shard(dataset.split("val"))
     if val_shard.num_tokens == 0:
         val_shard = train_shard  # tiny corpora: fall back rather than fail
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -85,8 +117,7 @@ def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: 
     torch.manual_seed(cfg.seed)
     model_cfg = config.model.model_copy(update={"vocab_size": tokenizer.vocab_size})
     model = Transformer(model_cfg).to(device)
-    windows = WindowDataset(train_shard, tokenizer.vocab, config.data.seq_len, cfg.seed,
-                            config.data.transpose)  # fmt: skip
+    windows = training_windows(config, tokenizer.vocab, train_shards)
     feed = BatchFeed(windows, cfg.batch_size, config.data.loader_workers)
     seq_len = config.data.seq_len
 
