@@ -1,19 +1,22 @@
-"""The default corpus: the Bach chorales that ship inside ``music21``, converted to MIDI.
+"""Scores that ship inside ``music21``, converted to MIDI; the Bach chorales are the default.
 
 Each score is parsed with music21, its repeats are expanded, and it is written as a MIDI
-file with one track per voice. Conversion runs in worker processes; a score that fails
-(for example one whose repeats music21 cannot expand) is reported and skipped, and the
-run goes on. Converted files are cached: a second call converts nothing.
+file with one track per voice. A score is either a whole file (MusicXML, Humdrum, ABC) or
+one tune of an ABC file that holds many. Conversion runs in worker processes; a score that
+fails (for example one whose repeats music21 cannot expand) is reported and skipped, and
+the run goes on. Converted files are cached: a second call converts nothing. Other
+collections use the same machinery through :mod:`aurl.data.corpora`.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import importlib.util
 import json
 import multiprocessing
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,18 +29,51 @@ NON_CHORALES = frozenset({"bwv846"})  # Well-Tempered Clavier I, Prelude in C ma
 
 _SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn")
 
+# Objects music21's MIDI export moves to the conductor track; it fails if one is shared.
+_CONDUCTOR_CLASSES = ("MetronomeMark", "TimeSignature", "KeySignature")
+
 
 @dataclass
 class ConversionReport:
-    """What :func:`convert_bach_chorales` left in its output folder.
+    """What a conversion left in its output folder.
 
     Attributes:
         written: MIDI files now present in the output folder, cached ones included.
-        skipped: ``(score name, one-line reason)`` for every score that could not be converted.
+        skipped: ``(score label, one-line reason)`` for every score that could not be converted.
     """
 
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScoreRef:
+    """One score to convert: a whole score file, or one tune of a multi-tune ABC file.
+
+    Attributes:
+        name: Path of the MIDI file inside the output folder, without ``.mid``
+            (``bwv269`` or ``altdeu10/0001``).
+        path: The score file.
+        label: How reports name the score (``bwv277.krn``, ``altdeu10.abc X:1``).
+        tune: ABC text of the one tune to convert, or ``None`` to convert the whole file.
+    """
+
+    name: str
+    path: Path
+    label: str
+    tune: str | None = None
+
+
+def music21_corpus_dir() -> Path:
+    """Return music21's ``corpus`` folder without importing music21 (which takes seconds).
+
+    Raises:
+        ModuleNotFoundError: music21 is not installed.
+    """
+    spec = importlib.util.find_spec("music21")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("music21 is not installed; it ships the corpora")
+    return Path(next(iter(spec.submodule_search_locations))) / "corpus"
 
 
 def bach_chorale_paths() -> list[Path]:
@@ -48,10 +84,7 @@ def bach_chorale_paths() -> list[Path]:
     are not scores), less known non-chorales. The folder is listed directly so that
     music21 need not be imported (which keeps a cached second run near-instant).
     """
-    spec = importlib.util.find_spec("music21")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("music21 is not installed; it ships the Bach chorales")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "corpus" / "bach"
+    folder = music21_corpus_dir() / "bach"
     keep = [
         p
         for p in folder.iterdir()
@@ -91,10 +124,11 @@ def _is_musicxml(path: Path) -> bool:
 
 
 def chorale_to_midi_bytes(path: str | Path) -> bytes:
-    """Parse one score with music21, expand its repeats, and return it as MIDI bytes.
+    """Parse one score file with music21, expand its repeats, and return it as MIDI bytes.
 
-    Each part becomes its own MIDI track, after a conductor track with tempo, time and
-    key signatures. Repeats are expanded by music21's MIDI export itself, which calls
+    Works for any file music21 reads (MusicXML, Humdrum, a one-tune ABC file). Each part
+    becomes its own MIDI track, after a conductor track with tempo, time and key
+    signatures. Repeats are expanded by music21's MIDI export itself, which calls
     ``expandRepeats()`` on any score with measures; calling it here as well would only
     copy the score once more (about 30% slower, byte-identical output). A score whose
     repeats cannot be expanded raises ``music21.repeat.ExpanderException``. Lyrics are
@@ -104,14 +138,53 @@ def chorale_to_midi_bytes(path: str | Path) -> bytes:
         Exception: whatever music21 raises, for example ``ExpanderException`` when the
             repeats cannot be expanded.
     """
-    from music21 import converter, midi
+    from music21 import converter
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        score = converter.parse(str(path), forceSource=True)
-        for note in score.recurse().notesAndRests:
-            note.lyrics = []
-        return midi.translate.music21ObjectToMidiFile(score).writestr()
+        return _score_to_midi_bytes(converter.parse(str(path), forceSource=True))
+
+
+def abc_tune_to_midi_bytes(text: str) -> bytes:
+    """Parse the ABC text of one tune with music21 and return it as MIDI bytes.
+
+    The conversion is the same as :func:`chorale_to_midi_bytes`.
+
+    Raises:
+        Exception: whatever music21 raises for a tune it cannot read or convert.
+    """
+    from music21 import converter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _score_to_midi_bytes(converter.parseData(text, format="abc"))
+
+
+def _score_to_midi_bytes(score) -> bytes:
+    from music21 import midi, stream
+
+    if isinstance(score, stream.Opus):  # an ABC file with several tunes: take the first
+        score = score.scores.first()
+    for note in score.recurse().notesAndRests:
+        note.lyrics = []
+    _unshare_conductor_objects(score)
+    return midi.translate.music21ObjectToMidiFile(score).writestr()
+
+
+def _unshare_conductor_objects(score) -> None:
+    """Give every measure its own tempo, time and key objects.
+
+    music21's ABC reader can put one ``TimeSignature`` object into two measures (when it
+    splits an overfull bar), and its MIDI export then fails with "already found in this
+    Stream". Copying the second occurrence changes nothing else.
+    """
+    seen: set[int] = set()
+    for inner in score.recurse(streamsOnly=True, includeSelf=True):
+        for element in list(inner.getElementsByClass(_CONDUCTOR_CLASSES)):
+            if id(element) in seen:
+                inner.replace(element, copy.deepcopy(element))
+            else:
+                seen.add(id(element))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -119,11 +192,12 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
-def _convert_one(job: tuple[str, str, str]) -> tuple[str, str | None]:
+def _convert_one(job: tuple[str, str, str | None, str]) -> tuple[str, str | None]:
     """Convert one score to ``out``; return ``(name, None)`` or ``(name, reason)``. Never raises."""
-    name, src, out = job
+    name, src, tune, out = job
     try:
-        atomic_write_bytes(out, chorale_to_midi_bytes(src))
+        data = chorale_to_midi_bytes(src) if tune is None else abc_tune_to_midi_bytes(tune)
+        atomic_write_bytes(out, data)
     except Exception as exc:  # one bad score must never stop the run
         return name, _one_line(exc)
     return name, None
@@ -144,6 +218,68 @@ def _load_skips(out_dir: Path) -> dict[str, dict[str, str]]:
         return {}
 
 
+def convert_scores(
+    scores: Iterable[ScoreRef],
+    out_dir: Path,
+    workers: int = 2,
+    progress: bool = True,
+    desc: str = "Scores to MIDI",
+) -> ConversionReport:
+    """Convert scores to MIDI files in ``out_dir`` (``<name>.mid``), skipping failures.
+
+    Files already in ``out_dir`` are kept as they are, and scores a previous run skipped
+    are reported from ``out_dir/_skipped.json`` without parsing them again.
+
+    Args:
+        scores: The scores, each with a name unique among them.
+        out_dir: Folder for the MIDI files; created if missing.
+        workers: Worker processes; 1 or less converts in this process.
+        progress: Show a progress bar.
+        desc: Label of the progress bar.
+
+    Returns:
+        The MIDI files now present (in name order) and the scores skipped, each with a
+        one-line reason.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    selected = sorted(scores, key=lambda s: s.name)
+    old_skips = _load_skips(out_dir)
+    jobs: list[tuple[str, str, str | None, str]] = []
+    skips: dict[str, dict[str, str]] = {}
+    for score in selected:
+        out = out_dir / f"{score.name}.mid"
+        if out.exists():
+            continue
+        if score.name in old_skips:
+            skips[score.name] = old_skips[score.name]
+        else:
+            jobs.append((score.name, str(score.path), score.tune, str(out)))
+
+    labels = {score.name: score.label for score in selected}
+    for name, reason in _run(jobs, workers, progress, desc):
+        if reason is not None:
+            skips[name] = {"source": labels[name], "reason": reason}
+
+    kept = {k: v for k, v in old_skips.items() if k not in labels}
+    all_skips = dict(sorted({**kept, **skips}.items()))
+    if all_skips or (out_dir / SKIPPED_FILE).exists():
+        atomic_write_json(
+            out_dir / SKIPPED_FILE, {"music21": _music21_version(), "skipped": all_skips}
+        )
+
+    written = [out_dir / f"{s.name}.mid" for s in selected if (out_dir / f"{s.name}.mid").exists()]
+    skipped = [(v["source"], v["reason"]) for k, v in sorted(skips.items())]
+    return ConversionReport(written=written, skipped=skipped)
+
+
+def bach_chorale_scores() -> list[ScoreRef]:
+    """Return every Bach chorale as a :class:`ScoreRef`, named by :func:`midi_names`."""
+    return [
+        ScoreRef(name, path, path.name) for path, name in midi_names(bach_chorale_paths()).items()
+    ]
+
+
 def convert_bach_chorales(
     out_dir: Path,
     workers: int = 2,
@@ -160,57 +296,28 @@ def convert_bach_chorales(
         out_dir: Folder for the MIDI files; created if missing.
         workers: Worker processes; 1 or less converts in this process.
         progress: Show a progress bar.
-        limit: Take only the first ``limit`` scores (in :func:`bach_chorale_paths` order).
+        limit: Take only the first ``limit`` scores (in MIDI name order).
         names: Take only these scores, by MIDI stem (``bwv269``) or file name (``bwv269.mxl``).
 
     Returns:
         The MIDI files now present and the scores skipped, each with a one-line reason.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stems = midi_names(bach_chorale_paths())
-    selected = sorted(stems.items(), key=lambda kv: kv[1])
+    selected = sorted(bach_chorale_scores(), key=lambda s: s.name)
     if names is not None:
         wanted = set(names)
-        selected = [(p, n) for p, n in selected if n in wanted or p.name in wanted]
+        selected = [s for s in selected if s.name in wanted or s.path.name in wanted]
     if limit is not None:
         selected = selected[:limit]
-
-    old_skips = _load_skips(out_dir)
-    jobs: list[tuple[str, str, str]] = []
-    skips: dict[str, dict[str, str]] = {}
-    for path, name in selected:
-        out = out_dir / f"{name}.mid"
-        if out.exists():
-            continue
-        if name in old_skips:
-            skips[name] = old_skips[name]
-        else:
-            jobs.append((name, str(path), str(out)))
-
-    sources = {name: path.name for path, name in selected}
-    for name, reason in _run(jobs, workers, progress):
-        if reason is not None:
-            skips[name] = {"source": sources[name], "reason": reason}
-
-    chosen = set(sources)
-    kept = {k: v for k, v in old_skips.items() if k not in chosen}
-    all_skips = dict(sorted({**kept, **skips}.items()))
-    if all_skips or (out_dir / SKIPPED_FILE).exists():
-        atomic_write_json(
-            out_dir / SKIPPED_FILE, {"music21": _music21_version(), "skipped": all_skips}
-        )
-
-    written = [out_dir / f"{n}.mid" for _, n in selected if (out_dir / f"{n}.mid").exists()]
-    skipped = [(v["source"], v["reason"]) for k, v in sorted(skips.items())]
-    return ConversionReport(written=written, skipped=skipped)
+    return convert_scores(selected, out_dir, workers, progress, desc="Bach chorales to MIDI")
 
 
-def _run(jobs: list[tuple[str, str, str]], workers: int, progress: bool):
+def _run(
+    jobs: list[tuple[str, str, str | None, str]], workers: int, progress: bool, desc: str
+) -> Iterator[tuple[str, str | None]]:
     """Yield ``(name, reason or None)`` for every job, in completion order."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(jobs), desc="Bach chorales to MIDI", unit="score", disable=not progress)
+    bar = tqdm(total=len(jobs), desc=desc, unit="score", disable=not progress)
     with bar:
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
@@ -218,6 +325,13 @@ def _run(jobs: list[tuple[str, str, str]], workers: int, progress: bool):
                 bar.update()
             return
         with multiprocessing.Pool(min(workers, len(jobs))) as pool:
-            for result in pool.imap_unordered(_convert_one, jobs):
+            for result in pool.imap_unordered(
+                _convert_one, jobs, chunksize=_chunksize(jobs, workers)
+            ):
                 yield result
                 bar.update()
+
+
+def _chunksize(jobs: list, workers: int) -> int:
+    """Small chunks for a few slow scores; larger ones for thousands of quick tunes."""
+    return max(1, min(16, len(jobs) // (workers * 32)))

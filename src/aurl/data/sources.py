@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aurl.data.corpora import CORPORA, convert_corpus, corpus_dir, get_corpus
 from aurl.paths import cache_dir
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
@@ -23,6 +24,7 @@ class Source:
     root: Path
     files: list[Path]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason) before reading
+    licence: str = ""  # what is known about using a named corpus; empty for a folder
 
     def identity(self, path: Path) -> str:
         """A piece's identity: its path inside the corpus, without the suffix."""
@@ -49,21 +51,64 @@ def folder_source(path: str | Path) -> Source:
     return Source(root.name or str(root), root, files)
 
 
-def bach_source(workers: int = 2, progress: bool = True) -> Source:
-    """The Bach chorales that ship in music21, converted to MIDI once and cached."""
+def bach_source(workers: int = 2, progress: bool = True, limit: int | None = None) -> Source:
+    """The Bach chorales that ship in music21, converted to MIDI once and cached.
+
+    ``limit`` takes only the first scores (in name order), for a quick try.
+    """
     from aurl.data.bach import convert_bach_chorales
 
     out = cache_dir() / "sources" / BACH
-    report = convert_bach_chorales(out, workers=workers, progress=progress)
+    report = convert_bach_chorales(out, workers=workers, progress=progress, limit=limit)
     # Three chorales ship twice (MusicXML and Humdrum); keep one copy so that no piece can
     # sit in two splits at once.
     stems = {p.stem for p in report.written}
     files = [p for p in report.written if not (p.stem.endswith("-krn") and p.stem[:-4] in stems)]
-    return Source(BACH, out, sorted(files), list(report.skipped))
+    return Source(BACH, out, sorted(files), list(report.skipped), get_corpus(BACH).licence)
 
 
-def resolve_source(name_or_path: str | None, workers: int = 2, progress: bool = True) -> Source:
-    """``None`` or ``"bach"`` gives the default corpus; anything else is a folder or file."""
-    if name_or_path in (None, BACH):
-        return bach_source(workers, progress)
+def corpus_source(
+    name: str, workers: int = 2, progress: bool = True, limit: int | None = None
+) -> Source:
+    """A named corpus from :mod:`aurl.data.corpora`, converted to MIDI once and cached.
+
+    Converted files are kept as they are written, so an interrupted conversion goes on
+    where it stopped. ``limit`` takes only the first scores (in name order), for a quick try.
+
+    Raises:
+        SourceError: no corpus has that name, or none of its scores could be converted.
+    """
+    if name == BACH:
+        return bach_source(workers, progress, limit)
+    if name not in CORPORA:
+        raise SourceError(f"no corpus named {name!r}; named corpora: {', '.join(CORPORA)}")
+    out = corpus_dir(name)
+    report = convert_corpus(name, out, workers=workers, progress=progress, limit=limit)
+    if not report.written:
+        raise SourceError(f"{name}: no score could be converted to MIDI")
+    return Source(name, out, sorted(report.written), list(report.skipped), CORPORA[name].licence)
+
+
+def resolve_source(
+    name_or_path: str | None,
+    workers: int = 2,
+    progress: bool = True,
+    limit: int | None = None,
+) -> Source:
+    """Turn a corpus name or a path into a :class:`Source`.
+
+    ``None`` gives the default corpus (``bach``); a name from :data:`aurl.data.corpora.CORPORA`
+    gives that corpus (a folder of the same name needs a path such as ``./essen``);
+    anything else is a folder or a MIDI file. ``limit`` applies to named corpora only.
+
+    Raises:
+        SourceError: the folder does not exist or holds no MIDI files.
+    """
+    if name_or_path is None or name_or_path in CORPORA:
+        return corpus_source(name_or_path or BACH, workers, progress, limit)
+    if not Path(name_or_path).expanduser().exists() and "/" not in name_or_path:
+        raise SourceError(
+            f"{name_or_path}: no such folder, and no corpus of that name "
+            f"(named corpora: {', '.join(CORPORA)})"
+        )
     return folder_source(name_or_path)
