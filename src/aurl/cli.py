@@ -41,19 +41,34 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("source", required=False)
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Processes reading and encoding files.")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Convert only the first N scores of a named corpus (for a quick try).")  # fmt: skip
+@click.option("--list", "list_corpora", is_flag=True, help="List the named corpora and exit.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def prepare(source: str | None, workers: int, quiet: bool) -> None:
+def prepare(
+    source: str | None, workers: int, limit: int | None, list_corpora: bool, quiet: bool
+) -> None:
     """Tokenize a corpus into cached train/val/test shards.
 
-    SOURCE is a folder of .mid/.midi/.kar files (searched recursively) or `bach`, the Bach
-    chorales that ship with music21 (the default). A second run with the same files and
-    tokenizer returns the cached dataset at once.
+    SOURCE is a folder of .mid/.midi/.kar files (searched recursively) or the name of a
+    corpus that ships with music21: `bach` (the default), `palestrina`, `quartets`,
+    `monteverdi`, `essen`, `ryans-mammoth`, `oneills`, `airds-airs` (see --list, with their
+    licences). A second run with the same files and tokenizer returns the cached dataset.
     """
     from aurl.data.prepare import prepare as run_prepare
     from aurl.data.prepare import summary
     from aurl.data.sources import resolve_source
 
-    src = resolve_source(source, workers, progress=not quiet)
+    if list_corpora:
+        from aurl.data.corpora import list_corpora as corpora
+
+        for info in corpora():
+            click.echo(f"{info.name:<14} {info.scores:>5} scores  {info.description}")
+            click.echo(f"{'':<14} licence: {info.licence}")
+        return
+    src = resolve_source(source, workers, progress=not quiet, limit=limit)
+    if src.licence:
+        click.echo(f"licence of {src.label}: {src.licence}")
     dataset = run_prepare(src, workers=workers, progress=not quiet)
     click.echo(summary(dataset))
 
