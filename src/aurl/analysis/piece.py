@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import symusic
 
+from aurl.tokens.encode import score_to_notes
+from aurl.tokens.vocab import DRUM_PROGRAM
+
 STEPS_PER_QUARTER = 12
 
 
@@ -159,21 +162,11 @@ def piece_from_score(
 
 
 def pitched_notes(score: symusic.Score, steps_per_quarter: int) -> dict[str, np.ndarray]:
-    """All non-drum notes on the grid as int64 arrays, sorted by time then pitch.
-
-    The same grid as :func:`aurl.tokens.encode.score_to_notes` (which would import the
-    tokenizer, and with it torch, for nothing here).
-    """
-    grid = score.resample(steps_per_quarter, min_dur=1)
-    keys = ("time", "duration", "pitch", "velocity")
-    parts = [t.notes.numpy() for t in grid.tracks if not t.is_drum and len(t.notes)]
-    if not parts:
-        return {k: np.zeros(0, np.int64) for k in keys}
-    notes = {k: np.concatenate([p[k] for p in parts]).astype(np.int64) for k in keys}
-    order = np.lexsort((notes["pitch"], notes["time"]))
-    notes = {k: v[order] for k, v in notes.items()}
-    notes["duration"] = np.maximum(notes["duration"], 1)
-    return notes
+    """All non-drum notes on the tokenizer's grid as int64 arrays, sorted by time then pitch."""
+    notes = score_to_notes(score, steps_per_quarter)
+    keep = notes["program"] != DRUM_PROGRAM
+    order = np.lexsort((notes["pitch"][keep], notes["time"][keep]))
+    return {k: notes[k][keep][order] for k in ("time", "duration", "pitch", "velocity")}
 
 
 def guess_pickup(time: np.ndarray, duration: np.ndarray, bar_len: int, beat: int) -> int:
