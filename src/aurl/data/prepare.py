@@ -1,7 +1,8 @@
 """Build a tokenized dataset from a corpus source, cached by fingerprint.
 
-Files are read and encoded in worker processes (one bad file is reported and skipped; it can
-never take the run down), then appended to per-split shards as they arrive. The dataset
+Files are read, repaired and encoded in worker processes (:mod:`aurl.data.ingest`: one bad
+file is reported and skipped; it can never take the run down), then appended in file order to
+per-split shards, and every file gets a line in the dataset's report. The dataset
 folder is ``<cache>/datasets/<fingerprint>/`` and is written atomically, so an interrupted
 run leaves nothing half-built and a second run with the same inputs returns at once.
 """
@@ -10,22 +11,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from aurl.data.ingest import (
+    DEFAULT_TIMEOUT_S,
+    DUPLICATE,
+    SKIPPED,
+    USED,
+    FileResult,
+    IngestOptions,
+    ingest,
+)
 from aurl.data.shards import ShardWriter
 from aurl.data.sources import Source
 from aurl.data.split import SPLITS, split_of
 from aurl.fileio import atomic_dir
 from aurl.paths import cache_dir
-from aurl.tokens import Tokenizer, TokenizerConfig
+from aurl.tokens import Tokenizer
 
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2
 MANIFEST = "manifest.json"
+REPORT = "report.jsonl"
 
 
 @dataclass
@@ -48,36 +59,15 @@ class Dataset:
         return self.path / name
 
 
-def fingerprint(source: Source, tokenizer: Tokenizer) -> str:
-    """Hash of every file's identity and content plus the tokenizer config."""
+def fingerprint(source: Source, tokenizer: Tokenizer, options: str = "") -> str:
+    """Hash of every file's identity and content, the tokenizer config and ``options`` (the
+    reading options that change what a dataset holds)."""
     h = hashlib.sha256(f"aurl-prepare/{PREPARE_VERSION}\n{tokenizer.fingerprint()}\n".encode())
+    h.update(f"{options}\n".encode())
     for path in source.files:
         h.update(source.identity(path).encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()[:20]
-
-
-_worker_tokenizer: Tokenizer | None = None
-
-
-def _init_worker(tokenizer_config: dict) -> None:
-    global _worker_tokenizer
-    _worker_tokenizer = Tokenizer(TokenizerConfig.model_validate(tokenizer_config))
-
-
-def _encode_file(job: tuple[int, str]):
-    """Worker: read and encode one file; never raises."""
-    from aurl.midi import MidiError, read_midi
-
-    index, path = job
-    try:
-        score = read_midi(path)
-        ids = _worker_tokenizer.encode(score)
-        return index, ids, score.note_num(), None
-    except MidiError as e:
-        return index, None, 0, e.reason
-    except Exception as e:  # a bug or a pathological file: report it, keep going
-        return index, None, 0, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def prepare(
@@ -86,32 +76,59 @@ def prepare(
     workers: int = 2,
     progress: bool = True,
     root: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    strict: bool = False,
+    scan_all: bool = False,
+    hook: Callable[[str, str], None] | None = None,
 ) -> Dataset:
-    """Tokenize ``source`` into train/val/test shards, or return the cached dataset."""
+    """Tokenize ``source`` into train/val/test shards, or return the cached dataset.
+
+    Files are read, repaired and encoded in worker processes (see :mod:`aurl.data.ingest`);
+    a file that fails, crashes its worker or runs out of time is reported and skipped. The
+    dataset folder holds ``report.jsonl``, one line per file (file, status, stage, reason,
+    repairs, duplicate_of), and the manifest's ``report`` section counts them.
+
+    Args:
+        source: The corpus.
+        tokenizer: Encodes the pieces (default config if None).
+        workers: Worker processes (0: in this process, unprotected; for debugging).
+        progress: Show a progress bar.
+        root: Folder of prepared datasets (default: the user cache).
+        timeout: Seconds one file may take before its worker is replaced.
+        strict: Skip files that need any repair instead of repairing them.
+        scan_all: Look for notes never closed in every file (slower; see IngestOptions).
+        hook: Fault-injection hook run in the workers (see IngestOptions); for tests.
+
+    Returns:
+        The prepared (or cached) dataset.
+    """
     tokenizer = tokenizer or Tokenizer()
-    key = fingerprint(source, tokenizer)
+    options = IngestOptions(timeout=timeout, strict=strict, scan_all=scan_all, hook=hook)
+    key = fingerprint(source, tokenizer, f"strict={strict} scan_all={scan_all}")
     folder = (root or cache_dir() / "datasets") / key
     if (folder / MANIFEST).is_file():
         return Dataset(folder, json.loads((folder / MANIFEST).read_text()), cached=True)
 
     files = [str(p) for p in source.files]
-    skipped = [{"file": name, "reason": reason} for name, reason in source.skipped]
     counts = {s: Counter(pieces=0, notes=0, tokens=0) for s in SPLITS}
-    with atomic_dir(folder) as tmp:
+    report = ReportCounts()
+    with atomic_dir(folder) as tmp, open(tmp / REPORT, "w") as lines:
+        for name, reason in source.skipped:
+            result = FileResult(-1, str(name), SKIPPED, "source", reason)
+            lines.write(json.dumps(report.add(result)) + "\n")
         writers = {s: ShardWriter(tmp / s, tokenizer.vocab) for s in SPLITS}
         pieces = {s: [] for s in SPLITS}
-        results = _run(files, tokenizer, workers)
+        results = ingest(files, tokenizer, workers, options)
         bar = tqdm(results, total=len(files), desc="prepare", unit="file", disable=not progress)
-        for index, ids, notes, reason in _in_order(bar):
-            path = source.files[index]
-            if ids is None:
-                skipped.append({"file": str(path), "reason": reason})
+        for result in bar:
+            lines.write(json.dumps(report.add(result)) + "\n")
+            if result.status != USED:
                 continue
-            identity = source.identity(path)
+            identity = source.identity(source.files[result.index])
             split = split_of(identity)
-            writers[split].add(ids)
+            writers[split].add(result.ids)
             pieces[split].append(identity)
-            counts[split].update(pieces=1, notes=notes, tokens=len(ids))
+            counts[split].update(pieces=1, notes=result.notes, tokens=len(result.ids))
         for w in writers.values():
             w.close()
         manifest = {
@@ -119,43 +136,65 @@ def prepare(
             "fingerprint": key,
             "source": {"label": source.label, "root": str(source.root), "files": len(files)},
             "tokenizer": tokenizer.to_dict(),
+            "options": {"strict": strict, "scan_all": scan_all, "timeout": timeout},
             "splits": {s: dict(counts[s]) | {"identities": pieces[s]} for s in SPLITS},
-            "skipped": skipped,
+            "skipped": report.skipped,
+            "report": report.summary(),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return Dataset(folder, manifest, cached=False)
 
 
-def _run(files: list[str], tokenizer: Tokenizer, workers: int):
-    jobs = list(enumerate(files))
-    if workers <= 1 or len(files) < 8:
-        _init_worker(tokenizer.to_dict())
-        yield from map(_encode_file, jobs)
-        return
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(tokenizer.to_dict(),)) as pool:
-        yield from pool.imap_unordered(_encode_file, jobs, chunksize=4)
+class ReportCounts:
+    """Running counts over the per-file records: used, repaired (by repair), skipped (by
+    stage and reason) and duplicates (each with the file it repeats)."""
 
+    def __init__(self) -> None:
+        self.files = self.used = self.repaired = 0
+        self.repairs: Counter[str] = Counter()
+        self.skipped: list[dict] = []
+        self.duplicates: list[dict] = []
 
-def _in_order(results):
-    """Re-order worker results by file index so shards do not depend on scheduling."""
-    pending, expected = {}, 0
-    for item in results:
-        pending[item[0]] = item
-        while expected in pending:
-            yield pending.pop(expected)
-            expected += 1
-    yield from (pending[k] for k in sorted(pending))
+    def add(self, result: FileResult) -> dict:
+        """Count one file's result and return its report record."""
+        record = result.record()
+        self.files += 1
+        if result.status == USED:
+            self.used += 1
+            self.repaired += bool(result.repairs)
+            self.repairs.update(result.repairs)
+        elif result.status == DUPLICATE:
+            self.duplicates.append({"file": result.file, "duplicate_of": result.duplicate_of})
+        else:
+            self.skipped.append({"file": result.file, "stage": result.stage,
+                                 "reason": result.reason})  # fmt: skip
+        return record
+
+    def summary(self) -> dict:
+        return {
+            "files": self.files,
+            "used": self.used,
+            "repaired": self.repaired,
+            "repairs": dict(self.repairs.most_common()),
+            "skipped": len(self.skipped),
+            "skipped_by_stage": dict(Counter(s["stage"] for s in self.skipped).most_common()),
+            "skipped_by_reason": dict(Counter(s["reason"] for s in self.skipped).most_common()),
+            "duplicates": len(self.duplicates),
+            "duplicate_of": {d["file"]: d["duplicate_of"] for d in self.duplicates},
+        }
 
 
 def summary(dataset: Dataset) -> str:
-    """A few lines for the terminal: files read and skipped, notes, tokens, split sizes."""
+    """A few lines for the terminal: files read, repaired (by repair), skipped (by reason) and
+    duplicated, then notes, tokens and split sizes."""
     m = dataset.manifest
     splits = m["splits"]
     read = sum(splits[s].get("pieces", 0) for s in SPLITS)
+    report = m.get("report", {})
     lines = [
         f"dataset {m['fingerprint']} at {dataset.path}" + (" (cached)" if dataset.cached else ""),
-        f"source {m['source']['label']}: {read} files read, {len(m['skipped'])} skipped",
+        f"source {m['source']['label']}: {read} files read ({report.get('repaired', 0)} "
+        f"repaired), {len(m['skipped'])} skipped, {report.get('duplicates', 0)} duplicates",
         "notes {:,}, tokens {:,}".format(
             sum(splits[s].get("notes", 0) for s in SPLITS),
             sum(splits[s].get("tokens", 0) for s in SPLITS),
@@ -166,6 +205,13 @@ def summary(dataset: Dataset) -> str:
             for s in SPLITS
         ),
     ]
-    reasons = Counter(item["reason"] for item in m["skipped"])
-    lines += [f"  skipped {n}: {reason}" for reason, n in reasons.most_common(10)]
+    lines += [f"  repaired {n}: {name}" for name, n in report.get("repairs", {}).items()]
+    reasons = Counter((item.get("stage"), item["reason"]) for item in m["skipped"]).most_common(10)
+    lines += [
+        f"  skipped {n}: {reason}" + (f" ({stage})" if stage else "")
+        for (stage, reason), n in reasons
+    ]
+    more = len(Counter((item.get("stage"), item["reason"]) for item in m["skipped"])) - 10
+    if more > 0:
+        lines.append(f"  ... {more} other reasons (see {REPORT})")
     return "\n".join(lines)

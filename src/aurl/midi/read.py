@@ -11,6 +11,7 @@ import io
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import symusic
 
@@ -58,6 +59,15 @@ _SYMUSIC_REASONS = (
 )
 
 
+class ParsedMidi(NamedTuple):
+    """What :func:`parse_midi_bytes` found: the Score, the bytes it came from, and whether
+    data bytes above 127 had to be clipped to read them."""
+
+    score: symusic.Score
+    data: bytes  # the bytes symusic parsed (re-encoded through mido when clipped)
+    clipped: bool
+
+
 def read_midi(path: str | os.PathLike) -> symusic.Score:
     """Read a MIDI file into a tick-based Score.
 
@@ -71,16 +81,24 @@ def read_midi(path: str | os.PathLike) -> symusic.Score:
         MidiError: If the file is missing, unreadable, not MIDI, malformed beyond rescue,
             uses SMPTE timing, or holds no notes. The message names the file and the reason.
     """
+    return read_midi_bytes(read_file_bytes(path), path)
+
+
+def read_file_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a file, or a MidiError that says why they cannot be had.
+
+    Raises:
+        MidiError: If the path is missing, is a folder, or cannot be read.
+    """
     p = Path(path)
     if not p.exists():
         raise MidiError(path, "file not found")
     if p.is_dir():
         raise MidiError(path, "is a folder, not a file")
     try:
-        data = p.read_bytes()
+        return p.read_bytes()
     except OSError as err:
         raise MidiError(path, f"cannot read file ({err.strerror or err})") from err
-    return read_midi_bytes(data, path)
 
 
 def read_midi_bytes(data: bytes, name: str | os.PathLike = "<bytes>") -> symusic.Score:
@@ -96,11 +114,28 @@ def read_midi_bytes(data: bytes, name: str | os.PathLike = "<bytes>") -> symusic
     Raises:
         MidiError: As for :func:`read_midi`.
     """
-    _check_header(data, name)
-    score = _parse(data, name)
+    score = parse_midi_bytes(data, name).score
     if score.note_num() == 0:
         raise MidiError(name, "no notes")
     return score
+
+
+def parse_midi_bytes(data: bytes, name: str | os.PathLike = "<bytes>") -> ParsedMidi:
+    """Parse MIDI bytes like :func:`read_midi_bytes`, but accept a Score with no notes and
+    say whether data bytes above 127 were clipped to read it.
+
+    Args:
+        data: The whole file's bytes.
+        name: What to call the data in error messages, usually its file path.
+
+    Returns:
+        The Score, the bytes symusic parsed, and whether they were clipped.
+
+    Raises:
+        MidiError: For every failure of :func:`read_midi_bytes` except "no notes".
+    """
+    _check_header(data, name)
+    return _parse(data, name)
 
 
 def _check_header(data: bytes, name: str | os.PathLike) -> None:
@@ -118,17 +153,18 @@ def _check_header(data: bytes, name: str | os.PathLike) -> None:
         raise MidiError(name, "bad header: time division is 0 ticks per quarter note")
 
 
-def _parse(data: bytes, name: str | os.PathLike) -> symusic.Score:
+def _parse(data: bytes, name: str | os.PathLike) -> ParsedMidi:
     """Parse with symusic, rescuing out-of-range data bytes through mido."""
     try:
-        return symusic.Score.from_midi(data)
+        return ParsedMidi(symusic.Score.from_midi(data), data, False)
     except Exception as err:  # symusic raises RuntimeError, but any failure is the file's
         message = _first_line(err)
         bad_byte = _DATA_BYTE.match(message)
         if bad_byte is None:
             raise MidiError(name, _symusic_reason(message)) from err
     try:
-        return symusic.Score.from_midi(_clip_with_mido(data))
+        clipped = _clip_with_mido(data)
+        return ParsedMidi(symusic.Score.from_midi(clipped), clipped, True)
     except Exception as err:
         reason = f"data byte out of range ({bad_byte[1]}={bad_byte[2]}); clipping failed too"
         raise MidiError(name, f"{reason}: {_first_line(err)}") from err
