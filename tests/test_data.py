@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aurl.data.prepare import prepare
+from aurl.data.prepare import cache_status, prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import SourceError, folder_source
 from aurl.data.split import split_of
@@ -131,3 +131,30 @@ def torch_equal(a, b) -> bool:
 
 def test_drum_program_constant():
     assert V.name(V.token(TokenType.PROGRAM, DRUM_PROGRAM)) == "Program_Drums"
+
+
+def test_cache_is_incremental(small_corpus, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    files = sorted(small_corpus.iterdir())
+    for p in files[:10]:
+        (corpus / p.name).write_bytes(p.read_bytes())
+    root = tmp_path / "datasets"
+    first = prepare(folder_source(corpus), TK, workers=1, progress=False, root=root)
+    assert first.manifest["processed"] == 10
+    (corpus / files[10].name).write_bytes(files[10].read_bytes())  # one new file
+    second = prepare(folder_source(corpus), TK, workers=1, progress=False, root=root)
+    assert second.path != first.path and second.manifest["processed"] == 1
+    assert sum(s["pieces"] for s in second.manifest["splits"].values()) == 11
+    # The same pieces as a fresh build: the cache changes nothing but the work done.
+    fresh = prepare(folder_source(corpus), TK, workers=1, progress=False, root=tmp_path / "x" / "d")
+    assert fresh.manifest["processed"] == 11
+    for split in ("train", "val", "test"):
+        a, b = Shard(second.split(split)), Shard(fresh.split(split))
+        assert np.array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+    # A changed setting processes everything again.
+    other = prepare(folder_source(corpus), TK, workers=1, progress=False, root=root, strict=True)
+    assert other.manifest["processed"] == 11
+    status = cache_status(root)
+    assert "datasets in" in status and status.count(" pieces, ") == 3
+    assert "11 encoded files" in status

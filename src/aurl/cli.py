@@ -43,22 +43,41 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Processes reading and encoding files.")  # fmt: skip
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Convert only the first N scores of a named corpus (for a quick try).")  # fmt: skip
+@click.option("--timeout", type=click.FloatRange(0.1), default=10.0, show_default=True,
+              help="Seconds one file may take; past it the file is skipped, its worker replaced.")  # fmt: skip
+@click.option(
+    "--strict", is_flag=True, help="Skip files that need a repair instead of repairing them."
+)
+@click.option("--scan-all-notes", is_flag=True,
+              help="Look for never-closed notes in every file (about 30% slower).")  # fmt: skip
 @click.option("--list", "list_corpora", is_flag=True, help="List the named corpora and exit.")
+@click.option("--status", is_flag=True, help="Show what the cache holds and exit.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def prepare(
-    source: str | None, workers: int, limit: int | None, list_corpora: bool, quiet: bool
-) -> None:
+def prepare(source: str | None, workers: int, limit: int | None, timeout: float, strict: bool,
+            scan_all_notes: bool, list_corpora: bool, status: bool, quiet: bool) -> None:  # fmt: skip
     """Tokenize a corpus into cached train/val/test shards.
 
     SOURCE is a folder of .mid/.midi/.kar files (searched recursively) or the name of a
     corpus that ships with music21: `bach` (the default), `palestrina`, `quartets`,
     `monteverdi`, `essen`, `ryans-mammoth`, `oneills`, `airds-airs` (see --list, with their
-    licences). A second run with the same files and tokenizer returns the cached dataset.
+    licences).
+
+    Files are read in worker processes with a time limit; what can be repaired is repaired
+    and reported (notes never closed, zero-length and overlapping notes, absurd tempos,
+    a huge trailing gap, empty tracks); identical pieces are kept once. The dataset folder
+    gets report.jsonl, one line per file. The cache is content-addressed: a second run
+    returns at once, adding files encodes only the new ones, and changing a setting
+    rebuilds.
     """
     from aurl.data.prepare import prepare as run_prepare
     from aurl.data.prepare import summary
     from aurl.data.sources import resolve_source
 
+    if status:
+        from aurl.data.prepare import cache_status
+
+        click.echo(cache_status())
+        return
     if list_corpora:
         from aurl.data.corpora import list_corpora as corpora
 
@@ -69,7 +88,8 @@ def prepare(
     src = resolve_source(source, workers, progress=not quiet, limit=limit)
     if src.licence:
         click.echo(f"licence of {src.label}: {src.licence}")
-    dataset = run_prepare(src, workers=workers, progress=not quiet)
+    dataset = run_prepare(src, workers=workers, progress=not quiet, timeout=timeout,
+                          strict=strict, scan_all=scan_all_notes)  # fmt: skip
     click.echo(summary(dataset))
 
 

@@ -20,7 +20,7 @@ import multiprocessing as mp
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
@@ -219,10 +219,23 @@ def ingest(
     options = options or IngestOptions()
     if not files:
         return
+    yield from mark_duplicates(process_files(files, tokenizer, workers, options))
+
+
+def process_files(
+    files: list[str], tokenizer: Tokenizer, workers: int, options: IngestOptions
+) -> Iterator[FileResult]:
+    """Every file's result in order, without deduplication."""
     if workers <= 0:
         results = (process_file(i, f, tokenizer, options) for i, f in enumerate(files))
     else:
         results = _pool(files, tokenizer, min(workers, len(files)), options)
+    yield from results
+
+
+def mark_duplicates(results: Iterable[FileResult]) -> Iterator[FileResult]:
+    """Pass results through in order; of results with equal content, the first stays USED and
+    the others become DUPLICATE, naming it in ``duplicate_of``."""
     seen: dict[str, str] = {}
     for result in results:
         if result.status == USED:
@@ -231,6 +244,15 @@ def ingest(
                 result.status, result.stage, result.ids = DUPLICATE, "dedupe", None
                 result.duplicate_of, result.reason = first, f"duplicate of {first}"
         yield result
+
+
+def is_transient(result: FileResult) -> bool:
+    """A skip that may not happen again (a crash or a time limit under load): not cached."""
+    return (
+        result.status == SKIPPED
+        and bool(result.reason)
+        and (result.reason.startswith("worker crashed") or result.reason.startswith("timed out"))
+    )
 
 
 def _worker_main(conn, tokenizer_config: dict, options: IngestOptions, stage) -> None:

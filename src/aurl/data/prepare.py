@@ -5,6 +5,10 @@ file is reported and skipped; it can never take the run down), then appended in 
 per-split shards, and every file gets a line in the dataset's report. The dataset
 folder is ``<cache>/datasets/<fingerprint>/`` and is written atomically, so an interrupted
 run leaves nothing half-built and a second run with the same inputs returns at once.
+
+The cache is content-addressed and incremental: each file's outcome is kept under the hash
+of its bytes and of the settings (:mod:`aurl.data.piece_cache`), so adding files to a
+folder processes only the new ones, and changing a setting processes everything again.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from aurl.data.ingest import (
     USED,
     FileResult,
     IngestOptions,
-    ingest,
+    is_transient,
+    mark_duplicates,
+    process_files,
 )
+from aurl.data.piece_cache import CachedPiece, PieceCache, file_digest
 from aurl.data.shards import ShardWriter
 from aurl.data.sources import Source
 from aurl.data.split import SPLITS, split_of
@@ -59,15 +66,46 @@ class Dataset:
         return self.path / name
 
 
-def fingerprint(source: Source, tokenizer: Tokenizer, options: str = "") -> str:
-    """Hash of every file's identity and content, the tokenizer config and ``options`` (the
-    reading options that change what a dataset holds)."""
-    h = hashlib.sha256(f"aurl-prepare/{PREPARE_VERSION}\n{tokenizer.fingerprint()}\n".encode())
-    h.update(f"{options}\n".encode())
-    for path in source.files:
-        h.update(source.identity(path).encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+def fingerprint(source: Source, digests: list[str], settings: dict) -> str:
+    """Hash of every file's identity and content digest, and the settings."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + b"\n")
+    for path, digest in zip(source.files, digests, strict=True):
+        h.update(source.identity(path).encode() + b"\0" + digest.encode())
     return h.hexdigest()[:20]
+
+
+def _from_cache(index: int, file: str, piece: CachedPiece) -> FileResult:
+    info = piece.info
+    return FileResult(index, file, info["status"], info.get("stage"), info.get("reason"),
+                      info.get("repairs", []), info.get("notes", 0), info.get("digest"),
+                      ids=piece.ids)  # fmt: skip
+
+
+def _to_cache(result: FileResult) -> CachedPiece:
+    status = SKIPPED if result.status == SKIPPED else USED  # duplicates depend on the corpus
+    ids = result.ids if status == USED else None
+    info = {"status": status, "stage": result.stage if status == SKIPPED else None,
+            "reason": result.reason if status == SKIPPED else None, "repairs": result.repairs,
+            "notes": result.notes, "digest": result.digest}  # fmt: skip
+    return CachedPiece(ids, info)
+
+
+def _results(files, digests, cache, tokenizer, workers, options, processed):
+    """Every file's result in file order: from the piece cache, or from the workers (and then
+    stored). ``processed`` collects the indices that had to be processed."""
+    hits = [cache.get(d) for d in digests]
+    todo = [i for i, hit in enumerate(hits) if hit is None]
+    processed.extend(todo)
+    fresh = process_files([files[i] for i in todo], tokenizer, workers, options)
+    for i, file in enumerate(files):
+        if hits[i] is not None:
+            yield _from_cache(i, file, hits[i])
+            continue
+        result = next(fresh)
+        result.index = i
+        if not is_transient(result):
+            cache.put(digests[i], _to_cache(result))
+        yield result
 
 
 def prepare(
@@ -104,12 +142,18 @@ def prepare(
     """
     tokenizer = tokenizer or Tokenizer()
     options = IngestOptions(timeout=timeout, strict=strict, scan_all=scan_all, hook=hook)
-    key = fingerprint(source, tokenizer, f"strict={strict} scan_all={scan_all}")
-    folder = (root or cache_dir() / "datasets") / key
+    settings = {"version": PREPARE_VERSION, "tokenizer": tokenizer.to_dict(),
+                "strict": strict, "scan_all": scan_all}  # fmt: skip
+    digests = [file_digest(p) for p in source.files]
+    key = fingerprint(source, digests, settings)
+    root = root or cache_dir() / "datasets"
+    folder = root / key
     if (folder / MANIFEST).is_file():
         return Dataset(folder, json.loads((folder / MANIFEST).read_text()), cached=True)
 
     files = [str(p) for p in source.files]
+    cache = PieceCache(root.parent / "pieces", settings)
+    processed: list[int] = []
     counts = {s: Counter(pieces=0, notes=0, tokens=0) for s in SPLITS}
     report = ReportCounts()
     with atomic_dir(folder) as tmp, open(tmp / REPORT, "w") as lines:
@@ -118,7 +162,8 @@ def prepare(
             lines.write(json.dumps(report.add(result)) + "\n")
         writers = {s: ShardWriter(tmp / s, tokenizer.vocab) for s in SPLITS}
         pieces = {s: [] for s in SPLITS}
-        results = ingest(files, tokenizer, workers, options)
+        results = mark_duplicates(_results(files, digests, cache, tokenizer, workers, options,
+                                           processed))  # fmt: skip
         bar = tqdm(results, total=len(files), desc="prepare", unit="file", disable=not progress)
         for result in bar:
             lines.write(json.dumps(report.add(result)) + "\n")
@@ -137,6 +182,7 @@ def prepare(
             "source": {"label": source.label, "root": str(source.root), "files": len(files)},
             "tokenizer": tokenizer.to_dict(),
             "options": {"strict": strict, "scan_all": scan_all, "timeout": timeout},
+            "processed": len(processed),  # files encoded in this run; the rest were cached
             "splits": {s: dict(counts[s]) | {"identities": pieces[s]} for s in SPLITS},
             "skipped": report.skipped,
             "report": report.summary(),
@@ -214,4 +260,28 @@ def summary(dataset: Dataset) -> str:
     more = len(Counter((item.get("stage"), item["reason"]) for item in m["skipped"])) - 10
     if more > 0:
         lines.append(f"  ... {more} other reasons (see {REPORT})")
+    return "\n".join(lines)
+
+
+def cache_status(root: Path | None = None) -> str:
+    """What the cache holds: each prepared dataset (newest first) and the piece entries."""
+    root = root or cache_dir() / "datasets"
+    rows = []
+    for manifest_path in root.glob("*/" + MANIFEST):
+        m = json.loads(manifest_path.read_text())
+        splits = m["splits"]
+        tokens = sum(splits[s].get("tokens", 0) for s in SPLITS)
+        pieces = sum(splits[s].get("pieces", 0) for s in SPLITS)
+        size = sum(f.stat().st_size for f in manifest_path.parent.rglob("*") if f.is_file())
+        rows.append((manifest_path.stat().st_mtime, m, pieces, tokens, size))
+    lines = [f"datasets in {root}: {len(rows)}"]
+    for _, m, pieces, tokens, size in sorted(rows, key=lambda r: -r[0]):
+        src = m["source"]
+        lines.append(f"  {m['fingerprint']}  {src['label']} ({src['files']} files at {src['root']}): "
+                     f"{pieces} pieces, {tokens:,} tokens, {size / 2**20:.1f} MiB")  # fmt: skip
+    pieces_root = root.parent / "pieces"
+    if pieces_root.is_dir():
+        for folder in sorted(p for p in pieces_root.iterdir() if p.is_dir()):
+            n = sum(1 for _ in folder.glob("*/*.npz"))
+            lines.append(f"piece cache {folder.name}: {n} encoded files")
     return "\n".join(lines)
