@@ -70,7 +70,7 @@ class PieceCache:
             arrays["ids"] = piece.ids.astype(np.uint16)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        atomic_write_bytes(self._path(digest), buffer.getvalue())
+        atomic_write_bytes(self._path(digest), buffer.getvalue(), durable=False)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.folder.glob("*/*.npz")) if self.folder.exists() else 0
