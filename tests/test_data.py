@@ -158,3 +158,23 @@ def test_cache_is_incremental(small_corpus, tmp_path):
     status = cache_status(root)
     assert "datasets in" in status and status.count(" pieces, ") == 3
     assert "11 encoded files" in status
+
+
+def test_preprocessing_and_metadata_in_prepare(small_corpus, tmp_path):
+    import json
+
+    from aurl.data.preprocess import PreprocessConfig
+
+    root = tmp_path / "datasets"
+    plain = prepare(folder_source(small_corpus), TK, workers=1, progress=False, root=root)
+    thin = prepare(folder_source(small_corpus), TK, workers=1, progress=False, root=root,
+                   preprocessing=PreprocessConfig(max_polyphony=2))  # fmt: skip
+    assert thin.path != plain.path  # preprocessing is part of the key
+    notes = lambda d: sum(s["notes"] for s in d.manifest["splits"].values())  # noqa: E731
+    assert notes(thin) < 0.7 * notes(plain)  # four voices thinned to two
+    lines = (plain.split("train") / "metadata.jsonl").read_text().splitlines()
+    assert len(lines) == plain.manifest["splits"]["train"]["pieces"]
+    first = json.loads(lines[0])
+    assert first["identity"] == plain.manifest["splits"]["train"]["identities"][0]
+    assert first["key"]["mode"] in ("major", "minor") and first["notes"] > 0
+    assert {"tempo", "time_signatures", "programs", "notes_per_second", "seconds"} <= set(first)

@@ -50,11 +50,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 )
 @click.option("--scan-all-notes", is_flag=True,
               help="Look for never-closed notes in every file (about 30% slower).")  # fmt: skip
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Take the tokenizer, data.preprocess and data.strict from this run config.")  # fmt: skip
 @click.option("--list", "list_corpora", is_flag=True, help="List the named corpora and exit.")
 @click.option("--status", is_flag=True, help="Show what the cache holds and exit.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def prepare(source: str | None, workers: int, limit: int | None, timeout: float, strict: bool,
-            scan_all_notes: bool, list_corpora: bool, status: bool, quiet: bool) -> None:  # fmt: skip
+            scan_all_notes: bool, config_path: str | None, list_corpora: bool, status: bool,
+            quiet: bool) -> None:  # fmt: skip
     """Tokenize a corpus into cached train/val/test shards.
 
     SOURCE is a folder of .mid/.midi/.kar files (searched recursively) or the name of a
@@ -85,11 +88,16 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
             click.echo(f"{info.name:<14} {info.scores:>5} scores  {info.description}")
             click.echo(f"{'':<14} licence: {info.licence}")
         return
-    src = resolve_source(source, workers, progress=not quiet, limit=limit)
+    from aurl.config import load_config
+    from aurl.tokens import Tokenizer
+
+    config = load_config(config_path)
+    src = resolve_source(source or config.data.source, workers, progress=not quiet, limit=limit)
     if src.licence:
         click.echo(f"licence of {src.label}: {src.licence}")
-    dataset = run_prepare(src, workers=workers, progress=not quiet, timeout=timeout,
-                          strict=strict, scan_all=scan_all_notes)  # fmt: skip
+    dataset = run_prepare(src, Tokenizer(config.tokenizer), workers=workers, progress=not quiet,
+                          timeout=timeout, strict=strict or config.data.strict,
+                          scan_all=scan_all_notes, preprocessing=config.data.preprocess)  # fmt: skip
     click.echo(summary(dataset))
 
 

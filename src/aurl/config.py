@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from aurl.data.preprocess import PreprocessConfig
 from aurl.models.transformer import TransformerConfig
 from aurl.tokens import TokenizerConfig
 
@@ -154,7 +155,7 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = "bach"  # "bach" or a folder of MIDI files
+    source: str = "bach"  # a named corpus ("bach", see `aurl prepare --list`) or a folder
     sources: list[SourceWeight] = []
     seq_len: int = Field(512, ge=8, le=65536)
     transpose: int = Field(6, ge=0, le=24)  # range of augment.transpose, semitones either way
@@ -162,6 +163,8 @@ class DataConfig(BaseModel):
     loader_workers: int = Field(0, ge=0, le=64)  # DataLoader workers while training
     augment: AugmentConfig = AugmentConfig()
     curriculum: CurriculumConfig = CurriculumConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    strict: bool = False  # skip files that need repair instead of repairing them
 
     @model_validator(mode="before")
     @classmethod

@@ -27,12 +27,14 @@ from multiprocessing.connection import wait
 import numpy as np
 import symusic
 
+from aurl.data.metadata import piece_metadata
+from aurl.data.preprocess import PreprocessConfig, preprocess
 from aurl.midi import MidiError
 from aurl.midi.read import parse_midi_bytes, read_file_bytes
 from aurl.midi.repair import close_open_notes, may_have_open_notes, repair_score, track_notes
 from aurl.tokens import Tokenizer
 
-STAGES = ("read", "repair", "encode")
+STAGES = ("read", "repair", "preprocess", "encode")
 USED, SKIPPED, DUPLICATE = "used", "skipped", "duplicate"
 DEFAULT_TIMEOUT_S = 10.0
 PER_WORKER = 2  # files handed to a worker at once, so it never waits for the next
@@ -52,12 +54,14 @@ class IngestOptions:
             the sign of them (a Score or a track without notes) or needed clipping; slower.
         hook: Called in the worker as ``hook(stage, path)`` when a file enters a stage;
             must be picklable (a module-level function). For fault-injection tests.
+        preprocess: Steps applied to each repaired Score before encoding.
     """
 
     timeout: float = DEFAULT_TIMEOUT_S
     strict: bool = False
     scan_all: bool = False
     hook: Callable[[str, str], None] | None = None
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
 
 @dataclass
@@ -74,6 +78,7 @@ class FileResult:
     digest: str | None = None  # hash of the content after repair
     duplicate_of: str | None = None
     ids: np.ndarray | None = None
+    meta: dict | None = None  # key, tempo, meter, programs, density, duration, source
 
     def record(self) -> dict:
         """The file's line in the report: file, status, stage, reason, repairs, duplicate_of."""
@@ -164,10 +169,16 @@ def process_file(
         if score.note_num() == 0:
             where = "repair" if repairs else "read"
             return FileResult(index, path, SKIPPED, where, "no notes", repairs)
+        digest = content_digest(score, notes)
+        enter("preprocess")
+        score = preprocess(score, options.preprocess)
+        if score.note_num() == 0:
+            return FileResult(index, path, SKIPPED, stage, "no notes left", repairs)
+        meta = piece_metadata(score, path)
         enter("encode")
         ids = tokenizer.encode(score)
-        return FileResult(index, path, USED, None, None, repairs, score.note_num(),
-                          content_digest(score, notes), ids=ids)  # fmt: skip
+        return FileResult(index, path, USED, None, None, repairs, score.note_num(), digest,
+                          ids=ids, meta=meta)  # fmt: skip
     except MidiError as err:
         return FileResult(index, path, SKIPPED, stage, err.reason, repairs)
     except Exception as err:  # a bug or a pathological file: report it, keep going

@@ -34,6 +34,7 @@ from aurl.data.ingest import (
     process_files,
 )
 from aurl.data.piece_cache import CachedPiece, PieceCache, file_digest
+from aurl.data.preprocess import PreprocessConfig
 from aurl.data.shards import ShardWriter
 from aurl.data.sources import Source
 from aurl.data.split import SPLITS, split_of
@@ -41,9 +42,10 @@ from aurl.fileio import atomic_dir
 from aurl.paths import cache_dir
 from aurl.tokens import Tokenizer
 
-PREPARE_VERSION = 2
+PREPARE_VERSION = 3
 MANIFEST = "manifest.json"
 REPORT = "report.jsonl"
+METADATA = "metadata.jsonl"  # in each split folder: one line per piece, in shard order
 
 
 @dataclass
@@ -76,9 +78,12 @@ def fingerprint(source: Source, digests: list[str], settings: dict) -> str:
 
 def _from_cache(index: int, file: str, piece: CachedPiece) -> FileResult:
     info = piece.info
+    meta = info.get("meta")
+    if meta is not None:
+        meta = {**meta, "source": file}  # the same content may sit at another path
     return FileResult(index, file, info["status"], info.get("stage"), info.get("reason"),
                       info.get("repairs", []), info.get("notes", 0), info.get("digest"),
-                      ids=piece.ids)  # fmt: skip
+                      ids=piece.ids, meta=meta)  # fmt: skip
 
 
 def _to_cache(result: FileResult) -> CachedPiece:
@@ -86,7 +91,7 @@ def _to_cache(result: FileResult) -> CachedPiece:
     ids = result.ids if status == USED else None
     info = {"status": status, "stage": result.stage if status == SKIPPED else None,
             "reason": result.reason if status == SKIPPED else None, "repairs": result.repairs,
-            "notes": result.notes, "digest": result.digest}  # fmt: skip
+            "notes": result.notes, "digest": result.digest, "meta": result.meta}  # fmt: skip
     return CachedPiece(ids, info)
 
 
@@ -118,6 +123,7 @@ def prepare(
     strict: bool = False,
     scan_all: bool = False,
     hook: Callable[[str, str], None] | None = None,
+    preprocessing: PreprocessConfig | None = None,
 ) -> Dataset:
     """Tokenize ``source`` into train/val/test shards, or return the cached dataset.
 
@@ -136,14 +142,18 @@ def prepare(
         strict: Skip files that need any repair instead of repairing them.
         scan_all: Look for notes never closed in every file (slower; see IngestOptions).
         hook: Fault-injection hook run in the workers (see IngestOptions); for tests.
+        preprocessing: Steps applied to every piece before encoding (part of the key).
 
     Returns:
         The prepared (or cached) dataset.
     """
     tokenizer = tokenizer or Tokenizer()
-    options = IngestOptions(timeout=timeout, strict=strict, scan_all=scan_all, hook=hook)
+    preprocessing = preprocessing or PreprocessConfig()
+    options = IngestOptions(timeout=timeout, strict=strict, scan_all=scan_all, hook=hook,
+                            preprocess=preprocessing)  # fmt: skip
     settings = {"version": PREPARE_VERSION, "tokenizer": tokenizer.to_dict(),
-                "strict": strict, "scan_all": scan_all}  # fmt: skip
+                "strict": strict, "scan_all": scan_all,
+                "preprocess": preprocessing.model_dump(mode="json")}  # fmt: skip
     digests = [file_digest(p) for p in source.files]
     key = fingerprint(source, digests, settings)
     root = root or cache_dir() / "datasets"
@@ -161,6 +171,7 @@ def prepare(
             result = FileResult(-1, str(name), SKIPPED, "source", reason)
             lines.write(json.dumps(report.add(result)) + "\n")
         writers = {s: ShardWriter(tmp / s, tokenizer.vocab) for s in SPLITS}
+        metadata = {s: open(tmp / s / METADATA, "w") for s in SPLITS}  # noqa: SIM115
         pieces = {s: [] for s in SPLITS}
         results = mark_duplicates(_results(files, digests, cache, tokenizer, workers, options,
                                            processed))  # fmt: skip
@@ -172,16 +183,24 @@ def prepare(
             identity = source.identity(source.files[result.index])
             split = split_of(identity)
             writers[split].add(result.ids)
+            metadata[split].write(json.dumps({"identity": identity, **(result.meta or {})}) + "\n")
             pieces[split].append(identity)
             counts[split].update(pieces=1, notes=result.notes, tokens=len(result.ids))
         for w in writers.values():
             w.close()
+        for f in metadata.values():
+            f.close()
         manifest = {
             "format": f"aurl-dataset/{PREPARE_VERSION}",
             "fingerprint": key,
             "source": {"label": source.label, "root": str(source.root), "files": len(files)},
             "tokenizer": tokenizer.to_dict(),
-            "options": {"strict": strict, "scan_all": scan_all, "timeout": timeout},
+            "options": {
+                "strict": strict,
+                "scan_all": scan_all,
+                "timeout": timeout,
+                "preprocess": preprocessing.model_dump(mode="json"),
+            },  # fmt: skip
             "processed": len(processed),  # files encoded in this run; the rest were cached
             "splits": {s: dict(counts[s]) | {"identities": pieces[s]} for s in SPLITS},
             "skipped": report.skipped,

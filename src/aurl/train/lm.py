@@ -99,14 +99,16 @@ def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: 
     except ValueError as e:
         raise ConfigError(f"train.device: {e}") from None
     tokenizer = Tokenizer(config.tokenizer)
+    data = config.data
+
+    def prepared(name: str) -> Dataset:
+        return prepare(resolve_source(name, data.workers, progress), tokenizer,
+                       workers=data.workers, progress=progress, strict=data.strict,
+                       preprocessing=data.preprocess)  # fmt: skip
+
     if dataset is None:
-        source = resolve_source(config.data.source, config.data.workers, progress)
-        dataset = prepare(source, tokenizer, workers=config.data.workers, progress=progress)
-    extra = [
-        prepare(resolve_source(s.source, config.data.workers, progress), tokenizer,
-                workers=config.data.workers, progress=progress)
-        for s in config.data.weighted_sources()[1:]
-    ]  # fmt: skip
+        dataset = prepared(data.source)
+    extra = [prepared(s.source) for s in data.weighted_sources()[1:]]
     train_shards = [Shard(d.split("train")) for d in (dataset, *extra)]
     train_shard, val_shard = train_shards[0], Shard(dataset.split("val"))
     if val_shard.num_tokens == 0:
