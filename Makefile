@@ -34,8 +34,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) benchmarks/bench_tokenize.py
-	$(PY) benchmarks/bench_generate.py
+	for b in tokenize generate prepare train_feed analysis evaluate; do \
+		$(PY) benchmarks/bench_$$b.py || exit 1; done
 
 # Reproduces the shipped model (about an hour on 2 CPU cores).
 train-small: $(STAMP)
