@@ -14,6 +14,7 @@ import click
 
 from aurl import __version__
 from aurl.analysis.command import analyze
+from aurl.evaluate.command import evaluate
 
 EXIT_USAGE = 2
 
@@ -203,6 +204,7 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
 
 
 cli.add_command(analyze)
+cli.add_command(evaluate)
 
 
 def _one_line(error: BaseException) -> str:
