@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from aurl.fileio import atomic_dir
 from aurl.models.transformer import Transformer, TransformerConfig
@@ -60,7 +60,7 @@ def save_model(
         **(meta or {}),
     }
     with atomic_dir(path) as tmp:
-        save_file(state, str(tmp / WEIGHTS))
+        (tmp / WEIGHTS).write_bytes(save(state))
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     return Path(path)
 
