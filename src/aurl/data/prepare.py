@@ -45,6 +45,7 @@ from aurl.tokens import Tokenizer
 PREPARE_VERSION = 3
 MANIFEST = "manifest.json"
 REPORT = "report.jsonl"
+PIECES = ".pieces"  # the piece cache, inside the datasets folder
 METADATA = "metadata.jsonl"  # in each split folder: one line per piece, in shard order
 
 
@@ -162,7 +163,7 @@ def prepare(
         return Dataset(folder, json.loads((folder / MANIFEST).read_text()), cached=True)
 
     files = [str(p) for p in source.files]
-    cache = PieceCache(root.parent / "pieces", settings)
+    cache = PieceCache(root / PIECES, settings)
     processed: list[int] = []
     counts = {s: Counter(pieces=0, notes=0, tokens=0) for s in SPLITS}
     report = ReportCounts()
@@ -298,7 +299,7 @@ def cache_status(root: Path | None = None) -> str:
         src = m["source"]
         lines.append(f"  {m['fingerprint']}  {src['label']} ({src['files']} files at {src['root']}): "
                      f"{pieces} pieces, {tokens:,} tokens, {size / 2**20:.1f} MiB")  # fmt: skip
-    pieces_root = root.parent / "pieces"
+    pieces_root = root / PIECES
     if pieces_root.is_dir():
         for folder in sorted(p for p in pieces_root.iterdir() if p.is_dir()):
             n = sum(1 for _ in folder.glob("*/*.npz"))
