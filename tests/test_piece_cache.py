@@ -24,7 +24,7 @@ def test_put_get_and_keys(tmp_path):
 def test_damaged_entry_is_a_miss(tmp_path):
     cache = PieceCache(tmp_path, {})
     cache.put("ab" * 32, CachedPiece(np.array([1, 2]), {}))
-    next(cache.folder.glob("*/*.npz")).write_bytes(b"garbage")
+    next(cache.folder.glob("*/*.piece")).write_bytes(b"garbage")
     assert cache.get("ab" * 32) is None
 
 

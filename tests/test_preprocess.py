@@ -97,3 +97,13 @@ def test_metadata_of_a_chorale(bach_source):
     assert meta["key"]["name"] == "G major"
     assert meta["time_signatures"] == ["3/4"] and meta["programs"] == [0]
     assert meta["notes"] > 200 and meta["seconds"] > 10 and meta["notes_per_second"] > 1
+
+
+def test_seconds_follow_the_tempo_map():
+    from aurl.data.metadata import seconds_at
+
+    s = score_of(track(0, [(0, 96, 60, 80)]))
+    s.tempos.append(symusic.Tempo(0, 120.0))
+    s.tempos.append(symusic.Tempo(48, 60.0))  # after 4 quarters at 120, 4 at 60
+    assert abs(seconds_at(s, 96) - (2.0 + 4.0)) < 1e-6
+    assert abs(seconds_at(s, 96) - s.to("second").end()) < 1e-3

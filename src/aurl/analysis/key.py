@@ -10,6 +10,7 @@ A key index is 0-11 for the major keys on C..B and 12-23 for the minor keys on c
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,8 +71,10 @@ def key_name(index: int) -> str:
     return f"{MINOR_NAMES[index - 12]} minor"
 
 
+@functools.cache
 def profile_matrix(profile: str = DEFAULT_PROFILE) -> np.ndarray:
-    """The named profile rotated to all 24 keys, z-scored, shape ``(24, 12)``.
+    """The named profile rotated to all 24 keys, z-scored, shape ``(24, 12)`` (read-only,
+    computed once per profile).
 
     Raises:
         ValueError: For an unknown profile name.
@@ -81,7 +84,9 @@ def profile_matrix(profile: str = DEFAULT_PROFILE) -> np.ndarray:
     major, minor = (np.asarray(p, float) for p in PROFILES[profile])
     rows = [np.roll(major, k) for k in range(12)] + [np.roll(minor, k) for k in range(12)]
     m = np.stack(rows)
-    return (m - m.mean(1, keepdims=True)) / m.std(1, keepdims=True)
+    m = (m - m.mean(1, keepdims=True)) / m.std(1, keepdims=True)
+    m.flags.writeable = False
+    return m
 
 
 def key_correlations(hist: np.ndarray, profile: str = DEFAULT_PROFILE) -> np.ndarray:

@@ -15,7 +15,7 @@ def piece_metadata(score: symusic.Score, source_path: str) -> dict:
         score: the piece as read (any ticks per quarter).
         source_path: where it came from, stored as given.
     """
-    seconds = float(score.to("second").end()) if score.note_num() else 0.0
+    seconds = seconds_at(score, score.end())
     hist = np.zeros(12)
     programs = set()
     for track in score.tracks:
@@ -45,3 +45,14 @@ def piece_metadata(score: symusic.Score, source_path: str) -> dict:
         "quarters": round(float(quarters), 3),
         "notes_per_second": round(score.note_num() / seconds, 3) if seconds else 0.0,
     }
+
+
+def seconds_at(score: symusic.Score, tick: int) -> float:
+    """Time in seconds of ``tick``, through the score's tempo map (120 BPM before any)."""
+    t = score.tempos.numpy()
+    times = np.concatenate([[0], t["time"].astype(np.int64)])
+    mspq = np.concatenate([[500_000], t["mspq"].astype(np.int64)])
+    keep = times <= tick
+    times, mspq = times[keep], mspq[keep]
+    spans = np.diff(np.append(times, tick))  # ticks under each tempo
+    return float((spans * mspq).sum() / score.tpq / 1e6)

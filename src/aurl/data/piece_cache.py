@@ -10,7 +10,6 @@ metadata, written atomically.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,34 +42,31 @@ def settings_digest(settings: dict) -> str:
 
 
 class PieceCache:
-    """Entries under ``root/<settings digest>/<2 hex>/<file digest>.npz``."""
+    """Entries under ``root/<settings digest>/<2 hex>/<file digest>.piece``."""
 
     def __init__(self, root: Path, settings: dict):
         self.settings = settings
         self.folder = Path(root) / settings_digest(settings)
 
     def _path(self, digest: str) -> Path:
-        return self.folder / digest[:2] / f"{digest}.npz"
+        return self.folder / digest[:2] / f"{digest}.piece"
 
     def get(self, digest: str) -> CachedPiece | None:
         path = self._path(digest)
-        if not path.is_file():
-            return None
         try:
-            with np.load(path, allow_pickle=False) as data:
-                info = json.loads(str(data["info"]))
-                ids = data["ids"].astype(np.int64) if "ids" in data.files else None
-        except (OSError, ValueError, KeyError):  # a damaged entry is a miss
+            data = path.read_bytes()
+            head, _, body = data.partition(b"\n")
+            info = json.loads(head)
+            ids = np.frombuffer(body, np.uint16).astype(np.int64) if info.pop("_ids") else None
+        except (OSError, ValueError, KeyError):  # missing or damaged: a miss
             return None
         return CachedPiece(ids, info)
 
     def put(self, digest: str, piece: CachedPiece) -> None:
-        arrays = {"info": np.array(json.dumps(piece.info))}
-        if piece.ids is not None:
-            arrays["ids"] = piece.ids.astype(np.uint16)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(self._path(digest), buffer.getvalue(), durable=False)
+        """One line of JSON, then the ids as uint16 bytes; written whole or not at all."""
+        head = json.dumps({**piece.info, "_ids": piece.ids is not None}).encode()
+        body = piece.ids.astype(np.uint16).tobytes() if piece.ids is not None else b""
+        atomic_write_bytes(self._path(digest), head + b"\n" + body, durable=False)
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.folder.glob("*/*.npz")) if self.folder.exists() else 0
+        return sum(1 for _ in self.folder.glob("*/*.piece")) if self.folder.exists() else 0

@@ -302,6 +302,6 @@ def cache_status(root: Path | None = None) -> str:
     pieces_root = root / PIECES
     if pieces_root.is_dir():
         for folder in sorted(p for p in pieces_root.iterdir() if p.is_dir()):
-            n = sum(1 for _ in folder.glob("*/*.npz"))
+            n = sum(1 for _ in folder.glob("*/*.piece"))
             lines.append(f"piece cache {folder.name}: {n} encoded files")
     return "\n".join(lines)

@@ -40,13 +40,14 @@ class PreprocessConfig(BaseModel):
 
 
 def preprocess(score: symusic.Score, config: PreprocessConfig) -> symusic.Score:
-    """Apply the steps ``config`` asks for; returns a new Score, ``score`` is untouched."""
-    out = score.copy()
+    """Apply the steps ``config`` asks for. ``score`` is never changed: each step that applies
+    returns a new Score (with nothing to do, ``score`` itself comes back)."""
+    out = score
     if config.program_families:
         out = map_program_families(out)
     if config.merge_tracks:
         out = merge_tracks_by_program(out)
-    if config.drop_empty_tracks:
+    if config.drop_empty_tracks and any(t.note_num() == 0 for t in out.tracks):
         out = drop_empty_tracks(out)
     if config.velocity == "normalize":
         out = normalize_velocity(out, config.velocity_target)
