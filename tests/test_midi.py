@@ -13,8 +13,8 @@ import symusic
 
 from aurl.midi import MidiError, read_midi, write_midi
 from aurl.midi.read import read_midi_bytes
+from conftest import EDGE_CASES
 
-EDGE_CASES = Path(__file__).resolve().parents[2] / "shared" / "midi-edge-cases"
 PARSERS = ("symusic", "pretty_midi", "mido", "miditoolkit", "muspy")
 WALK_TIMEOUT_S = 60
 
