@@ -47,6 +47,21 @@ def test_fast_top_p_equals_full_sort():
             assert torch.equal(fast[torch.isfinite(fast)], slow[torch.isfinite(slow)])
 
 
+def test_drawing_among_nucleus_candidates_matches_the_full_row():
+    from aurl.generate.sampler import _draw
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0] + [-8.0] * 94])
+    config = SamplingConfig(top_p=0.9)
+    g = torch.Generator().manual_seed(0)
+    fast = torch.stack([_draw(logits, config, g) for _ in range(4000)]).flatten()
+    slow = torch.stack([filters.gumbel_sample(filters.top_p_sorted(logits, 0.9), g)
+                        for _ in range(4000)]).flatten()  # fmt: skip
+    kept = torch.isfinite(filters.top_p_sorted(logits, 0.9))[0]
+    assert kept[fast].all() and kept[slow].all()  # never outside the nucleus
+    f, s = (torch.bincount(x, minlength=100)[:6] / 4000 for x in (fast, slow))
+    assert torch.allclose(f, s, atol=0.03)  # the same distribution
+
+
 def test_temperature_and_mask():
     logits = torch.tensor([[2.0, -2.0]])
     assert torch.equal(filters.temperature(logits, 2.0), torch.tensor([[1.0, -1.0]]))

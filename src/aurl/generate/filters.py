@@ -33,14 +33,25 @@ def top_p(logits: torch.Tensor, p: float, candidates: int = 64) -> torch.Tensor:
     """
     if p >= 1.0:
         return logits
+    nucleus = top_p_candidates(logits, p, candidates)
+    if nucleus is None:
+        return top_p_sorted(logits, p)
+    top, order = nucleus
+    return torch.full_like(logits, NEG_INF).scatter_(-1, order, top)
+
+
+def top_p_candidates(
+    logits: torch.Tensor, p: float, candidates: int = 64
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The nucleus as (logits, ids) of the ``candidates`` most likely tokens per row, the rest
+    of them set to -inf; None when some row needs more candidates to reach ``p``."""
     k = min(candidates, logits.size(-1))
     top, order = torch.topk(logits, k, dim=-1)
     probs = torch.exp(top - torch.logsumexp(logits, dim=-1, keepdim=True))
     cumulative = torch.cumsum(probs, dim=-1)
     if k < logits.size(-1) and not bool((cumulative[:, -1] >= p).all()):
-        return top_p_sorted(logits, p)
-    top = top.masked_fill(cumulative - probs > p, NEG_INF)  # mass strictly before > p
-    return torch.full_like(logits, NEG_INF).scatter_(-1, order, top)
+        return None
+    return top.masked_fill(cumulative - probs > p, NEG_INF), order  # mass before > p: out
 
 
 def top_p_sorted(logits: torch.Tensor, p: float) -> torch.Tensor:

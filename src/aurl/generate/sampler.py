@@ -81,12 +81,7 @@ def sample(
             logits = filters.apply_mask(logits, state.mask())
         if config.fill_bars:
             logits[:, EOS] = torch.where(state.bars < max_bars, NEG_INF, logits[:, EOS])
-        if config.greedy:
-            tok = logits.argmax(dim=-1)
-        else:
-            logits = filters.temperature(logits, config.temperature)
-            logits = filters.top_p(filters.top_k(logits, config.top_k), config.top_p)
-            tok = filters.gumbel_sample(logits, generator)
+        tok = logits.argmax(dim=-1) if config.greedy else _draw(logits, config, generator)
         over = (tok == bar_id) & (state.bars >= max_bars)
         tok = torch.where(over | done, torch.where(done, PAD, EOS), tok)
         seq[:, pos] = tok
@@ -104,6 +99,16 @@ def sample(
         else:
             logits = model(seq[:, offset:pos], last_only=True)[:, -1]
     return seq[:, :pos]
+
+
+def _draw(logits: torch.Tensor, config: SamplingConfig, generator) -> torch.Tensor:
+    """One token per row after temperature, top-k and top-p. (B, V) -> (B,)."""
+    logits = filters.top_k(filters.temperature(logits, config.temperature), config.top_k)
+    nucleus = filters.top_p_candidates(logits, config.top_p) if config.top_p < 1 else None
+    if nucleus is None:
+        return filters.gumbel_sample(filters.top_p(logits, config.top_p), generator)
+    top, ids = nucleus  # draw among the candidates only: (B, K) instead of (B, V)
+    return ids.gather(-1, filters.gumbel_sample(top, generator).unsqueeze(-1)).squeeze(-1)
 
 
 def _restart_point(window: torch.Tensor, bar_id: int, ctx: int) -> int:
