@@ -157,6 +157,6 @@ def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: 
         meta["metrics"] |= {"test_nll_per_token": round(test_loss, 5),
                             "test_ppl": round(math.exp(test_loss), 4), "test_tokens": n}  # fmt: skip
     meta["training"]["total_steps"] = state.step
-    meta["training"]["session_wall_time_s"] = round(time.perf_counter() - started, 1)
+    meta["training"]["process_wall_time_s"] = round(time.perf_counter() - started, 1)
     save_model(best.model, tokenizer, run_dir / MODEL_DIR, meta)
     return meta
