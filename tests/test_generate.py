@@ -77,6 +77,15 @@ def test_greedy_with_and_without_cache_is_identical():
     assert torch.equal(a, b)
 
 
+def test_greedy_with_bfloat16_attention_is_identical_with_and_without_cache():
+    m = random_model()
+    m.set_attention_dtype(torch.bfloat16)
+    prompt = torch.full((3, 1), BOS)
+    a = sample(m, TK.vocab, prompt, 4, 200, SamplingConfig(greedy=True, use_cache=True))
+    b = sample(m, TK.vocab, prompt, 4, 200, SamplingConfig(greedy=True, use_cache=False))
+    assert torch.equal(a, b)
+
+
 def test_greedy_past_the_context_window_is_identical():
     m = random_model(ctx=48)
     prompt = torch.full((1, 1), BOS)

@@ -100,3 +100,20 @@ def test_broken_model_folders_raise(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="cannot load model"):
         load_model(tmp_path / "m")
+
+
+def test_bfloat16_attention_keeps_cache_and_full_forward_together():
+    m = model()
+    m.set_attention_dtype(torch.bfloat16)
+    x = torch.randint(0, CFG.vocab_size, (2, 70))
+    with torch.no_grad():
+        full = m(x)
+        cache = m.new_cache(2)
+        assert cache[0].k.dtype == torch.bfloat16
+        steps = [m(x[:, :20], cache=cache)]
+        steps += [m(x[:, t : t + 1], cache=cache, start=t) for t in range(20, 70)]
+        reference = model()(x)  # float32 attention
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=2e-2)
+    assert torch.allclose(full, reference, atol=5e-2)
+    m.train()  # training always attends in the weights' type
+    assert m.new_cache(1)[0].k.dtype == torch.float32

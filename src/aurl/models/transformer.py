@@ -83,12 +83,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, start: int = 0):
+    def forward(self, x, cos, sin, cache: KVCache | None = None, start: int = 0, dtype=None):
         B, T, C = x.shape
         qkv = F.linear(x, self.qkv.weight).view(B, T, 3, self.n_head, self.head_dim)
         qk = apply_rope(qkv[:, :, :2], cos, sin)  # (B, T, 2, H, D): q and k rotated together
         q, k = qk.permute(2, 0, 3, 1, 4)  # (B, H, T, D) each
         v = qkv[:, :, 2].transpose(1, 2)
+        if dtype is not None:  # attention in a narrower type (inference only)
+            q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
         if cache is not None:
             k, v = cache.update(start, k, v)
         drop = self.dropout if self.training else 0.0
@@ -99,7 +101,7 @@ class Attention(nn.Module):
         else:  # a chunk after a cached prefix: causal within the chunk
             mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        return F.linear(y.transpose(1, 2).reshape(B, T, C), self.proj.weight)
+        return F.linear(y.transpose(1, 2).reshape(B, T, C).to(x.dtype), self.proj.weight)
 
 
 class MLP(nn.Module):
@@ -121,8 +123,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.dropout = cfg.dropout
 
-    def forward(self, x, cos, sin, cache=None, start=0):
-        x = x + self._drop(self.attn.forward(_norm(self.norm1, x), cos, sin, cache, start))
+    def forward(self, x, cos, sin, cache=None, start=0, dtype=None):
+        x = x + self._drop(self.attn.forward(_norm(self.norm1, x), cos, sin, cache, start, dtype))
         return x + self._drop(self.mlp.forward(_norm(self.norm2, x)))
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
@@ -143,6 +145,7 @@ class Transformer(nn.Module):
         cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.max_seq_len, cfg.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.attention_dtype: torch.dtype | None = None  # see set_attention_dtype
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
@@ -156,12 +159,22 @@ class Transformer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def set_attention_dtype(self, dtype: torch.dtype | None) -> None:
+        """Compute attention (and keep the KV cache) in ``dtype`` when not training; None
+        uses the weights' type. bfloat16 reads half the bytes of the cache, which is what
+        attention over it costs; the cached and uncached paths stay the same computation."""
+        self.attention_dtype = dtype
+
+    def _attention_dtype(self) -> torch.dtype | None:
+        return None if self.training else self.attention_dtype
+
     def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
         """One KV cache per layer for ``batch`` sequences of up to ``max_len`` tokens."""
         cfg, w = self.config, self.embed.weight
         max_len = min(max_len or cfg.max_seq_len, cfg.max_seq_len)
+        dtype = self._attention_dtype() or w.dtype
         return [
-            KVCache(batch, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, w.dtype)
+            KVCache(batch, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, dtype)
             for _ in range(cfg.n_layer)
         ]
 
@@ -187,11 +200,12 @@ class Transformer(nn.Module):
         # (T, 1, 1, D): broadcast over the q/k pair and the heads
         cos = self.rope_cos[start : start + T, None, None]
         sin = self.rope_sin[start : start + T, None, None]
+        dtype = self._attention_dtype()
         x = F.embedding(idx, self.embed.weight)  # (B, T, C)
         if self.training and self.config.dropout:
             x = F.dropout(x, self.config.dropout)
         for i, block in enumerate(self.blocks):
-            x = block.forward(x, cos, sin, None if cache is None else cache[i], start)
+            x = block.forward(x, cos, sin, None if cache is None else cache[i], start, dtype)
         x = _norm(self.norm, x[:, -1:] if last_only else x)
         logits = F.linear(x, self.embed.weight)  # (B, T, V), tied to the embedding
         if targets is None:
