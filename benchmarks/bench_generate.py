@@ -339,7 +339,9 @@ def main() -> None:
         "model_path": str(args.model),
         "parameters": generator.model.num_params(),
         "shape": f"{cfg.n_layer} layers, {cfg.n_embd} wide, {cfg.n_head} heads, "
-        f"vocab {cfg.vocab_size}, context {cfg.max_seq_len}",
+        f"vocab {cfg.vocab_size}, context {cfg.max_seq_len}; weights float32, attention "
+        f"{str(generator.model.attention_dtype or 'float32').replace('torch.', '')}, as "
+        "`aurl.api.load` sets it on this CPU",
         "width": cfg.n_embd,
         "context": cfg.max_seq_len,
         "batch": args.batch,
