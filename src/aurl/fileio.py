@@ -34,10 +34,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = Tru
     return path
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once: changing it briefly is not safe with threads
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -51,6 +51,9 @@ class PieceCache:
     def _path(self, digest: str) -> Path:
         return self.folder / digest[:2] / f"{digest}.piece"
 
+    def has(self, digest: str) -> bool:
+        return self._path(digest).is_file()
+
     def get(self, digest: str) -> CachedPiece | None:
         path = self._path(digest)
         try:

@@ -17,6 +17,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,20 +99,31 @@ def _to_cache(result: FileResult) -> CachedPiece:
 
 def _results(files, digests, cache, tokenizer, workers, options, processed):
     """Every file's result in file order: from the piece cache, or from the workers (and then
-    stored). ``processed`` collects the indices that had to be processed."""
-    hits = [cache.get(d) for d in digests]
-    todo = [i for i, hit in enumerate(hits) if hit is None]
+    stored). ``processed`` collects the indices that had to be processed.
+
+    Cached pieces are read one at a time as they are needed, and new entries are written by a
+    background thread (file creation is slow on some disks and need not hold up the run).
+    """
+    cached = [cache.has(d) for d in digests]
+    todo = [i for i, hit in enumerate(cached) if not hit]
     processed.extend(todo)
     fresh = process_files([files[i] for i in todo], tokenizer, workers, options)
-    for i, file in enumerate(files):
-        if hits[i] is not None:
-            yield _from_cache(i, file, hits[i])
-            continue
-        result = next(fresh)
-        result.index = i
-        if not is_transient(result):
-            cache.put(digests[i], _to_cache(result))
-        yield result
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for i, file in enumerate(files):
+            hit = cache.get(digests[i]) if cached[i] else None
+            if hit is not None:
+                yield _from_cache(i, file, hit)
+                continue
+            result = next(fresh) if not cached[i] else _reprocess(files[i], tokenizer, options)
+            result.index = i
+            if not is_transient(result):
+                writer.submit(cache.put, digests[i], _to_cache(result))
+            yield result
+
+
+def _reprocess(file: str, tokenizer: Tokenizer, options: IngestOptions) -> FileResult:
+    """A cache entry that vanished or was damaged since the lookup: process it here."""
+    return next(process_files([file], tokenizer, 1, options))
 
 
 def prepare(
