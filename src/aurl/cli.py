@@ -19,12 +19,6 @@ from aurl.evaluate.command import evaluate
 EXIT_USAGE = 2
 
 
-class UserError(click.ClickException):
-    """An expected failure with a one-line explanation."""
-
-    exit_code = EXIT_USAGE
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="aurl")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
@@ -207,7 +201,8 @@ cli.add_command(analyze)
 cli.add_command(evaluate)
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: object) -> str:
+    """The first line of an error or message (never empty)."""
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
 
