@@ -219,10 +219,14 @@ def markdown(r: dict, info: dict, repeats: int) -> str:
             "## Load",
             "",
             f"Load average (1, 5, 15 min) at the start {r['load_average_start']}, at the end "
-            f"{r['load_average_end']}. A model training run (and other work) was using the "
-            "machine's two cores throughout, and this benchmark ran under `nice -n 10`: wall "
-            "times are long and noisy and 2 workers got well under two cores. The CPU-time "
-            "ratios against MidiTok, measured in the same run, are the figures to read.",
+            f"{r['load_average_end']}. "
+            + (
+                "Other work was using the cores when it started: wall times are long and noisy, and the "
+                "CPU-time ratios against MidiTok, measured in the same run, are the figures "
+                "to read."
+                if r["load_average_start"][0] > 1.5  # the run itself loads the cores later
+                else "The machine was otherwise idle when it started."
+            ),
             "",
             machine_markdown(info),
         ]

@@ -104,9 +104,11 @@ def sample(
 def _draw(logits: torch.Tensor, config: SamplingConfig, generator) -> torch.Tensor:
     """One token per row after temperature, top-k and top-p. (B, V) -> (B,)."""
     logits = filters.top_k(filters.temperature(logits, config.temperature), config.top_k)
-    nucleus = filters.top_p_candidates(logits, config.top_p) if config.top_p < 1 else None
-    if nucleus is None:
-        return filters.gumbel_sample(filters.top_p(logits, config.top_p), generator)
+    if config.top_p >= 1:
+        return filters.gumbel_sample(logits, generator)
+    nucleus = filters.top_p_candidates(logits, config.top_p)
+    if nucleus is None:  # the candidates hold too little mass: sort whole rows
+        return filters.gumbel_sample(filters.top_p_sorted(logits, config.top_p), generator)
     top, ids = nucleus  # draw among the candidates only: (B, K) instead of (B, V)
     return ids.gather(-1, filters.gumbel_sample(top, generator).unsqueeze(-1)).squeeze(-1)
 
