@@ -17,7 +17,6 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from aurl.data.ingest import (
     mark_duplicates,
     process_files,
 )
-from aurl.data.piece_cache import CachedPiece, PieceCache, file_digest
+from aurl.data.piece_cache import CachedPiece, PieceCache, cache_entries, file_digest
 from aurl.data.preprocess import PreprocessConfig
 from aurl.data.shards import ShardWriter
 from aurl.data.sources import Source
@@ -101,24 +100,23 @@ def _results(files, digests, cache, tokenizer, workers, options, processed):
     """Every file's result in file order: from the piece cache, or from the workers (and then
     stored). ``processed`` collects the indices that had to be processed.
 
-    Cached pieces are read one at a time as they are needed, and new entries are written by a
-    background thread (file creation is slow on some disks and need not hold up the run).
+    Cached pieces are read one at a time as they are needed, and new entries are stored as
+    they come (committed in batches).
     """
     cached = [cache.has(d) for d in digests]
     todo = [i for i, hit in enumerate(cached) if not hit]
     processed.extend(todo)
     fresh = process_files([files[i] for i in todo], tokenizer, workers, options)
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        for i, file in enumerate(files):
-            hit = cache.get(digests[i]) if cached[i] else None
-            if hit is not None:
-                yield _from_cache(i, file, hit)
-                continue
-            result = next(fresh) if not cached[i] else _reprocess(files[i], tokenizer, options)
-            result.index = i
-            if not is_transient(result):
-                writer.submit(cache.put, digests[i], _to_cache(result))
-            yield result
+    for i, file in enumerate(files):
+        hit = cache.get(digests[i]) if cached[i] else None
+        if hit is not None:
+            yield _from_cache(i, file, hit)
+            continue
+        result = next(fresh) if not cached[i] else _reprocess(files[i], tokenizer, options)
+        result.index = i
+        if not is_transient(result):
+            cache.put(digests[i], _to_cache(result))
+        yield result
 
 
 def _reprocess(file: str, tokenizer: Tokenizer, options: IngestOptions) -> FileResult:
@@ -175,11 +173,14 @@ def prepare(
         return Dataset(folder, json.loads((folder / MANIFEST).read_text()), cached=True)
 
     files = [str(p) for p in source.files]
-    cache = PieceCache(root / PIECES, settings)
     processed: list[int] = []
     counts = {s: Counter(pieces=0, notes=0, tokens=0) for s in SPLITS}
     report = ReportCounts()
-    with atomic_dir(folder) as tmp, open(tmp / REPORT, "w") as lines:
+    with (
+        PieceCache(root / PIECES, settings) as cache,
+        atomic_dir(folder) as tmp,
+        open(tmp / REPORT, "w") as lines,
+    ):
         for name, reason in source.skipped:
             result = FileResult(-1, str(name), SKIPPED, "source", reason)
             lines.write(json.dumps(report.add(result)) + "\n")
@@ -311,9 +312,6 @@ def cache_status(root: Path | None = None) -> str:
         src = m["source"]
         lines.append(f"  {m['fingerprint']}  {src['label']} ({src['files']} files at {src['root']}): "
                      f"{pieces} pieces, {tokens:,} tokens, {size / 2**20:.1f} MiB")  # fmt: skip
-    pieces_root = root / PIECES
-    if pieces_root.is_dir():
-        for folder in sorted(p for p in pieces_root.iterdir() if p.is_dir()):
-            n = sum(1 for _ in folder.glob("*/*.piece"))
-            lines.append(f"piece cache {folder.name}: {n} encoded files")
+    for name, n in cache_entries(root / PIECES):
+        lines.append(f"piece cache {name}: {n} encoded files")
     return "\n".join(lines)
