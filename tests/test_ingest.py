@@ -11,13 +11,18 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import symusic
 
-from aurl.data.ingest import content_digest
+from aurl.analysis.key import find_key, find_keys
+from aurl.data.digest import content_digest, content_digests
+from aurl.data.ingest import IngestOptions, process_chunk, process_file
+from aurl.data.metadata import piece_metadata, pieces_metadata
 from aurl.data.prepare import REPORT, prepare, summary
 from aurl.data.shards import TOKENS
 from aurl.data.sources import folder_source
+from aurl.midi.repair import track_notes
 from aurl.tokens import Tokenizer
 from conftest import EDGE_CASES
 
@@ -119,6 +124,46 @@ def test_content_digest_ignores_track_layout_and_sees_content():
     assert content_digest(build([[0, 192], [96]])) == one
     assert content_digest(build([[0, 96, 192]], pitch=62)) != one
     assert content_digest(build([[0, 96, 193]])) != one
+
+
+def test_batched_digests_metadata_and_keys_equal_one_at_a_time(bach_source):
+    scores = [symusic.Score(str(p)) for p in bach_source.files[:30]]
+    scores.insert(3, symusic.Score(480))  # no notes
+    scores.append(symusic.Score(96))
+    paths = [f"p{k}" for k in range(len(scores))]
+    digests, metas = [], []
+    for first in range(0, len(scores), 8):
+        part = scores[first : first + 8]
+        notes = [track_notes(s) for s in part]
+        digests += content_digests(part, notes)
+        metas += pieces_metadata(part, paths[first : first + 8], notes)
+    assert digests == [content_digest(s) for s in scores]
+    assert metas == [piece_metadata(s, p) for s, p in zip(scores, paths, strict=True)]
+    assert len(set(digests)) == len(scores) - 1  # the two empty scores hash alike
+    hists = np.random.default_rng(0).random((20, 12))
+    assert find_keys(hists) == [find_key(h) for h in hists]
+
+
+def test_a_chunk_gives_what_its_files_give_one_by_one(bach_source, tmp_path):
+    """Batched finishing (hash, metadata, encoding) against one file at a time, over
+    chorales and, when present, the edge-case files (read, repaired and skipped alike)."""
+    files = [str(p) for p in bach_source.files[:20]]
+    if EDGE_CASES.is_dir():
+        files += [str(p) for p in sorted(EDGE_CASES.rglob("*.mid"))[:60]]
+    options = IngestOptions()
+    jobs = list(enumerate(files))
+    together = []
+    for first in range(0, len(jobs), 16):
+        together += process_chunk(jobs[first : first + 16], TK, options)
+    for (index, path), result in zip(jobs, together, strict=True):
+        alone = process_file(index, path, TK, options)
+        assert (result.index, result.file) == (index, path)
+        assert result.record() == alone.record(), path
+        assert (result.digest, result.meta) == (alone.digest, alone.meta), path
+        assert (result.ids is None) == (alone.ids is None), path
+        if alone.ids is not None:
+            assert np.array_equal(result.ids, alone.ids), path
+    assert sum(r.status == "used" for r in together) >= 20
 
 
 def test_strict_mode_skips_files_that_need_repair(bach_source, tmp_path):

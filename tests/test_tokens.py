@@ -9,8 +9,9 @@ import symusic
 
 from aurl.midi import read_midi
 from aurl.tokens import BOS, EOS, Tokenizer, TokenizerConfig, TokenType
-from aurl.tokens.encode import bar_grid, score_to_notes
+from aurl.tokens.encode import bar_grid, encode_many, score_to_notes, scores_to_notes
 from aurl.tokens.vocab import DRUM_PROGRAM, tempo_bin, velocity_bin
+from conftest import EDGE_CASES
 
 TK = Tokenizer()
 
@@ -123,6 +124,69 @@ def test_built_score_round_trip(seed):
 def test_fast_encoder_matches_reference(seed):
     score = built_score(seed, n=80)
     assert TK.encode(score).tolist() == reference_encode(score, TK)
+
+
+@pytest.mark.parametrize("tpq", [480, 96, 1000, 25, 7])
+def test_grid_times_are_symusics_resample(tpq):
+    rng = np.random.default_rng(tpq)
+    score = symusic.Score(tpq)
+    for program in (0, 40):
+        t = symusic.Track("t", program, False)
+        n = 400
+        t.notes = symusic.Note.from_numpy(
+            rng.integers(0, 200 * tpq, n).astype(np.int32),
+            rng.integers(0, 8 * tpq, n).astype(np.int32),  # zero-length notes too
+            rng.integers(21, 109, n).astype(np.int8),
+            rng.integers(1, 128, n).astype(np.int8),
+        )
+        score.tracks.append(t)
+    for spq, micro in ((4, 1), (12, 1), (4, 4)):
+        ours = scores_to_notes([score], spq, micro, [[t.notes.numpy() for t in score.tracks]])
+        grid = score.resample(spq * micro, min_dur=1)
+        fine = np.concatenate([t.notes.numpy()["time"] for t in grid.tracks]).astype(np.int64)
+        dur = np.concatenate([t.notes.numpy()["duration"] for t in grid.tracks]).astype(np.int64)
+        theirs_time = (fine + micro // 2) // micro
+        theirs_dur = np.maximum((dur + micro // 2) // micro, 1)
+        assert sorted(zip(ours["time"].tolist(), ours["offset"].tolist(),
+                          ours["duration"].tolist(), strict=True)) == sorted(
+            zip(theirs_time.tolist(), (fine - theirs_time * micro).tolist(),
+                theirs_dur.tolist(), strict=True))  # fmt: skip
+
+
+def _batch_scores(bach_source) -> list[symusic.Score]:
+    """Chorales, built scores with meter and tempo changes, a score without notes, a score
+    whose tempo changes lie past its last note, and the readable edge-case files."""
+    scores = [read_midi(p) for p in bach_source.files[:40]]
+    scores += [built_score(seed, n=60) for seed in range(3)]
+    empty = symusic.Score(480)
+    empty.tempos.append(symusic.Tempo(0, 90.0))
+    late = read_midi(bach_source.files[40])
+    late.tempos.append(symusic.Tempo(late.end() + 5000, 60.0))
+    scores += [empty, late, empty]
+    if EDGE_CASES.is_dir():
+        for path in sorted(EDGE_CASES.rglob("*.mid")):
+            try:
+                score = symusic.Score(str(path))
+            except Exception:
+                continue
+            if score.tpq > 0 and score.note_num() < 100_000:
+                scores.append(score)
+    return scores
+
+
+@pytest.mark.parametrize("config", [TokenizerConfig(), TokenizerConfig(microtiming=4)])
+def test_batch_encoding_equals_one_at_a_time(bach_source, config):
+    tk = Tokenizer(config)
+    scores = _batch_scores(bach_source)
+    alone = [tk.encode(s) for s in scores]
+    for size in (2, 7, 64):
+        together = []
+        for first in range(0, len(scores), size):
+            together += encode_many(scores[first : first + size], tk.vocab)
+        assert len(together) == len(alone)
+        for k, (a, b) in enumerate(zip(alone, together, strict=True)):
+            assert np.array_equal(a, b), (size, k)
+    assert encode_many([], tk.vocab) == []
 
 
 def test_every_chorale_round_trips(bach_source):

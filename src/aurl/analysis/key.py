@@ -92,13 +92,16 @@ def profile_matrix(profile: str = DEFAULT_PROFILE) -> np.ndarray:
 def key_correlations(hist: np.ndarray, profile: str = DEFAULT_PROFILE) -> np.ndarray:
     """Pearson correlation of each histogram with each key, shape ``(..., 24)``.
 
-    Rows of ``hist`` that are flat (silence) correlate 0 with every key.
+    Rows of ``hist`` that are flat (silence) correlate 0 with every key. Each row is
+    computed on its own (products summed along the row, not a matrix product whose
+    rounding depends on how many rows come along), so a histogram gets the same values
+    alone or in a batch.
     """
     hist = np.asarray(hist, float)
     centred = hist - hist.mean(-1, keepdims=True)
     norm = np.sqrt((centred**2).mean(-1, keepdims=True))
     z = np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 0)
-    return z @ profile_matrix(profile).T / 12.0
+    return (z[..., None, :] * profile_matrix(profile)).sum(-1) / 12.0
 
 
 def find_key(
@@ -122,18 +125,40 @@ def find_key(
     """
     if not np.any(np.asarray(hist) > 0):
         raise ValueError("cannot find a key: no notes")
-    corr = key_correlations(hist, profile)
+    return find_keys(np.asarray(hist)[None], profile, np.array([final_bass]), final_bonus)[0]
+
+
+def find_keys(
+    hists: np.ndarray,
+    profile: str = DEFAULT_PROFILE,
+    final_bass: np.ndarray | None = None,
+    final_bonus: float = 0.1,
+) -> list[Key]:
+    """:func:`find_key` for each row of ``hists`` (shape ``(n, 12)``), at once.
+
+    ``final_bass`` holds each row's final bass pitch class (-1 if unknown), or is None.
+    Rows without notes get the key that correlates best with silence (C major, 0); leave
+    them out where that matters.
+    """
+    corr = key_correlations(hists, profile)
     score = corr.copy()
-    if final_bass >= 0:
-        score += final_bonus * (np.arange(24) % 12 == final_bass)
-    order = np.argsort(-score)
-    best = int(order[0])
-    return Key(
-        tonic=best % 12,
-        mode="major" if best < 12 else "minor",
-        correlation=round(float(corr[best]), 4),
-        confidence=round(float(score[best] - score[order[1]]), 4),
-    )
+    if final_bass is not None:
+        score += final_bonus * (np.arange(24) % 12 == np.asarray(final_bass)[:, None])
+    order = np.argsort(-score, axis=-1)
+    rows = np.arange(len(score))
+    best, second = order[:, 0], order[:, 1]
+    confidence = score[rows, best] - score[rows, second]
+    return [
+        Key(
+            tonic=int(b) % 12,
+            mode="major" if b < 12 else "minor",
+            correlation=round(float(c), 4),
+            confidence=round(float(m), 4),
+        )
+        for b, c, m in zip(
+            best.tolist(), corr[rows, best].tolist(), confidence.tolist(), strict=True
+        )  # fmt: skip
+    ]
 
 
 def window_sums(values: np.ndarray, half_width: int) -> np.ndarray:

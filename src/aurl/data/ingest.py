@@ -7,7 +7,14 @@ its stage and reason; a dead or stuck worker is replaced and the run goes on. Re
 back in file order whatever the scheduling, and a file whose content (after repair) equals
 an earlier file's is reported as its duplicate.
 
-Each worker holds at most two files at a time, and no file more than ``WINDOW`` files
+Files go to the workers in chunks of ``CHUNK``: a worker reads, repairs and preprocesses
+each file of a chunk on its own, then hashes, describes and encodes the files left in one
+vectorized batch (for small files numpy's overhead per call, not the notes, is most of the
+cost). The time limit holds per file in the first stages and per batch in the last; when a
+worker dies or runs out of time in a batch, the batch's files are run again one by one, so
+the failure is pinned on the file that caused it.
+
+Each worker holds at most two chunks at a time, and no file more than ``WINDOW`` files
 ahead of the oldest one still running is handed out, so a slow file never lets finished
 results pile up in memory.
 """
@@ -15,7 +22,7 @@ results pile up in memory.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import ctypes
 import multiprocessing as mp
 import signal
 import time
@@ -27,18 +34,23 @@ from multiprocessing.connection import wait
 import numpy as np
 import symusic
 
-from aurl.data.metadata import piece_metadata
+from aurl.data.digest import content_digests
+from aurl.data.metadata import pieces_metadata
 from aurl.data.preprocess import PreprocessConfig, preprocess
 from aurl.midi import MidiError
 from aurl.midi.read import parse_midi_bytes, read_file_bytes
 from aurl.midi.repair import close_open_notes, may_have_open_notes, repair_score, track_notes
 from aurl.tokens import Tokenizer
+from aurl.tokens.encode import encode_many
 
 STAGES = ("read", "repair", "preprocess", "encode")
 USED, SKIPPED, DUPLICATE = "used", "skipped", "duplicate"
 DEFAULT_TIMEOUT_S = 10.0
-PER_WORKER = 2  # files handed to a worker at once, so it never waits for the next
+CHUNK = 16  # files handed to a worker in one message
+BATCH_NOTES = 50_000  # files are hashed, described and encoded together up to this many notes
+PER_WORKER = 2  # chunks a worker holds at once, so it never waits for the next
 WINDOW = 256  # no file more than this far ahead of the oldest unfinished one is handed out
+BATCH = -1  # the position a worker reports while it finishes a batch of files
 STARTUP_TIMEOUT_S = 300.0
 _READY = "ready"
 
@@ -93,48 +105,12 @@ class FileResult:
         }
 
 
-def content_digest(score: symusic.Score, notes: list[dict] | None = None) -> str:
-    """Hash of what a Score holds musically: its notes (with program, drums as 128), tempos
-    and time signatures, with times scaled so that the ticks-per-quarter chosen by the
-    file's writer does not matter. Track names, order and splitting do not count.
-
-    Args:
-        score: The Score.
-        notes: ``track_notes(score)``, if the caller has it already.
-    """
-    keys = ("time", "duration", "pitch", "velocity")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in (*keys, "program")}
-    for track, arrays in zip(score.tracks, track_notes(score) if notes is None else notes,
-                             strict=True):  # fmt: skip
-        for k in keys:
-            parts[k].append(arrays[k])
-        program = 128 if track.is_drum else int(track.program)
-        parts["program"].append(np.full(len(arrays["time"]), program, np.int64))
-    cols = {k: np.concatenate(v).astype(np.int64) if v else np.zeros(0, np.int64)
-            for k, v in parts.items()}  # fmt: skip
-    tempos, sigs = score.tempos.numpy(), score.time_signatures.numpy()
-    unit = int(np.gcd.reduce(np.concatenate([
-        cols["time"], cols["duration"], tempos["time"], sigs["time"], [score.tpq]
-    ]).astype(np.int64)))  # fmt: skip
-    unit = max(abs(unit), 1)  # times / unit: the same for any multiple of the resolution
-    order = np.lexsort([cols[k] for k in ("program", "velocity", "duration", "pitch", "time")])
-    h = hashlib.blake2b(str(score.tpq // unit).encode(), digest_size=16)
-    for k in ("time", "duration"):
-        h.update((cols[k][order] // unit).tobytes())
-    for k in ("pitch", "velocity", "program"):
-        h.update(cols[k][order].tobytes())
-    h.update((tempos["time"].astype(np.int64) // unit).tobytes() + tempos["mspq"].tobytes())
-    h.update((sigs["time"].astype(np.int64) // unit).tobytes())
-    h.update(sigs["numerator"].tobytes() + sigs["denominator"].tobytes())
-    return h.hexdigest()
-
-
 def process_file(
     index: int,
     path: str,
     tokenizer: Tokenizer,
     options: IngestOptions,
-    on_stage: Callable[[int], None] | None = None,
+    on_stage: Callable[[int, int], None] | None = None,
 ) -> FileResult:
     """Read, repair and encode one file; never raises for a bad file.
 
@@ -143,18 +119,80 @@ def process_file(
         path: The MIDI file.
         tokenizer: Encodes the repaired Score.
         options: Strictness, open-note scanning and the test hook.
-        on_stage: Told the index in ``STAGES`` of each stage as the file enters it.
+        on_stage: See :func:`process_chunk`.
 
     Returns:
         The file's result: USED with its token ids, or SKIPPED with stage and reason.
     """
+    return process_chunk([(index, path)], tokenizer, options, on_stage)[0]
+
+
+@dataclass
+class _Ready:
+    """A file through reading, repair and preprocessing, to be hashed, described, encoded."""
+
+    index: int
+    path: str
+    repairs: list[str]
+    repaired: symusic.Score  # what the content hash covers
+    repaired_notes: list[dict]
+    score: symusic.Score  # preprocessed: what is described and encoded
+    notes: list[dict]
+
+
+def process_chunk(
+    jobs: list[tuple[int, str]],
+    tokenizer: Tokenizer,
+    options: IngestOptions,
+    on_stage: Callable[[int, int], None] | None = None,
+) -> list[FileResult]:
+    """:func:`process_file` for each ``(index, path)``, results in the same order.
+
+    Each file is read, repaired and preprocessed on its own; the files left are then
+    hashed, described and encoded in batches of up to ``BATCH_NOTES`` notes. Should a batch
+    raise, its files are finished one by one, so the error is reported for its file.
+
+    Args:
+        jobs: ``(index, path)`` of each file.
+        tokenizer: Encodes the repaired Scores.
+        options: Strictness, open-note scanning and the test hook.
+        on_stage: Told ``(position in jobs, index in STAGES)`` as a file enters a stage, and
+            ``(BATCH, STAGES.index("encode"))`` as a batch starts.
+    """
+    results: dict[int, FileResult] = {}
+    ready: list[_Ready] = []
+    for position, (index, path) in enumerate(jobs):
+        outcome = _read_repair_preprocess(index, path, options, position, on_stage)
+        if isinstance(outcome, FileResult):
+            results[index] = outcome
+        else:
+            ready.append(outcome)
+    for batch in _batches(ready):
+        if on_stage is not None:
+            on_stage(BATCH, STAGES.index("encode"))
+        try:
+            done = _finish(batch, tokenizer, options)
+        except Exception:  # find the file: finish each alone
+            done = [_finish_alone(item, tokenizer, options) for item in batch]
+        results.update((r.index, r) for r in done)
+    return [results[index] for index, _ in jobs]
+
+
+def _read_repair_preprocess(
+    index: int,
+    path: str,
+    options: IngestOptions,
+    position: int,
+    on_stage: Callable[[int, int], None] | None,
+) -> FileResult | _Ready:
+    """The per-file stages: a SKIPPED result, or the file ready to be finished."""
     stage, repairs = STAGES[0], []
 
     def enter(name: str) -> None:
         nonlocal stage
         stage = name
         if on_stage is not None:
-            on_stage(STAGES.index(name))
+            on_stage(position, STAGES.index(name))
         if options.hook is not None:
             options.hook(name, path)
 
@@ -162,27 +200,71 @@ def process_file(
         enter("read")
         parsed = parse_midi_bytes(read_file_bytes(path), path)
         enter("repair")
-        score, notes, repairs = _repair(parsed, options.scan_all)
+        repaired, notes, repairs = _repair(parsed, options.scan_all)
         if options.strict and repairs:
             reason = "needs repair: " + ", ".join(repairs)
             return FileResult(index, path, SKIPPED, stage, reason, repairs)
-        if score.note_num() == 0:
+        if repaired.note_num() == 0:
             where = "repair" if repairs else "read"
             return FileResult(index, path, SKIPPED, where, "no notes", repairs)
-        digest = content_digest(score, notes)
         enter("preprocess")
-        score = preprocess(score, options.preprocess)
+        score = preprocess(repaired, options.preprocess)
         if score.note_num() == 0:
             return FileResult(index, path, SKIPPED, stage, "no notes left", repairs)
-        meta = piece_metadata(score, path)
-        enter("encode")
-        ids = tokenizer.encode(score)
-        return FileResult(index, path, USED, None, None, repairs, score.note_num(), digest,
-                          ids=ids, meta=meta)  # fmt: skip
+        final = notes if score is repaired else track_notes(score)
+        return _Ready(index, path, repairs, repaired, notes, score, final)
     except MidiError as err:
         return FileResult(index, path, SKIPPED, stage, err.reason, repairs)
     except Exception as err:  # a bug or a pathological file: report it, keep going
         return FileResult(index, path, SKIPPED, stage, _describe(err), repairs)
+
+
+def _batches(ready: list[_Ready]) -> Iterator[list[_Ready]]:
+    """Consecutive groups of up to ``BATCH_NOTES`` notes (a larger file goes alone)."""
+    batch, notes = [], 0
+    for item in ready:
+        count = item.score.note_num()
+        if batch and notes + count > BATCH_NOTES:
+            yield batch
+            batch, notes = [], 0
+        batch.append(item)
+        notes += count
+    if batch:
+        yield batch
+
+
+def _finish(batch: list[_Ready], tokenizer: Tokenizer, options: IngestOptions) -> list[FileResult]:
+    """Content hash, metadata and token ids of every file in ``batch``, at once."""
+    if options.hook is not None:
+        for item in batch:
+            options.hook("encode", item.path)
+    scores = [item.score for item in batch]
+    digests = content_digests([item.repaired for item in batch],
+                              [item.repaired_notes for item in batch])  # fmt: skip
+    metas = pieces_metadata(scores, [item.path for item in batch], [i.notes for i in batch])
+    ids = encode_many(scores, tokenizer.vocab, [item.notes for item in batch])
+    return [
+        FileResult(
+            item.index,
+            item.path,
+            USED,
+            None,
+            None,
+            item.repairs,
+            item.score.note_num(),
+            digest,
+            ids=piece_ids,
+            meta=meta,
+        )  # fmt: skip
+        for item, digest, meta, piece_ids in zip(batch, digests, metas, ids, strict=True)
+    ]
+
+
+def _finish_alone(item: _Ready, tokenizer: Tokenizer, options: IngestOptions) -> FileResult:
+    try:
+        return _finish([item], tokenizer, options)[0]
+    except Exception as err:
+        return FileResult(item.index, item.path, SKIPPED, "encode", _describe(err), item.repairs)
 
 
 def _repair(parsed, scan_all: bool) -> tuple[symusic.Score, list[dict], list[str]]:
@@ -238,10 +320,11 @@ def process_files(
 ) -> Iterator[FileResult]:
     """Every file's result in order, without deduplication."""
     if workers <= 0:
-        results = (process_file(i, f, tokenizer, options) for i, f in enumerate(files))
+        for first in range(0, len(files), CHUNK):
+            jobs = list(enumerate(files[first : first + CHUNK], start=first))
+            yield from process_chunk(jobs, tokenizer, options)
     else:
-        results = _pool(files, tokenizer, min(workers, len(files)), options)
-    yield from results
+        yield from _pool(files, tokenizer, min(workers, len(files)), options)
 
 
 def mark_duplicates(results: Iterable[FileResult]) -> Iterator[FileResult]:
@@ -266,45 +349,67 @@ def is_transient(result: FileResult) -> bool:
     )
 
 
-def _worker_main(conn, tokenizer_config: dict, options: IngestOptions, stage) -> None:
-    """A worker process: answer each (index, path) job with its FileResult until None."""
+def _worker_main(conn, tokenizer_config: dict, options: IngestOptions, progress) -> None:
+    """A worker process: answer each chunk of (index, path) jobs with its FileResults."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     tokenizer = Tokenizer.from_dict(tokenizer_config)
 
-    def on_stage(k: int) -> None:
-        stage.value = k
+    def on_stage(position: int, stage: int) -> None:
+        if position != progress.position:  # a new file, or a batch: its time starts now
+            progress.started = time.monotonic()
+            progress.position = position
+        progress.stage = stage
 
     conn.send(_READY)
     while True:
         try:
-            job = conn.recv()
+            jobs = conn.recv()
         except EOFError:
             return
-        if job is None:
+        if jobs is None:
             return
-        conn.send(process_file(*job, tokenizer, options, on_stage))
+        results = process_chunk(jobs, tokenizer, options, on_stage)
+        progress.position = _IDLE
+        conn.send(results)
+
+
+_IDLE = -2  # the position a worker reports between chunks
+
+
+class _Progress(ctypes.Structure):
+    """What a worker is doing, in shared memory: the position in its chunk of the file it is
+    on (``BATCH`` while it finishes a batch), the stage, and when that file or batch began
+    (``time.monotonic()``, the same clock in every process)."""
+
+    _fields_ = [("position", ctypes.c_int), ("stage", ctypes.c_int),
+                ("started", ctypes.c_double)]  # fmt: skip
 
 
 class _Worker:
-    """One worker process, its pipe, its current stage and the jobs it holds, oldest first."""
+    """One worker process, its pipe, its progress and the chunks it holds, oldest first."""
 
     def __init__(self, ctx, tokenizer_config: dict, options: IngestOptions):
-        self.stage = ctx.RawValue("b", 0)
+        self.progress = ctx.RawValue(_Progress, _IDLE, 0, 0.0)
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, daemon=True,
-                                   args=(child, tokenizer_config, options, self.stage))  # fmt: skip
+                                   args=(child, tokenizer_config, options, self.progress))  # fmt: skip
         self.process.start()
         child.close()
-        self.jobs: deque[int] = deque()
+        self.jobs: deque[list[int]] = deque()
         self.ready = False
-        self.since = time.monotonic()  # start-up, then when the oldest job started
+        self.since = time.monotonic()  # start-up, then when its oldest chunk was handed out
 
-    def send(self, index: int, path: str) -> None:
+    def send(self, chunk: list[int], files: list[str]) -> None:
         if not self.jobs:
             self.since = time.monotonic()
-        self.jobs.append(index)
+        self.jobs.append(chunk)
         with contextlib.suppress(OSError):  # a dead worker is noticed by its exit code
-            self.conn.send((index, path))
+            self.conn.send([(i, files[i]) for i in chunk])
+
+    def started(self) -> float:
+        """When the file or batch it is on began (or its oldest chunk was handed out)."""
+        p = self.progress
+        return max(self.since, p.started) if p.position != _IDLE else self.since
 
     def receive(self) -> tuple[list[FileResult], bool]:
         """Results waiting in the pipe, and whether the pipe is closed."""
@@ -317,7 +422,7 @@ class _Worker:
                     continue
                 self.jobs.popleft()
                 self.since = time.monotonic()
-                results.append(message)
+                results.extend(message)
         except (EOFError, OSError):
             return results, True
         return results, False
@@ -336,19 +441,19 @@ class _Worker:
 def _pool(
     files: list[str], tokenizer: Tokenizer, workers: int, options: IngestOptions
 ) -> Iterator[FileResult]:
-    """Run ``process_file`` over ``files`` in worker processes; yield results in order."""
+    """Run ``process_chunk`` over ``files`` in worker processes; yield results in order."""
     ctx = mp.get_context("spawn")
     config = tokenizer.to_dict()
     pool = [_Worker(ctx, config, options) for _ in range(workers)]
-    todo = deque(range(len(files)))  # jobs not handed out yet, in order
+    # Chunks not handed out yet, in order; a chunk run again after a failure may be shorter.
+    todo = deque(list(range(i, min(i + CHUNK, len(files)))) for i in range(0, len(files), CHUNK))
     done: dict[int, FileResult] = {}
     next_out = 0
     try:
         while next_out < len(files):
             for w in pool:
-                while len(w.jobs) < PER_WORKER and todo and todo[0] < next_out + WINDOW:
-                    i = todo.popleft()
-                    w.send(i, files[i])
+                while len(w.jobs) < PER_WORKER and todo and todo[0][0] < next_out + WINDOW:
+                    w.send(todo.popleft(), files)
             wait([w.conn for w in pool] + [w.process.sentinel for w in pool],
                  timeout=_next_deadline(pool, options.timeout))  # fmt: skip
             for k, w in enumerate(pool):
@@ -358,10 +463,10 @@ def _pool(
                 if failure is None:
                     continue
                 if w.jobs:
-                    index = w.jobs.popleft()
-                    stage = STAGES[w.stage.value]
-                    done[index] = FileResult(index, files[index], SKIPPED, stage, failure)
+                    chunk = w.jobs.popleft()
                     todo.extendleft(reversed(w.jobs))
+                    todo.extendleft(reversed(_after_failure(chunk, w.progress, failure,
+                                                            files, done)))  # fmt: skip
                 w.stop(kill=True)
                 pool[k] = _Worker(ctx, config, options)
             while next_out in done:
@@ -372,10 +477,26 @@ def _pool(
             w.stop()
 
 
+def _after_failure(
+    chunk: list[int], progress: _Progress, failure: str, files: list[str],
+    done: dict[int, FileResult],
+) -> list[list[int]]:  # fmt: skip
+    """Record the failure of the file that caused it, if known, and return the chunks to
+    run again: the chunk's other files, or, when a batch failed, each of its files alone."""
+    position, stage = progress.position, STAGES[progress.stage]
+    if len(chunk) == 1 or 0 <= position < len(chunk):
+        culprit = chunk[0] if len(chunk) == 1 else chunk[position]
+        done[culprit] = FileResult(culprit, files[culprit], SKIPPED, stage, failure)
+        rest = [i for i in chunk if i != culprit]
+        return [rest] if rest else []
+    return [[i] for i in chunk]
+
+
 def _next_deadline(pool: list[_Worker], timeout: float) -> float:
     """Seconds until the earliest worker's current file (or start-up) runs out of time."""
     now = time.monotonic()
-    ends = [w.since + (timeout if w.ready else STARTUP_TIMEOUT_S) - now for w in pool if w.jobs]
+    ends = [w.started() + (timeout if w.ready else STARTUP_TIMEOUT_S) - now
+            for w in pool if w.jobs]  # fmt: skip
     return min([1.0, *ends]) if ends else 1.0
 
 
@@ -394,7 +515,7 @@ def _failure(w: _Worker, closed: bool, timeout: float) -> str | None:
         return f"worker crashed ({_exit_reason(code)})"
     if not w.jobs:
         return None
-    elapsed = time.monotonic() - w.since
+    elapsed = time.monotonic() - w.started()
     if w.ready and elapsed > timeout:
         return f"timed out after {timeout:g} s"
     if not w.ready and elapsed > STARTUP_TIMEOUT_S:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import symusic
 
-from aurl.analysis.key import find_key
+from aurl.analysis.key import find_keys
+from aurl.midi.repair import track_notes
 
 
 def piece_metadata(score: symusic.Score, source_path: str) -> dict:
@@ -15,41 +16,70 @@ def piece_metadata(score: symusic.Score, source_path: str) -> dict:
         score: the piece as read (any ticks per quarter).
         source_path: where it came from, stored as given.
     """
-    seconds = seconds_at(score, score.end())
-    hist = np.zeros(12)
-    programs = set()
-    for track in score.tracks:
-        a = track.notes.numpy()
-        if not len(a["time"]):
-            continue
-        programs.add(128 if track.is_drum else int(track.program))
-        if not track.is_drum:
-            np.add.at(hist, a["pitch"] % 12, a["duration"].astype(np.float64))
-    key = None
-    if hist.any():
-        k = find_key(hist)
-        key = {"name": k.name, "tonic": k.tonic, "mode": k.mode, "confidence": k.confidence}
-    tempos = [round(float(t.qpm), 2) for t in score.tempos]
-    quarters = score.end() / max(score.tpq, 1)
-    return {
-        "source": source_path,
-        "key": key,
-        "tempo": tempos[0] if tempos else 120.0,
-        "tempo_changes": max(len(tempos) - 1, 0),
-        "time_signatures": sorted(
-            {f"{ts.numerator}/{ts.denominator}" for ts in score.time_signatures}
-        ),
-        "programs": sorted(programs),
-        "notes": score.note_num(),
-        "seconds": round(seconds, 3),
-        "quarters": round(float(quarters), 3),
-        "notes_per_second": round(score.note_num() / seconds, 3) if seconds else 0.0,
-    }
+    return pieces_metadata([score], [source_path])[0]
 
 
-def seconds_at(score: symusic.Score, tick: int) -> float:
-    """Time in seconds of ``tick``, through the score's tempo map (120 BPM before any)."""
-    t = score.tempos.numpy()
+def pieces_metadata(
+    scores: list[symusic.Score],
+    source_paths: list[str],
+    notes: list[list[dict[str, np.ndarray]]] | None = None,
+) -> list[dict]:
+    """:func:`piece_metadata` of each score, with the keys found for all of them at once.
+
+    Args:
+        scores: the pieces as read.
+        source_paths: where each came from.
+        notes: each score's ``track_notes``, if the caller has them already.
+    """
+    hists = np.zeros((len(scores), 12))
+    programs: list[set[int]] = []
+    for k, score in enumerate(scores):
+        found = set()
+        pitch, weight = [], []
+        for track, a in zip(score.tracks, track_notes(score) if notes is None else notes[k],
+                            strict=True):  # fmt: skip
+            if not len(a["time"]):
+                continue
+            found.add(128 if track.is_drum else int(track.program))
+            if not track.is_drum:
+                pitch.append(a["pitch"])
+                weight.append(a["duration"])
+        if pitch:  # durations summed per pitch class, in note order
+            hists[k] = np.bincount(np.concatenate(pitch) % 12, np.concatenate(weight), 12)
+        programs.append(found)
+    keys = find_keys(hists)
+    out = []
+    for k, score in enumerate(scores):
+        tempos = score.tempos.numpy()
+        sigs = score.time_signatures.numpy()
+        end, count = score.end(), score.note_num()
+        seconds = seconds_at(score, end, tempos)
+        key = None
+        if hists[k].any():
+            key = {"name": keys[k].name, "tonic": keys[k].tonic, "mode": keys[k].mode,
+                   "confidence": keys[k].confidence}  # fmt: skip
+        qpm = [round(60_000_000 / int(m), 2) for m in tempos["mspq"][:1]]
+        signatures = zip(sigs["numerator"].tolist(), sigs["denominator"].tolist(), strict=True)
+        out.append({
+            "source": source_paths[k],
+            "key": key,
+            "tempo": qpm[0] if qpm else 120.0,
+            "tempo_changes": max(len(tempos["time"]) - 1, 0),
+            "time_signatures": sorted({f"{n}/{d}" for n, d in signatures}),
+            "programs": sorted(programs[k]),
+            "notes": count,
+            "seconds": round(seconds, 3),
+            "quarters": round(float(end / max(score.tpq, 1)), 3),
+            "notes_per_second": round(count / seconds, 3) if seconds else 0.0,
+        })  # fmt: skip
+    return out
+
+
+def seconds_at(score: symusic.Score, tick: int, tempos: np.ndarray | None = None) -> float:
+    """Time in seconds of ``tick``, through the score's tempo map (120 BPM before any).
+
+    ``tempos``: ``score.tempos.numpy()``, if the caller has it already."""
+    t = score.tempos.numpy() if tempos is None else tempos
     times = np.concatenate([[0], t["time"].astype(np.int64)])
     mspq = np.concatenate([[500_000], t["mspq"].astype(np.int64)])
     keep = times <= tick

@@ -42,7 +42,7 @@ from aurl.fileio import atomic_dir
 from aurl.paths import cache_dir
 from aurl.tokens import Tokenizer
 
-PREPARE_VERSION = 3
+PREPARE_VERSION = 4  # 4: content hash of notes as a multiset
 MANIFEST = "manifest.json"
 REPORT = "report.jsonl"
 PIECES = ".pieces"  # the piece cache, inside the datasets folder
