@@ -182,6 +182,7 @@ def test_resolve_named_corpus(monkeypatch):
     assert source.licence == "Test licence note."
     assert source.root == corpus_dir("tiny-test")
     assert [source.identity(p) for p in source.files] == ["altdeu10/0001", "altdeu10/0002"]
+    assert source.identities() == ["altdeu10/0001", "altdeu10/0002"]
     assert all(_notes(p) > 0 for p in source.files)
     first = resolve_source("tiny-test", workers=1, progress=False, limit=1)
     assert first.files == source.files[:1]

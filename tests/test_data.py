@@ -35,6 +35,7 @@ def test_adding_files_moves_no_piece(small_corpus, tmp_path):
         (extra / p.name).write_bytes(p.read_bytes())
     (extra / "new.mid").write_bytes(before.files[0].read_bytes())
     after = folder_source(extra)
+    assert before.identities() == [before.identity(p) for p in before.files]
     old = {before.identity(p): split_of(before.identity(p)) for p in before.files}
     new = {after.identity(p): split_of(after.identity(p)) for p in after.files}
     assert all(new[k] == v for k, v in old.items())

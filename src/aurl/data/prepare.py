@@ -69,11 +69,11 @@ class Dataset:
         return self.path / name
 
 
-def fingerprint(source: Source, digests: list[str], settings: dict) -> str:
+def fingerprint(identities: list[str], digests: list[str], settings: dict) -> str:
     """Hash of every file's identity and content digest, and the settings."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + b"\n")
-    for path, digest in zip(source.files, digests, strict=True):
-        h.update(source.identity(path).encode() + b"\0" + digest.encode())
+    for identity, digest in zip(identities, digests, strict=True):
+        h.update(identity.encode() + b"\0" + digest.encode())
     return h.hexdigest()[:20]
 
 
@@ -166,7 +166,8 @@ def prepare(
                 "strict": strict, "scan_all": scan_all,
                 "preprocess": preprocessing.model_dump(mode="json")}  # fmt: skip
     digests = [file_digest(p) for p in source.files]
-    key = fingerprint(source, digests, settings)
+    identities = source.identities()
+    key = fingerprint(identities, digests, settings)
     root = root or cache_dir() / "datasets"
     folder = root / key
     if (folder / MANIFEST).is_file():
@@ -194,7 +195,7 @@ def prepare(
             lines.write(json.dumps(report.add(result)) + "\n")
             if result.status != USED:
                 continue
-            identity = source.identity(source.files[result.index])
+            identity = identities[result.index]
             split = split_of(identity)
             writers[split].add(result.ids)
             metadata[split].write(json.dumps({"identity": identity, **(result.meta or {})}) + "\n")

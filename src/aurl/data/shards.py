@@ -26,11 +26,12 @@ class ShardWriter:
         self.folder, self.vocab = folder, vocab
         self._file = open(folder / TOKENS, "wb")  # noqa: SIM115 - closed in close()
         self._pieces, self._bars, self._count = [0], [], 0
+        self._bar = vocab.offsets[TokenType.BAR]  # the one Bar id
 
     def add(self, ids: np.ndarray) -> None:
-        bars = np.flatnonzero(self.vocab.types[ids] == TokenType.BAR)
-        self._bars.append(bars + self._count)
-        self._file.write(ids.astype(np.uint16).tobytes())
+        ids = ids.astype(np.uint16)
+        self._bars.append(np.flatnonzero(ids == self._bar) + self._count)
+        self._file.write(ids.tobytes())
         self._count += len(ids)
         self._pieces.append(self._count)
 

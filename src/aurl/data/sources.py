@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,19 @@ class Source:
     def identity(self, path: Path) -> str:
         """A piece's identity: its path inside the corpus, without the suffix."""
         return path.relative_to(self.root).with_suffix("").as_posix()
+
+    def identities(self) -> list[str]:
+        """Every file's :meth:`identity`, in order (by string operations where the path
+        plainly starts with the root: pathlib costs more than encoding a small file)."""
+        prefix = str(self.root).rstrip(os.sep) + os.sep
+        out = []
+        for path in self.files:
+            text = str(path)
+            if text.startswith(prefix):
+                out.append(os.path.splitext(text[len(prefix) :])[0])
+            else:
+                out.append(self.identity(path))
+        return out
 
 
 def midi_files(root: Path) -> list[Path]:

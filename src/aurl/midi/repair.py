@@ -90,16 +90,22 @@ def _may_need_repair(score: symusic.Score, arrays: list[dict[str, np.ndarray]]) 
     duration = np.concatenate([a["duration"] for a in arrays]).astype(np.int64)
     if (duration <= 0).any():
         return True
-    key = np.concatenate([a["pitch"].astype(np.int64) + 128 * k for k, a in enumerate(arrays)])
-    order = np.lexsort((time, key))
-    t, d, same = time[order], duration[order], key[order][1:] == key[order][:-1]
-    if (same & (t[:-1] + d[:-1] > t[1:])).any():  # also catches notes starting together
+    # Notes of one track and pitch, by time: one sort of a single int64 key (track, pitch,
+    # time); ticks are int32. Overlaps show between neighbours, notes starting together too.
+    track = np.repeat(np.arange(len(arrays), dtype=np.int64), [len(a["time"]) for a in arrays])
+    pitch = np.concatenate([a["pitch"] for a in arrays]).astype(np.int64)
+    key = (track << 7 | pitch) << 32 | time
+    order = np.argsort(key)
+    voice, t, d = key[order] >> 32, time[order], duration[order]
+    if ((voice[1:] == voice[:-1]) & (t[:-1] + d[:-1] > t[1:])).any():
         return True
     sigs = score.time_signatures.numpy()
     shortest_bar = min([4.0, *(4.0 * sigs["numerator"] / np.maximum(sigs["denominator"], 1))])
+    limit = GAP_BARS * max(shortest_bar, 0.25) * score.tpq  # _bar_ticks looks closer
+    if (time + duration).max() - time.min() <= limit:  # no room for so long a silence
+        return False
     order = np.argsort(time, kind="stable")
     t, end = time[order], np.maximum.accumulate(time[order] + duration[order])
-    limit = GAP_BARS * max(shortest_bar, 0.25) * score.tpq  # _bar_ticks looks closer
     return bool(len(t) > 1 and (t[1:] - end[:-1] > limit).any())
 
 
