@@ -19,6 +19,7 @@ from aurl.midi.repair import (
     end_overlapping_notes,
     lengthen_zero_length_notes,
     may_have_open_notes,
+    may_need_repair,
     repair_score,
 )
 from aurl.tokens import Tokenizer
@@ -213,3 +214,17 @@ def test_repair_score_finds_each_repair(name):
     fixed, done = repair_score(score)
     assert done == [name] and fixed is not score
     assert repair_score(fixed) == (fixed, [])  # repaired once, nothing left to do
+
+
+def test_the_repair_check_of_a_batch_equals_one_at_a_time(bach_source):
+    names = ["absurd_tempos", "zero_length_notes", "overlapping_notes", "trailing_gap",
+             "empty_tracks"]  # fmt: skip
+    clean = [symusic.Score(str(p)) for p in bach_source.files[:12]]
+    scores = clean[:4] + [_needing(n) for n in names] + clean[4:] + [symusic.Score(480)]
+    alone = [may_need_repair([s])[0] for s in scores]
+    assert alone == [False] * 4 + [True] * 5 + [False] * 8 + [False]
+    for size in (3, 8, len(scores)):
+        together = []
+        for first in range(0, len(scores), size):
+            together += may_need_repair(scores[first : first + size])
+        assert together == alone

@@ -14,35 +14,35 @@ import hashlib
 import numpy as np
 import symusic
 
-from aurl.midi.repair import track_notes
+from aurl.midi.arrays import ScoreArrays, score_arrays
 
 _KEYS = ("time", "duration", "pitch", "velocity")
 _SEEDS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD1B54A32D192ED03))
 
 
-def content_digest(score: symusic.Score, notes: list[dict] | None = None) -> str:
+def content_digest(score: symusic.Score, arrays: ScoreArrays | None = None) -> str:
     """The content hash of one Score (hex).
 
     Args:
         score: The Score.
-        notes: ``track_notes(score)``, if the caller has it already.
+        arrays: ``score_arrays(score)``, if the caller has it already.
     """
-    return content_digests([score], None if notes is None else [notes])[0]
+    return content_digests([score], None if arrays is None else [arrays])[0]
 
 
 def content_digests(
-    scores: list[symusic.Score], notes: list[list[dict]] | None = None
+    scores: list[symusic.Score], arrays: list[ScoreArrays] | None = None
 ) -> list[str]:
     """:func:`content_digest` of each score, computed for all of them at once.
 
     Args:
         scores: The Scores.
-        notes: Each score's ``track_notes``, if the caller has them already.
+        arrays: Each score's ``score_arrays``, if the caller has them already.
     """
+    tables = arrays if arrays is not None else [score_arrays(s) for s in scores]
     arrays, programs, pieces = [], [], []
     for k, score in enumerate(scores):
-        for track, a in zip(score.tracks, track_notes(score) if notes is None else notes[k],
-                            strict=True):  # fmt: skip
+        for track, a in zip(score.tracks, tables[k].tracks, strict=True):
             if len(a["time"]):
                 arrays.append(a)
                 programs.append(128 if track.is_drum else int(track.program))
@@ -62,7 +62,7 @@ def content_digests(
         units[filled] = np.gcd(np.gcd.reduceat(time, at), np.gcd.reduceat(duration, at))
     tempos, sigs = [], []
     for k, score in enumerate(scores):
-        t, s = score.tempos.numpy(), score.time_signatures.numpy()
+        t, s = tables[k].tempos, tables[k].time_signatures
         extra = np.concatenate([t["time"], s["time"], [score.tpq]]).astype(np.int64)
         units[k] = max(abs(int(np.gcd(units[k], np.gcd.reduce(extra)))), 1)
         tempos.append(t)

@@ -38,8 +38,9 @@ from aurl.data.digest import content_digests
 from aurl.data.metadata import pieces_metadata
 from aurl.data.preprocess import PreprocessConfig, preprocess
 from aurl.midi import MidiError
-from aurl.midi.read import parse_midi_bytes, read_file_bytes
-from aurl.midi.repair import close_open_notes, may_have_open_notes, repair_score, track_notes
+from aurl.midi.arrays import ScoreArrays, score_arrays
+from aurl.midi.read import ParsedMidi, parse_midi_bytes, read_file_bytes
+from aurl.midi.repair import apply_repairs, close_open_notes, may_have_open_notes, may_need_repair
 from aurl.tokens import Tokenizer
 from aurl.tokens.encode import encode_many
 
@@ -128,16 +129,20 @@ def process_file(
 
 
 @dataclass
-class _Ready:
-    """A file through reading, repair and preprocessing, to be hashed, described, encoded."""
+class _File:
+    """One file on its way through the stages of :func:`process_chunk`."""
 
-    index: int
+    position: int  # in the chunk
+    index: int  # in the run
     path: str
-    repairs: list[str]
-    repaired: symusic.Score  # what the content hash covers
-    repaired_notes: list[dict]
-    score: symusic.Score  # preprocessed: what is described and encoded
-    notes: list[dict]
+    entered: set[str] = field(default_factory=set)
+    repairs: list[str] = field(default_factory=list)
+    parsed: ParsedMidi | None = None
+    repaired: symusic.Score | None = None  # what the content hash covers
+    repaired_arrays: ScoreArrays | None = None
+    score: symusic.Score | None = None  # preprocessed: what is described and encoded
+    arrays: ScoreArrays | None = None
+    result: FileResult | None = None  # set once the file is skipped or finished
 
 
 def process_chunk(
@@ -148,141 +153,140 @@ def process_chunk(
 ) -> list[FileResult]:
     """:func:`process_file` for each ``(index, path)``, results in the same order.
 
-    Each file is read, repaired and preprocessed on its own; the files left are then
-    hashed, described and encoded in batches of up to ``BATCH_NOTES`` notes. Should a batch
-    raise, its files are finished one by one, so the error is reported for its file.
+    Each file is read on its own; the quick repair check then looks at all of them in
+    one pass; each file is repaired (where the check says it may need it) and preprocessed
+    on its own; the files left are hashed, described and encoded in batches of up to
+    ``BATCH_NOTES`` notes. Should a batch step raise, its files go through that step one
+    by one, so an error is reported for its file.
 
     Args:
         jobs: ``(index, path)`` of each file.
         tokenizer: Encodes the repaired Scores.
         options: Strictness, open-note scanning and the test hook.
         on_stage: Told ``(position in jobs, index in STAGES)`` as a file enters a stage, and
-            ``(BATCH, STAGES.index("encode"))`` as a batch starts.
+            ``(BATCH, index in STAGES)`` as a batch step starts.
     """
-    results: dict[int, FileResult] = {}
-    ready: list[_Ready] = []
-    for position, (index, path) in enumerate(jobs):
-        outcome = _read_repair_preprocess(index, path, options, position, on_stage)
-        if isinstance(outcome, FileResult):
-            results[index] = outcome
-        else:
-            ready.append(outcome)
-    for batch in _batches(ready):
+    files = [_File(position, index, path) for position, (index, path) in enumerate(jobs)]
+    for f in files:
+        _stage(f, "read", _read, options, on_stage)
+        _stage(f, "repair", lambda f: _close_open_notes(f, options.scan_all), options, on_stage)
+    live = [f for f in files if f.result is None]
+    for f, flag in zip(live, _repair_check(live, on_stage), strict=True):
+        _stage(f, "repair", lambda f, flag=flag: _repair(f, flag, options.strict), options,
+               on_stage)  # fmt: skip
+        _stage(f, "preprocess", lambda f: _preprocess(f, options.preprocess), options, on_stage)
+    for batch in _batches([f for f in files if f.result is None]):
         if on_stage is not None:
             on_stage(BATCH, STAGES.index("encode"))
         try:
-            done = _finish(batch, tokenizer, options)
+            _finish(batch, tokenizer, options)
         except Exception:  # find the file: finish each alone
-            done = [_finish_alone(item, tokenizer, options) for item in batch]
-        results.update((r.index, r) for r in done)
-    return [results[index] for index, _ in jobs]
+            for f in batch:
+                _stage(f, "encode", lambda f: _finish([f], tokenizer, options), options, None)
+    return [f.result for f in files]
 
 
-def _read_repair_preprocess(
-    index: int,
-    path: str,
+def _stage(
+    f: _File,
+    name: str,
+    run: Callable[[_File], None],
     options: IngestOptions,
-    position: int,
     on_stage: Callable[[int, int], None] | None,
-) -> FileResult | _Ready:
-    """The per-file stages: a SKIPPED result, or the file ready to be finished."""
-    stage, repairs = STAGES[0], []
-
-    def enter(name: str) -> None:
-        nonlocal stage
-        stage = name
-        if on_stage is not None:
-            on_stage(position, STAGES.index(name))
-        if options.hook is not None:
-            options.hook(name, path)
-
+) -> None:
+    """Run one stage of a file not yet skipped; an error skips it, naming the stage."""
+    if f.result is not None:
+        return
+    if on_stage is not None:
+        on_stage(f.position, STAGES.index(name))
     try:
-        enter("read")
-        parsed = parse_midi_bytes(read_file_bytes(path), path)
-        enter("repair")
-        repaired, notes, repairs = _repair(parsed, options.scan_all)
-        if options.strict and repairs:
-            reason = "needs repair: " + ", ".join(repairs)
-            return FileResult(index, path, SKIPPED, stage, reason, repairs)
-        if repaired.note_num() == 0:
-            where = "repair" if repairs else "read"
-            return FileResult(index, path, SKIPPED, where, "no notes", repairs)
-        enter("preprocess")
-        score = preprocess(repaired, options.preprocess)
-        if score.note_num() == 0:
-            return FileResult(index, path, SKIPPED, stage, "no notes left", repairs)
-        final = notes if score is repaired else track_notes(score)
-        return _Ready(index, path, repairs, repaired, notes, score, final)
+        if options.hook is not None and name not in f.entered:
+            options.hook(name, f.path)
+        f.entered.add(name)
+        run(f)
     except MidiError as err:
-        return FileResult(index, path, SKIPPED, stage, err.reason, repairs)
+        f.result = FileResult(f.index, f.path, SKIPPED, name, err.reason, f.repairs)
     except Exception as err:  # a bug or a pathological file: report it, keep going
-        return FileResult(index, path, SKIPPED, stage, _describe(err), repairs)
+        f.result = FileResult(f.index, f.path, SKIPPED, name, _describe(err), f.repairs)
 
 
-def _batches(ready: list[_Ready]) -> Iterator[list[_Ready]]:
+def _read(f: _File) -> None:
+    f.parsed = parse_midi_bytes(read_file_bytes(f.path), f.path)
+    f.repairs = ["clipped_data_bytes"] if f.parsed.clipped else []
+
+
+def _close_open_notes(f: _File, scan_all: bool) -> None:
+    """Close notes never closed, where the file shows the sign of them; then take the
+    Score's arrays for the checks to come."""
+    # The scan is a Python pass over every event: it runs when asked, when the file shows
+    # the sign of open notes, or when clipping (itself a slow pass) may have unpaired some.
+    f.repaired = f.parsed.score
+    if scan_all or f.parsed.clipped or may_have_open_notes(f.repaired):
+        data, closed = close_open_notes(f.parsed.data)
+        if closed:
+            f.repaired = symusic.Score.from_midi(data)
+            f.repairs.append("closed_open_notes")
+    f.repaired_arrays = score_arrays(f.repaired)
+
+
+def _repair_check(live: list[_File], on_stage) -> list[bool]:
+    """Whether each file may need the Score-level repairs, from one look at all of them
+    (or True for all, should the check raise: the repairs then look for themselves)."""
+    if on_stage is not None and live:
+        on_stage(BATCH, STAGES.index("repair"))
+    try:
+        return may_need_repair([f.repaired for f in live], [f.repaired_arrays for f in live])
+    except Exception:
+        return [True] * len(live)
+
+
+def _repair(f: _File, may_need: bool, strict: bool) -> None:
+    if may_need:
+        repaired, done = apply_repairs(f.repaired)
+        if repaired is not f.repaired:
+            f.repaired, f.repaired_arrays = repaired, score_arrays(repaired)
+        f.repairs += done
+    if strict and f.repairs:
+        reason = "needs repair: " + ", ".join(f.repairs)
+        f.result = FileResult(f.index, f.path, SKIPPED, "repair", reason, f.repairs)
+    elif f.repaired.note_num() == 0:
+        where = "repair" if f.repairs else "read"
+        f.result = FileResult(f.index, f.path, SKIPPED, where, "no notes", f.repairs)
+
+
+def _preprocess(f: _File, config: PreprocessConfig) -> None:
+    f.score = preprocess(f.repaired, config)
+    f.arrays = f.repaired_arrays if f.score is f.repaired else score_arrays(f.score)
+    if f.score.note_num() == 0:
+        f.result = FileResult(f.index, f.path, SKIPPED, "preprocess", "no notes left", f.repairs)
+
+
+def _batches(ready: list[_File]) -> Iterator[list[_File]]:
     """Consecutive groups of up to ``BATCH_NOTES`` notes (a larger file goes alone)."""
     batch, notes = [], 0
-    for item in ready:
-        count = item.score.note_num()
+    for f in ready:
+        count = f.score.note_num()
         if batch and notes + count > BATCH_NOTES:
             yield batch
             batch, notes = [], 0
-        batch.append(item)
+        batch.append(f)
         notes += count
     if batch:
         yield batch
 
 
-def _finish(batch: list[_Ready], tokenizer: Tokenizer, options: IngestOptions) -> list[FileResult]:
+def _finish(batch: list[_File], tokenizer: Tokenizer, options: IngestOptions) -> None:
     """Content hash, metadata and token ids of every file in ``batch``, at once."""
     if options.hook is not None:
-        for item in batch:
-            options.hook("encode", item.path)
-    scores = [item.score for item in batch]
-    digests = content_digests([item.repaired for item in batch],
-                              [item.repaired_notes for item in batch])  # fmt: skip
-    metas = pieces_metadata(scores, [item.path for item in batch], [i.notes for i in batch])
-    ids = encode_many(scores, tokenizer.vocab, [item.notes for item in batch])
-    return [
-        FileResult(
-            item.index,
-            item.path,
-            USED,
-            None,
-            None,
-            item.repairs,
-            item.score.note_num(),
-            digest,
-            ids=piece_ids,
-            meta=meta,
-        )  # fmt: skip
-        for item, digest, meta, piece_ids in zip(batch, digests, metas, ids, strict=True)
-    ]
-
-
-def _finish_alone(item: _Ready, tokenizer: Tokenizer, options: IngestOptions) -> FileResult:
-    try:
-        return _finish([item], tokenizer, options)[0]
-    except Exception as err:
-        return FileResult(item.index, item.path, SKIPPED, "encode", _describe(err), item.repairs)
-
-
-def _repair(parsed, scan_all: bool) -> tuple[symusic.Score, list[dict], list[str]]:
-    """The repaired Score of a parsed file, its track notes and the repairs it needed."""
-    repairs = ["clipped_data_bytes"] if parsed.clipped else []
-    score = parsed.score
-    # The scan is a Python pass over every event: it runs when asked, when the file shows
-    # the sign of open notes, or when clipping (itself a slow pass) may have unpaired some.
-    if scan_all or parsed.clipped or may_have_open_notes(score):
-        data, closed = close_open_notes(parsed.data)
-        if closed:
-            score = symusic.Score.from_midi(data)
-            repairs.append("closed_open_notes")
-    notes = track_notes(score)
-    repaired, more = repair_score(score, notes)
-    if repaired is not score:
-        notes = track_notes(repaired)
-    return repaired, notes, repairs + more
+        for f in batch:
+            if "encode" not in f.entered:
+                options.hook("encode", f.path)
+    scores, arrays = [f.score for f in batch], [f.arrays for f in batch]
+    digests = content_digests([f.repaired for f in batch], [f.repaired_arrays for f in batch])
+    metas = pieces_metadata(scores, [f.path for f in batch], arrays)
+    ids = encode_many(scores, tokenizer.vocab, arrays)
+    for f, digest, meta, piece_ids in zip(batch, digests, metas, ids, strict=True):
+        f.result = FileResult(f.index, f.path, USED, None, None, f.repairs, f.score.note_num(),
+                              digest, ids=piece_ids, meta=meta)  # fmt: skip
 
 
 def _describe(err: BaseException) -> str:

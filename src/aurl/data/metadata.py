@@ -6,7 +6,7 @@ import numpy as np
 import symusic
 
 from aurl.analysis.key import find_keys
-from aurl.midi.repair import track_notes
+from aurl.midi.arrays import ScoreArrays, score_arrays
 
 
 def piece_metadata(score: symusic.Score, source_path: str) -> dict:
@@ -22,22 +22,22 @@ def piece_metadata(score: symusic.Score, source_path: str) -> dict:
 def pieces_metadata(
     scores: list[symusic.Score],
     source_paths: list[str],
-    notes: list[list[dict[str, np.ndarray]]] | None = None,
+    arrays: list[ScoreArrays] | None = None,
 ) -> list[dict]:
     """:func:`piece_metadata` of each score, with the keys found for all of them at once.
 
     Args:
         scores: the pieces as read.
         source_paths: where each came from.
-        notes: each score's ``track_notes``, if the caller has them already.
+        arrays: each score's ``score_arrays``, if the caller has them already.
     """
+    arrays = arrays if arrays is not None else [score_arrays(s) for s in scores]
     hists = np.zeros((len(scores), 12))
     programs: list[set[int]] = []
     for k, score in enumerate(scores):
         found = set()
         pitch, weight = [], []
-        for track, a in zip(score.tracks, track_notes(score) if notes is None else notes[k],
-                            strict=True):  # fmt: skip
+        for track, a in zip(score.tracks, arrays[k].tracks, strict=True):
             if not len(a["time"]):
                 continue
             found.add(128 if track.is_drum else int(track.program))
@@ -50,8 +50,7 @@ def pieces_metadata(
     keys = find_keys(hists)
     out = []
     for k, score in enumerate(scores):
-        tempos = score.tempos.numpy()
-        sigs = score.time_signatures.numpy()
+        tempos, sigs = arrays[k].tempos, arrays[k].time_signatures
         end, count = score.end(), score.note_num()
         seconds = seconds_at(score, end, tempos)
         key = None

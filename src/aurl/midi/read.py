@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-from pathlib import Path
 from typing import NamedTuple
 
 import symusic
@@ -90,13 +89,13 @@ def read_file_bytes(path: str | os.PathLike) -> bytes:
     Raises:
         MidiError: If the path is missing, is a folder, or cannot be read.
     """
-    p = Path(path)
-    if not p.exists():
-        raise MidiError(path, "file not found")
-    if p.is_dir():
-        raise MidiError(path, "is a folder, not a file")
     try:
-        return p.read_bytes()
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError as err:
+        raise MidiError(path, "file not found") from err
+    except IsADirectoryError as err:
+        raise MidiError(path, "is a folder, not a file") from err
     except OSError as err:
         raise MidiError(path, f"cannot read file ({err.strerror or err})") from err
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import symusic
 
+from aurl.midi.arrays import ScoreArrays, score_arrays
+
 REPAIRS = (
     "clipped_data_bytes",
     "closed_open_notes",
@@ -35,29 +37,27 @@ MIN_NOTE_FRACTION = 8  # zero-length notes become a 32nd note: a quarter / 8
 GAP_BARS = 32
 
 
-def track_notes(score: symusic.Score) -> list[dict[str, np.ndarray]]:
-    """Each track's note arrays (time, duration, pitch, velocity), as symusic gives them.
-
-    Getting them costs more than most checks on them, so callers that look at a Score's
-    notes several times can get them once and pass them on."""
-    return [track.notes.numpy() for track in score.tracks]
-
-
 def repair_score(
-    score: symusic.Score, notes: list[dict[str, np.ndarray]] | None = None
+    score: symusic.Score, arrays: ScoreArrays | None = None
 ) -> tuple[symusic.Score, list[str]]:
     """Apply every Score-level repair in order.
 
     Args:
         score: A tick-based Score; it is not modified.
-        notes: ``track_notes(score)``, if the caller has it already.
+        arrays: ``score_arrays(score)``, if the caller has it already.
 
     Returns:
         The repaired Score (``score`` itself when nothing needed repair) and the names of
         the repairs that changed something, in the order they ran.
     """
-    if not _may_need_repair(score, track_notes(score) if notes is None else notes):
+    if not may_need_repair([score], None if arrays is None else [arrays])[0]:
         return score, []
+    return apply_repairs(score)
+
+
+def apply_repairs(score: symusic.Score) -> tuple[symusic.Score, list[str]]:
+    """Run every Score-level repair in order, without the quick check of
+    :func:`may_need_repair` first; returns the Score and the repairs that changed it."""
     done = []
     for name, fix in (
         ("absurd_tempos", drop_absurd_tempos),
@@ -72,41 +72,68 @@ def repair_score(
     return score, done
 
 
-def _may_need_repair(score: symusic.Score, arrays: list[dict[str, np.ndarray]]) -> bool:
-    """One vectorized pass over all notes: could any Score-level repair change something?
+def may_need_repair(
+    scores: list[symusic.Score], arrays: list[ScoreArrays] | None = None
+) -> list[bool]:
+    """For each Score, whether any Score-level repair could change something.
 
-    Most files need none, and running every repair on its own costs several passes."""
-    if any(len(a["time"]) == 0 for a in arrays):
-        return True
-    tempos = score.tempos.numpy()["mspq"]
-    if (
-        len(tempos)
-        and not ((tempos >= 60_000_000 / MAX_BPM) & (tempos <= 60_000_000 / MIN_BPM)).all()
-    ):
-        return True
-    if not arrays:
-        return False
-    time = np.concatenate([a["time"] for a in arrays]).astype(np.int64)
-    duration = np.concatenate([a["duration"] for a in arrays]).astype(np.int64)
-    if (duration <= 0).any():
-        return True
-    # Notes of one track and pitch, by time: one sort of a single int64 key (track, pitch,
-    # time); ticks are int32. Overlaps show between neighbours, notes starting together too.
-    track = np.repeat(np.arange(len(arrays), dtype=np.int64), [len(a["time"]) for a in arrays])
-    pitch = np.concatenate([a["pitch"] for a in arrays]).astype(np.int64)
-    key = (track << 7 | pitch) << 32 | time
-    order = np.argsort(key)
-    voice, t, d = key[order] >> 32, time[order], duration[order]
-    if ((voice[1:] == voice[:-1]) & (t[:-1] + d[:-1] > t[1:])).any():
-        return True
-    sigs = score.time_signatures.numpy()
-    shortest_bar = min([4.0, *(4.0 * sigs["numerator"] / np.maximum(sigs["denominator"], 1))])
-    limit = GAP_BARS * max(shortest_bar, 0.25) * score.tpq  # _bar_ticks looks closer
-    if (time + duration).max() - time.min() <= limit:  # no room for so long a silence
-        return False
-    order = np.argsort(time, kind="stable")
-    t, end = time[order], np.maximum.accumulate(time[order] + duration[order])
-    return bool(len(t) > 1 and (t[1:] - end[:-1] > limit).any())
+    Most files need none, and running every repair on its own costs several passes; this
+    looks at all notes of all the Scores in one vectorized pass. It may say yes where the
+    repairs then find nothing (the gap test uses the shortest bar), never no where one would.
+
+    Args:
+        scores: Tick-based Scores.
+        arrays: Each Score's ``score_arrays``, if the caller has them already.
+    """
+    count = len(scores)
+    arrays = arrays if arrays is not None else [score_arrays(s) for s in scores]
+    tracks = [t for a in arrays for t in a.tracks]
+    flagged = np.array([any(len(t["time"]) == 0 for t in a.tracks) for a in arrays], bool)
+    tempo_piece = np.repeat(np.arange(count), [len(a.tempos["mspq"]) for a in arrays])
+    mspq = np.concatenate([a.tempos["mspq"] for a in arrays]) if count else np.zeros(0)
+    absurd = (mspq < 60e6 / MAX_BPM) | (mspq > 60e6 / MIN_BPM)
+    flagged |= np.bincount(tempo_piece[absurd], minlength=count) > 0
+    # The gap limit: GAP_BARS of each piece's shortest bar (4/4 where shorter ones are
+    # absent); _bar_ticks looks closer.
+    sig_piece = np.repeat(np.arange(count), [len(a.time_signatures["time"]) for a in arrays])
+    bars = np.full(count, 4.0)
+    if len(sig_piece):
+        num, den = (np.concatenate([a.time_signatures[k] for a in arrays]).astype(np.float64)
+                    for k in ("numerator", "denominator"))  # fmt: skip
+        np.minimum.at(bars, sig_piece, 4.0 * num / np.maximum(den, 1))
+    tpq = np.array([s.tpq for s in scores], np.float64)
+    limits = GAP_BARS * np.maximum(bars, 0.25) * tpq
+    if not tracks:
+        return flagged.tolist()
+    sizes = [len(t["time"]) for t in tracks]
+    piece = np.repeat(np.repeat(np.arange(count), [len(a.tracks) for a in arrays]), sizes)
+    time, duration, pitch = (
+        np.concatenate([t[key] for t in tracks]).astype(np.int64)
+        for key in ("time", "duration", "pitch")
+    )
+    flagged |= np.bincount(piece[duration <= 0], minlength=count) > 0  # zero-length notes
+    # Notes of one track and pitch in time order, by one sort of a single int64 key
+    # (track, pitch, time); ticks are int32. Overlapping neighbours (or notes starting
+    # together) need the overlap repair.
+    voice = np.repeat(np.arange(len(tracks), dtype=np.int64), sizes) << 7 | pitch
+    order = np.argsort(voice << 31 | time)
+    v, t, d = voice[order], time[order], duration[order]
+    overlap = (v[1:] == v[:-1]) & (t[:-1] + d[:-1] > t[1:])
+    flagged |= np.bincount(piece[order][1:][overlap], minlength=count) > 0
+    # A silence longer than the limit before a later note: the trailing-gap repair. Each
+    # piece is moved past the end of the one before, so one running maximum serves all.
+    end = time + np.maximum(duration, 0)
+    last_end = np.zeros(count, np.int64)
+    per_piece = np.bincount(piece, minlength=count)
+    filled = per_piece > 0  # pieces are contiguous in ``piece``: reduce each run
+    last_end[filled] = np.maximum.reduceat(end, (np.cumsum(per_piece) - per_piece)[filled])
+    shift = np.concatenate([[0], np.cumsum(last_end + 1)[:-1]])[piece]
+    order = np.argsort(time + shift, kind="stable")
+    p = piece[order]
+    sounding = np.maximum.accumulate(end[order] + shift[order])
+    gap = (p[1:] == p[:-1]) & ((time + shift)[order][1:] - sounding[:-1] > limits[p[1:]])
+    flagged |= np.bincount(p[1:][gap], minlength=count) > 0
+    return flagged.tolist()
 
 
 def drop_absurd_tempos(score: symusic.Score) -> tuple[symusic.Score, int]:

@@ -12,6 +12,7 @@ import functools
 import numpy as np
 import symusic
 
+from aurl.midi.arrays import ScoreArrays
 from aurl.tokens.vocab import BOS, DRUM_PROGRAM, EOS, TokenType, Vocabulary, tempo_bin, velocity_bin
 
 _BAR_ROW, _POSITION_ROW, _NOTE_ROW = 0, 1, 2
@@ -35,21 +36,21 @@ def scores_to_notes(
     scores: list[symusic.Score],
     steps_per_quarter: int,
     micro: int = 1,
-    notes: list[list[dict[str, np.ndarray]]] | None = None,
+    arrays: list[ScoreArrays] | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`score_to_notes` of several scores at once, one set of flat arrays sorted by
     (piece, time, program, pitch), with ``piece`` giving each note's score.
 
-    ``notes`` holds each score's ``track_notes`` (its tracks' tick arrays) when the caller
-    has them already; they are brought to the grid here as symusic's ``resample`` would.
+    ``arrays`` holds each score's ``score_arrays`` when the caller has them already. Tick
+    times are brought to the grid here, as symusic's ``resample`` would.
     """
     keys = ("time", "duration", "pitch", "velocity")
     parts, programs, pieces, tpqs = [], [], [], []
     for k, score in enumerate(scores):
         if score.tpq <= 0:
             raise ValueError(f"a score has {score.tpq} ticks per quarter")
-        arrays = notes[k] if notes is not None else [t.notes.numpy() for t in score.tracks]
-        for track, a in zip(score.tracks, arrays, strict=True):
+        tracks = arrays[k].tracks if arrays is not None else [t.notes.numpy() for t in score.tracks]
+        for track, a in zip(score.tracks, tracks, strict=True):
             if len(a["time"]):
                 parts.append(a)
                 programs.append(DRUM_PROGRAM if track.is_drum else int(track.program))
@@ -83,15 +84,18 @@ def _to_grid(ticks: np.ndarray, tpq: np.ndarray | int, steps: int) -> np.ndarray
     return np.where(ticks < 0, -magnitude, magnitude)
 
 
-def bar_grid(score: symusic.Score, vocab: Vocabulary, end: int) -> tuple[np.ndarray, np.ndarray]:
+def bar_grid(
+    score: symusic.Score, vocab: Vocabulary, end: int, ts: dict[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Bar start times (in steps) covering ``[0, end]`` and the TimeSig index of each bar.
 
     A time-signature change takes effect at the first bar line at or after it, so bars are
     always whole. Signatures without a token fall back to 4/4 (or the first one known).
+    ``ts``: ``score.time_signatures.numpy()``, if the caller has it already.
     """
     sigs = vocab.time_signatures
     fallback = sigs.index((4, 4)) if (4, 4) in sigs else 0
-    ts = score.time_signatures.numpy()
+    ts = score.time_signatures.numpy() if ts is None else ts
     steps = np.rint(ts["time"] * (vocab.config.steps_per_quarter / score.tpq)).astype(np.int64)
     changes = sorted(
         (t, sigs.index((n, d)) if (n, d) in sigs else fallback)
@@ -128,14 +132,14 @@ def encode(score: symusic.Score, vocab: Vocabulary) -> np.ndarray:
 def encode_many(
     scores: list[symusic.Score],
     vocab: Vocabulary,
-    notes: list[list[dict[str, np.ndarray]]] | None = None,
+    arrays: list[ScoreArrays] | None = None,
 ) -> list[np.ndarray]:
     """:func:`encode` of each score, in one vectorized pass over all of them.
 
     The pieces are laid end to end on one time line (each starts one step after the last
     note of the one before, on its own bar grid), so every step below runs once for the
     batch: for small files the cost is otherwise mostly numpy's overhead per call.
-    ``notes``: each score's ``track_notes``, when the caller has them.
+    ``arrays``: each score's ``score_arrays``, when the caller has them.
     """
     if len(scores) >= 1 << 16:
         raise ValueError(f"encode_many takes at most {(1 << 16) - 1} scores at once")
@@ -143,7 +147,7 @@ def encode_many(
         return []
     cfg, off = vocab.config, vocab.offsets
     count = len(scores)
-    notes = scores_to_notes(scores, cfg.steps_per_quarter, cfg.micro, notes)
+    notes = scores_to_notes(scores, cfg.steps_per_quarter, cfg.micro, arrays)
     per_piece = np.bincount(notes["piece"], minlength=count)
     last = np.zeros(count, np.int64)  # each piece's last onset (notes sort by piece, time)
     has = per_piece > 0
@@ -152,11 +156,12 @@ def encode_many(
 
     tempo_times, tempo_mspq, bar_times, bar_kinds = [], [], [], []
     for k, score in enumerate(scores):
-        tempos = score.tempos.numpy()
+        tempos = score.tempos.numpy() if arrays is None else arrays[k].tempos
         t = np.rint(tempos["time"].astype(np.float64) * cfg.steps_per_quarter / score.tpq)
         tempo_times.append(t.astype(np.int64) + start[k])
         tempo_mspq.append(tempos["mspq"].astype(np.int64))
-        starts, sigs = bar_grid(score, vocab, int(last[k]))
+        sigs_k = None if arrays is None else arrays[k].time_signatures
+        starts, sigs = bar_grid(score, vocab, int(last[k]), sigs_k)
         inside = starts <= last[k]
         bar_times.append(starts[inside] + start[k])
         bar_kinds.append(sigs[inside])
