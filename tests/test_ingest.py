@@ -22,7 +22,7 @@ from aurl.data.metadata import piece_metadata, pieces_metadata
 from aurl.data.prepare import REPORT, prepare, summary
 from aurl.data.shards import TOKENS
 from aurl.data.sources import folder_source
-from aurl.midi.arrays import score_arrays
+from aurl.midi.arrays import note_table, score_arrays
 from aurl.tokens import Tokenizer
 from conftest import EDGE_CASES
 
@@ -134,9 +134,9 @@ def test_batched_digests_metadata_and_keys_equal_one_at_a_time(bach_source):
     digests, metas = [], []
     for first in range(0, len(scores), 8):
         part = scores[first : first + 8]
-        arrays = [score_arrays(s) for s in part]
-        digests += content_digests(part, arrays)
-        metas += pieces_metadata(part, paths[first : first + 8], arrays)
+        table = note_table(part, [score_arrays(s) for s in part])
+        digests += content_digests(table)
+        metas += pieces_metadata(table, paths[first : first + 8])
     assert digests == [content_digest(s) for s in scores]
     assert metas == [piece_metadata(s, p) for s, p in zip(scores, paths, strict=True)]
     assert len(set(digests)) == len(scores) - 1  # the two empty scores hash alike

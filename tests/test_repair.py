@@ -10,6 +10,7 @@ import pytest
 import symusic
 
 from aurl.data.ingest import SKIPPED, USED, IngestOptions, process_file
+from aurl.midi.arrays import note_table
 from aurl.midi.read import parse_midi_bytes
 from aurl.midi.repair import (
     close_open_notes,
@@ -221,10 +222,10 @@ def test_the_repair_check_of_a_batch_equals_one_at_a_time(bach_source):
              "empty_tracks"]  # fmt: skip
     clean = [symusic.Score(str(p)) for p in bach_source.files[:12]]
     scores = clean[:4] + [_needing(n) for n in names] + clean[4:] + [symusic.Score(480)]
-    alone = [may_need_repair([s])[0] for s in scores]
+    alone = [may_need_repair(note_table([s]))[0] for s in scores]
     assert alone == [False] * 4 + [True] * 5 + [False] * 8 + [False]
     for size in (3, 8, len(scores)):
         together = []
         for first in range(0, len(scores), size):
-            together += may_need_repair(scores[first : first + size])
+            together += may_need_repair(note_table(scores[first : first + size]))
         assert together == alone

@@ -8,9 +8,9 @@ import pytest
 import symusic
 
 from aurl.midi import read_midi
-from aurl.midi.arrays import score_arrays
+from aurl.midi.arrays import note_table, score_arrays
 from aurl.tokens import BOS, EOS, Tokenizer, TokenizerConfig, TokenType
-from aurl.tokens.encode import bar_grid, encode_many, score_to_notes, scores_to_notes
+from aurl.tokens.encode import bar_grid, encode_many, grid_notes, score_to_notes
 from aurl.tokens.vocab import DRUM_PROGRAM, tempo_bin, velocity_bin
 from conftest import EDGE_CASES
 
@@ -142,7 +142,7 @@ def test_grid_times_are_symusics_resample(tpq):
         )
         score.tracks.append(t)
     for spq, micro in ((4, 1), (12, 1), (4, 4)):
-        ours = scores_to_notes([score], spq, micro, [score_arrays(score)])
+        ours = grid_notes(note_table([score], [score_arrays(score)]), spq, micro)
         grid = score.resample(spq * micro, min_dur=1)
         fine = np.concatenate([t.notes.numpy()["time"] for t in grid.tracks]).astype(np.int64)
         dur = np.concatenate([t.notes.numpy()["duration"] for t in grid.tracks]).astype(np.int64)
@@ -185,11 +185,11 @@ def test_batch_encoding_equals_one_at_a_time(bach_source, config):
         for first in range(0, len(scores), size):
             part = scores[first : first + size]
             arrays = [score_arrays(s) for s in part] if size == 7 else None
-            together += encode_many(part, tk.vocab, arrays)
+            together += encode_many(note_table(part, arrays), tk.vocab)
         assert len(together) == len(alone)
         for k, (a, b) in enumerate(zip(alone, together, strict=True)):
             assert np.array_equal(a, b), (size, k)
-    assert encode_many([], tk.vocab) == []
+    assert encode_many(note_table([]), tk.vocab) == []
 
 
 def test_every_chorale_round_trips(bach_source):

@@ -14,9 +14,8 @@ import hashlib
 import numpy as np
 import symusic
 
-from aurl.midi.arrays import ScoreArrays, score_arrays
+from aurl.midi.arrays import NoteTable, ScoreArrays, note_table
 
-_KEYS = ("time", "duration", "pitch", "velocity")
 _SEEDS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD1B54A32D192ED03))
 
 
@@ -27,63 +26,37 @@ def content_digest(score: symusic.Score, arrays: ScoreArrays | None = None) -> s
         score: The Score.
         arrays: ``score_arrays(score)``, if the caller has it already.
     """
-    return content_digests([score], None if arrays is None else [arrays])[0]
+    return content_digests(note_table([score], None if arrays is None else [arrays]))[0]
 
 
-def content_digests(
-    scores: list[symusic.Score], arrays: list[ScoreArrays] | None = None
-) -> list[str]:
-    """:func:`content_digest` of each score, computed for all of them at once.
-
-    Args:
-        scores: The Scores.
-        arrays: Each score's ``score_arrays``, if the caller has them already.
-    """
-    tables = arrays if arrays is not None else [score_arrays(s) for s in scores]
-    arrays, programs, pieces = [], [], []
-    for k, score in enumerate(scores):
-        for track, a in zip(score.tracks, tables[k].tracks, strict=True):
-            if len(a["time"]):
-                arrays.append(a)
-                programs.append(128 if track.is_drum else int(track.program))
-                pieces.append(k)
-    counts = [len(a["time"]) for a in arrays]
-    time, duration, pitch, velocity = (
-        np.concatenate([a[key] for a in arrays]).astype(np.int64) if arrays
-        else np.zeros(0, np.int64) for key in _KEYS
-    )  # fmt: skip
-    program = np.repeat(np.array(programs, np.int64), counts)
-    piece = np.repeat(np.array(pieces, np.int64), counts)
-    per_piece = np.bincount(piece, minlength=len(scores))
-    filled = per_piece > 0
-    at = (np.cumsum(per_piece) - per_piece)[filled]  # where each piece with notes starts
-    units = np.zeros(len(scores), np.int64)  # gcd(0, x) = x: a piece without notes
+def content_digests(table: NoteTable) -> list[str]:
+    """:func:`content_digest` of each Score of ``table``, computed for all of them at once."""
+    count, piece = len(table), table.piece
+    filled = table.notes > 0
+    at = table.starts[filled]  # where each piece with notes starts
+    units = np.zeros(count, np.int64)  # gcd(0, x) = x: a piece without notes
     if len(piece):
-        units[filled] = np.gcd(np.gcd.reduceat(time, at), np.gcd.reduceat(duration, at))
-    tempos, sigs = [], []
-    for k, score in enumerate(scores):
-        t, s = tables[k].tempos, tables[k].time_signatures
-        extra = np.concatenate([t["time"], s["time"], [score.tpq]]).astype(np.int64)
-        units[k] = max(abs(int(np.gcd(units[k], np.gcd.reduce(extra)))), 1)
-        tempos.append(t)
-        sigs.append(s)
+        units[filled] = np.gcd(np.gcd.reduceat(table.time, at), np.gcd.reduceat(table.duration, at))
+    for k, a in enumerate(table.scores):
+        extra = np.concatenate([a.tempos["time"], a.time_signatures["time"], [a.tpq]])
+        units[k] = max(abs(int(np.gcd(units[k], np.gcd.reduce(extra.astype(np.int64))))), 1)
     unit = units[piece]
-    rest = (pitch | velocity << 8 | program << 16).astype(np.uint64)
+    rest = (table.pitch | table.velocity << 8 | table.program << 16).astype(np.uint64)
     sums = []
     for seed in _SEEDS:
-        h = _mix((time // unit).astype(np.uint64) ^ seed)
-        h = _mix(h ^ (duration // unit).astype(np.uint64))
+        h = _mix((table.time // unit).astype(np.uint64) ^ seed)
+        h = _mix(h ^ (table.duration // unit).astype(np.uint64))
         h = _mix(h ^ rest)
-        total = np.zeros(len(scores), np.uint64)
+        total = np.zeros(count, np.uint64)
         if len(h):
             with np.errstate(over="ignore"):  # sums wrap around 2**64, as meant
                 total[filled] = np.add.reduceat(h, at)
         sums.append(total)
     digests = []
-    for k, score in enumerate(scores):
-        t, s, u = tempos[k], sigs[k], int(units[k])
-        h = hashlib.blake2b(str(score.tpq // u).encode(), digest_size=16)
-        h.update(np.array([per_piece[k], sums[0][k], sums[1][k]], np.uint64).tobytes())
+    for k, a in enumerate(table.scores):
+        t, s, u = a.tempos, a.time_signatures, int(units[k])
+        h = hashlib.blake2b(str(a.tpq // u).encode(), digest_size=16)
+        h.update(np.array([table.notes[k], sums[0][k], sums[1][k]], np.uint64).tobytes())
         h.update((t["time"].astype(np.int64) // u).tobytes() + t["mspq"].tobytes())
         h.update((s["time"].astype(np.int64) // u).tobytes())
         h.update(s["numerator"].tobytes() + s["denominator"].tobytes())

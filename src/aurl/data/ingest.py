@@ -38,7 +38,7 @@ from aurl.data.digest import content_digests
 from aurl.data.metadata import pieces_metadata
 from aurl.data.preprocess import PreprocessConfig, preprocess
 from aurl.midi import MidiError
-from aurl.midi.arrays import ScoreArrays, score_arrays
+from aurl.midi.arrays import ScoreArrays, note_table, score_arrays
 from aurl.midi.read import ParsedMidi, parse_midi_bytes, read_file_bytes
 from aurl.midi.repair import apply_repairs, close_open_notes, may_have_open_notes, may_need_repair
 from aurl.tokens import Tokenizer
@@ -234,7 +234,9 @@ def _repair_check(live: list[_File], on_stage) -> list[bool]:
     if on_stage is not None and live:
         on_stage(BATCH, STAGES.index("repair"))
     try:
-        return may_need_repair([f.repaired for f in live], [f.repaired_arrays for f in live])
+        return may_need_repair(
+            note_table([f.repaired for f in live], [f.repaired_arrays for f in live])
+        )
     except Exception:
         return [True] * len(live)
 
@@ -280,10 +282,14 @@ def _finish(batch: list[_File], tokenizer: Tokenizer, options: IngestOptions) ->
         for f in batch:
             if "encode" not in f.entered:
                 options.hook("encode", f.path)
-    scores, arrays = [f.score for f in batch], [f.arrays for f in batch]
-    digests = content_digests([f.repaired for f in batch], [f.repaired_arrays for f in batch])
-    metas = pieces_metadata(scores, [f.path for f in batch], arrays)
-    ids = encode_many(scores, tokenizer.vocab, arrays)
+    table = note_table([f.score for f in batch], [f.arrays for f in batch])
+    if any(f.score is not f.repaired for f in batch):  # the hash covers the repaired notes
+        hashed = note_table([f.repaired for f in batch], [f.repaired_arrays for f in batch])
+    else:
+        hashed = table
+    digests = content_digests(hashed)
+    metas = pieces_metadata(table, [f.path for f in batch])
+    ids = encode_many(table, tokenizer.vocab)
     for f, digest, meta, piece_ids in zip(batch, digests, metas, ids, strict=True):
         f.result = FileResult(f.index, f.path, USED, None, None, f.repairs, f.score.note_num(),
                               digest, ids=piece_ids, meta=meta)  # fmt: skip

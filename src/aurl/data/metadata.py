@@ -6,7 +6,7 @@ import numpy as np
 import symusic
 
 from aurl.analysis.key import find_keys
-from aurl.midi.arrays import ScoreArrays, score_arrays
+from aurl.midi.arrays import DRUMS, NoteTable, note_table
 
 
 def piece_metadata(score: symusic.Score, source_path: str) -> dict:
@@ -16,72 +16,72 @@ def piece_metadata(score: symusic.Score, source_path: str) -> dict:
         score: the piece as read (any ticks per quarter).
         source_path: where it came from, stored as given.
     """
-    return pieces_metadata([score], [source_path])[0]
+    return pieces_metadata(note_table([score]), [source_path])[0]
 
 
-def pieces_metadata(
-    scores: list[symusic.Score],
-    source_paths: list[str],
-    arrays: list[ScoreArrays] | None = None,
-) -> list[dict]:
-    """:func:`piece_metadata` of each score, with the keys found for all of them at once.
+def pieces_metadata(table: NoteTable, source_paths: list[str]) -> list[dict]:
+    """:func:`piece_metadata` of each Score of ``table``, with the keys found at once.
 
     Args:
-        scores: the pieces as read.
+        table: the pieces as read.
         source_paths: where each came from.
-        arrays: each score's ``score_arrays``, if the caller has them already.
     """
-    arrays = arrays if arrays is not None else [score_arrays(s) for s in scores]
-    hists = np.zeros((len(scores), 12))
-    programs: list[set[int]] = []
-    for k, score in enumerate(scores):
-        found = set()
-        pitch, weight = [], []
-        for track, a in zip(score.tracks, arrays[k].tracks, strict=True):
-            if not len(a["time"]):
-                continue
-            found.add(128 if track.is_drum else int(track.program))
-            if not track.is_drum:
-                pitch.append(a["pitch"])
-                weight.append(a["duration"])
-        if pitch:  # durations summed per pitch class, in note order
-            hists[k] = np.bincount(np.concatenate(pitch) % 12, np.concatenate(weight), 12)
-        programs.append(found)
+    count = len(table)
+    # Durations summed per pitch class and piece, in note order: one bincount for all.
+    pitched = table.program != DRUMS
+    cell = table.piece[pitched] * 12 + table.pitch[pitched] % 12
+    hists = np.bincount(cell, table.duration[pitched], 12 * count).reshape(count, 12)
     keys = find_keys(hists)
+    # The programs that have notes in each piece (drums as DRUMS).
+    pairs = np.unique(table.piece * 256 + table.program)
+    programs: list[list[int]] = [[] for _ in range(count)]
+    for piece, program in zip((pairs >> 8).tolist(), (pairs & 255).tolist(), strict=True):
+        programs[piece].append(program)
+    arrays = table.scores
+    seconds = _seconds([a.tpq for a in arrays], [a.end for a in arrays], [a.tempos for a in arrays])
     out = []
-    for k, score in enumerate(scores):
-        tempos, sigs = arrays[k].tempos, arrays[k].time_signatures
-        end, count = score.end(), score.note_num()
-        seconds = seconds_at(score, end, tempos)
+    for k, a in enumerate(arrays):
         key = None
         if hists[k].any():
             key = {"name": keys[k].name, "tonic": keys[k].tonic, "mode": keys[k].mode,
                    "confidence": keys[k].confidence}  # fmt: skip
-        qpm = [round(60_000_000 / int(m), 2) for m in tempos["mspq"][:1]]
+        qpm = [round(60_000_000 / int(m), 2) for m in a.tempos["mspq"][:1]]
+        sigs = a.time_signatures
         signatures = zip(sigs["numerator"].tolist(), sigs["denominator"].tolist(), strict=True)
+        notes, duration = int(table.notes[k]), float(seconds[k])
         out.append({
             "source": source_paths[k],
             "key": key,
             "tempo": qpm[0] if qpm else 120.0,
-            "tempo_changes": max(len(tempos["time"]) - 1, 0),
+            "tempo_changes": max(len(a.tempos["time"]) - 1, 0),
             "time_signatures": sorted({f"{n}/{d}" for n, d in signatures}),
-            "programs": sorted(programs[k]),
-            "notes": count,
-            "seconds": round(seconds, 3),
-            "quarters": round(float(end / max(score.tpq, 1)), 3),
-            "notes_per_second": round(count / seconds, 3) if seconds else 0.0,
+            "programs": programs[k],
+            "notes": notes,
+            "seconds": round(duration, 3),
+            "quarters": round(float(a.end / max(a.tpq, 1)), 3),
+            "notes_per_second": round(notes / duration, 3) if duration else 0.0,
         })  # fmt: skip
     return out
 
 
-def seconds_at(score: symusic.Score, tick: int, tempos: np.ndarray | None = None) -> float:
-    """Time in seconds of ``tick``, through the score's tempo map (120 BPM before any).
+def seconds_at(score: symusic.Score, tick: int) -> float:
+    """Time in seconds of ``tick``, through the score's tempo map (120 BPM before any)."""
+    return float(_seconds([score.tpq], [tick], [score.tempos.numpy()])[0])
 
-    ``tempos``: ``score.tempos.numpy()``, if the caller has it already."""
-    t = score.tempos.numpy() if tempos is None else tempos
-    times = np.concatenate([[0], t["time"].astype(np.int64)])
-    mspq = np.concatenate([[500_000], t["mspq"].astype(np.int64)])
-    keep = times <= tick
-    times, mspq = times[keep], mspq[keep]
-    spans = np.diff(np.append(times, tick))  # ticks under each tempo
-    return float((spans * mspq).sum() / score.tpq / 1e6)
+
+def _seconds(tpqs: list[int], ticks: list[int], tempos: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """:func:`seconds_at` for several tempo maps at once (each map's changes in time order)."""
+    count = len(tpqs)
+    piece = np.repeat(np.arange(count), [len(t["time"]) + 1 for t in tempos])
+    times = np.concatenate([x for t in tempos for x in ([0], t["time"])]).astype(np.int64)
+    mspq = np.concatenate([x for t in tempos for x in ([500_000], t["mspq"])]).astype(np.int64)
+    end = np.asarray(ticks, np.int64)
+    keep = times <= end[piece]  # each piece keeps its leading 120 BPM at tick 0
+    times, mspq, piece = times[keep], mspq[keep], piece[keep]
+    until = np.empty_like(times)  # where each tempo stops counting: the next one, or the end
+    until[:-1] = times[1:]
+    last = np.ones(len(piece), bool)
+    last[:-1] = piece[1:] != piece[:-1]
+    until[last] = end[piece[last]]
+    first = np.flatnonzero(np.r_[True, last[:-1]])
+    return np.add.reduceat((until - times) * mspq, first) / np.asarray(tpqs) / 1e6

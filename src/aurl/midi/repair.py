@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import symusic
 
-from aurl.midi.arrays import ScoreArrays, score_arrays
+from aurl.midi.arrays import NoteTable, ScoreArrays, note_table
 
 REPAIRS = (
     "clipped_data_bytes",
@@ -50,7 +50,7 @@ def repair_score(
         The repaired Score (``score`` itself when nothing needed repair) and the names of
         the repairs that changed something, in the order they ran.
     """
-    if not may_need_repair([score], None if arrays is None else [arrays])[0]:
+    if not may_need_repair(note_table([score], None if arrays is None else [arrays]))[0]:
         return score, []
     return apply_repairs(score)
 
@@ -72,50 +72,39 @@ def apply_repairs(score: symusic.Score) -> tuple[symusic.Score, list[str]]:
     return score, done
 
 
-def may_need_repair(
-    scores: list[symusic.Score], arrays: list[ScoreArrays] | None = None
-) -> list[bool]:
-    """For each Score, whether any Score-level repair could change something.
+def may_need_repair(table: NoteTable) -> list[bool]:
+    """For each Score of ``table``, whether any Score-level repair could change something.
 
     Most files need none, and running every repair on its own costs several passes; this
     looks at all notes of all the Scores in one vectorized pass. It may say yes where the
     repairs then find nothing (the gap test uses the shortest bar), never no where one would.
-
-    Args:
-        scores: Tick-based Scores.
-        arrays: Each Score's ``score_arrays``, if the caller has them already.
     """
-    count = len(scores)
-    arrays = arrays if arrays is not None else [score_arrays(s) for s in scores]
-    tracks = [t for a in arrays for t in a.tracks]
-    flagged = np.array([any(len(t["time"]) == 0 for t in a.tracks) for a in arrays], bool)
-    tempo_piece = np.repeat(np.arange(count), [len(a.tempos["mspq"]) for a in arrays])
-    mspq = np.concatenate([a.tempos["mspq"] for a in arrays]) if count else np.zeros(0)
-    absurd = (mspq < 60e6 / MAX_BPM) | (mspq > 60e6 / MIN_BPM)
-    flagged |= np.bincount(tempo_piece[absurd], minlength=count) > 0
-    # The gap limit: GAP_BARS of each piece's shortest bar (4/4 where shorter ones are
-    # absent); _bar_ticks looks closer.
-    sig_piece = np.repeat(np.arange(count), [len(a.time_signatures["time"]) for a in arrays])
+    count = len(table)
+    flagged = table.empty_track.copy()  # a track to drop
+    tempos = [a.tempos["mspq"] for a in table.scores]
+    if any(len(t) for t in tempos):
+        mspq = np.concatenate(tempos)
+        absurd = (mspq < 60e6 / MAX_BPM) | (mspq > 60e6 / MIN_BPM)
+        owner = np.repeat(np.arange(count), [len(t) for t in tempos])
+        flagged |= np.bincount(owner[absurd], minlength=count) > 0
+    # The gap limit: GAP_BARS of each piece's shortest bar (4/4 where none is shorter);
+    # _bar_ticks looks closer.
     bars = np.full(count, 4.0)
-    if len(sig_piece):
-        num, den = (np.concatenate([a.time_signatures[k] for a in arrays]).astype(np.float64)
+    sigs = [a.time_signatures for a in table.scores]
+    if any(len(s["time"]) for s in sigs):
+        num, den = (np.concatenate([s[k] for s in sigs]).astype(np.float64)
                     for k in ("numerator", "denominator"))  # fmt: skip
-        np.minimum.at(bars, sig_piece, 4.0 * num / np.maximum(den, 1))
-    tpq = np.array([s.tpq for s in scores], np.float64)
-    limits = GAP_BARS * np.maximum(bars, 0.25) * tpq
-    if not tracks:
+        owner = np.repeat(np.arange(count), [len(s["time"]) for s in sigs])
+        np.minimum.at(bars, owner, 4.0 * num / np.maximum(den, 1))
+    limits = GAP_BARS * np.maximum(bars, 0.25) * np.array([a.tpq for a in table.scores])
+    time, duration, piece = table.time, table.duration, table.piece
+    if not len(time):
         return flagged.tolist()
-    sizes = [len(t["time"]) for t in tracks]
-    piece = np.repeat(np.repeat(np.arange(count), [len(a.tracks) for a in arrays]), sizes)
-    time, duration, pitch = (
-        np.concatenate([t[key] for t in tracks]).astype(np.int64)
-        for key in ("time", "duration", "pitch")
-    )
     flagged |= np.bincount(piece[duration <= 0], minlength=count) > 0  # zero-length notes
     # Notes of one track and pitch in time order, by one sort of a single int64 key
     # (track, pitch, time); ticks are int32. Overlapping neighbours (or notes starting
     # together) need the overlap repair.
-    voice = np.repeat(np.arange(len(tracks), dtype=np.int64), sizes) << 7 | pitch
+    voice = table.track << 7 | table.pitch
     order = np.argsort(voice << 31 | time)
     v, t, d = voice[order], time[order], duration[order]
     overlap = (v[1:] == v[:-1]) & (t[:-1] + d[:-1] > t[1:])
@@ -124,9 +113,8 @@ def may_need_repair(
     # piece is moved past the end of the one before, so one running maximum serves all.
     end = time + np.maximum(duration, 0)
     last_end = np.zeros(count, np.int64)
-    per_piece = np.bincount(piece, minlength=count)
-    filled = per_piece > 0  # pieces are contiguous in ``piece``: reduce each run
-    last_end[filled] = np.maximum.reduceat(end, (np.cumsum(per_piece) - per_piece)[filled])
+    filled = table.notes > 0  # pieces are contiguous in the columns: reduce each run
+    last_end[filled] = np.maximum.reduceat(end, table.starts[filled])
     shift = np.concatenate([[0], np.cumsum(last_end + 1)[:-1]])[piece]
     order = np.argsort(time + shift, kind="stable")
     p = piece[order]

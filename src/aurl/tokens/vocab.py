@@ -7,10 +7,11 @@ from enum import IntEnum
 
 import numpy as np
 
+from aurl.midi.arrays import DRUMS
 from aurl.tokens.config import TokenizerConfig
 
 PAD, BOS, EOS = 0, 1, 2
-DRUM_PROGRAM = 128  # Program token for drum tracks, kept apart from the 128 GM programs
+DRUM_PROGRAM = DRUMS  # Program token for drum tracks, kept apart from the 128 GM programs
 
 
 class TokenType(IntEnum):
