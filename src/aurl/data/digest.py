@@ -41,11 +41,12 @@ def content_digests(table: NoteTable) -> list[str]:
         extra = np.concatenate([a.tempos["time"], a.time_signatures["time"], [a.tpq]])
         units[k] = max(abs(int(np.gcd(units[k], np.gcd.reduce(extra.astype(np.int64))))), 1)
     unit = units[piece]
+    # Times and durations in units are below 2**31 (ticks are int32): one word holds both.
+    timing = (table.time // unit | (table.duration // unit) << 32).astype(np.uint64)
     rest = (table.pitch | table.velocity << 8 | table.program << 16).astype(np.uint64)
     sums = []
     for seed in _SEEDS:
-        h = _mix((table.time // unit).astype(np.uint64) ^ seed)
-        h = _mix(h ^ (table.duration // unit).astype(np.uint64))
+        h = _mix(timing ^ seed)
         h = _mix(h ^ rest)
         total = np.zeros(count, np.uint64)
         if len(h):

@@ -38,7 +38,7 @@ from aurl.data.digest import content_digests
 from aurl.data.metadata import pieces_metadata
 from aurl.data.preprocess import PreprocessConfig, preprocess
 from aurl.midi import MidiError
-from aurl.midi.arrays import ScoreArrays, note_table, score_arrays
+from aurl.midi.arrays import NoteTable, ScoreArrays, note_table, score_arrays
 from aurl.midi.read import ParsedMidi, parse_midi_bytes, read_file_bytes
 from aurl.midi.repair import apply_repairs, close_open_notes, may_have_open_notes, may_need_repair
 from aurl.tokens import Tokenizer
@@ -140,6 +140,7 @@ class _File:
     parsed: ParsedMidi | None = None
     repaired: symusic.Score | None = None  # what the content hash covers
     repaired_arrays: ScoreArrays | None = None
+    checked: symusic.Score | None = None  # the Score the repair check looked at
     score: symusic.Score | None = None  # preprocessed: what is described and encoded
     arrays: ScoreArrays | None = None
     result: FileResult | None = None  # set once the file is skipped or finished
@@ -171,7 +172,8 @@ def process_chunk(
         _stage(f, "read", _read, options, on_stage)
         _stage(f, "repair", lambda f: _close_open_notes(f, options.scan_all), options, on_stage)
     live = [f for f in files if f.result is None]
-    for f, flag in zip(live, _repair_check(live, on_stage), strict=True):
+    flags, checked = _repair_check(live, on_stage)
+    for f, flag in zip(live, flags, strict=True):
         _stage(f, "repair", lambda f, flag=flag: _repair(f, flag, options.strict), options,
                on_stage)  # fmt: skip
         _stage(f, "preprocess", lambda f: _preprocess(f, options.preprocess), options, on_stage)
@@ -179,7 +181,11 @@ def process_chunk(
         if on_stage is not None:
             on_stage(BATCH, STAGES.index("encode"))
         try:
-            _finish(batch, tokenizer, options)
+            # Where nothing changed since the check, its table serves again.
+            same = len(batch) == len(live) and all(
+                f is g and f.score is f.checked for f, g in zip(batch, live, strict=True)
+            )
+            _finish(batch, tokenizer, options, checked if same else None)
         except Exception:  # find the file: finish each alone
             for f in batch:
                 _stage(f, "encode", lambda f: _finish([f], tokenizer, options), options, None)
@@ -228,17 +234,19 @@ def _close_open_notes(f: _File, scan_all: bool) -> None:
     f.repaired_arrays = score_arrays(f.repaired)
 
 
-def _repair_check(live: list[_File], on_stage) -> list[bool]:
+def _repair_check(live: list[_File], on_stage) -> tuple[list[bool], NoteTable | None]:
     """Whether each file may need the Score-level repairs, from one look at all of them
-    (or True for all, should the check raise: the repairs then look for themselves)."""
+    (or True for all, should the check raise: the repairs then look for themselves), and
+    the table the check looked at."""
     if on_stage is not None and live:
         on_stage(BATCH, STAGES.index("repair"))
     try:
-        return may_need_repair(
-            note_table([f.repaired for f in live], [f.repaired_arrays for f in live])
-        )
+        table = note_table([f.repaired for f in live], [f.repaired_arrays for f in live])
+        for f in live:
+            f.checked = f.repaired
+        return may_need_repair(table), table
     except Exception:
-        return [True] * len(live)
+        return [True] * len(live), None
 
 
 def _repair(f: _File, may_need: bool, strict: bool) -> None:
@@ -276,13 +284,20 @@ def _batches(ready: list[_File]) -> Iterator[list[_File]]:
         yield batch
 
 
-def _finish(batch: list[_File], tokenizer: Tokenizer, options: IngestOptions) -> None:
-    """Content hash, metadata and token ids of every file in ``batch``, at once."""
+def _finish(
+    batch: list[_File],
+    tokenizer: Tokenizer,
+    options: IngestOptions,
+    table: NoteTable | None = None,
+) -> None:
+    """Content hash, metadata and token ids of every file in ``batch``, at once (``table``:
+    the batch's notes, if the caller has them)."""
     if options.hook is not None:
         for f in batch:
             if "encode" not in f.entered:
                 options.hook("encode", f.path)
-    table = note_table([f.score for f in batch], [f.arrays for f in batch])
+    if table is None:
+        table = note_table([f.score for f in batch], [f.arrays for f in batch])
     if any(f.score is not f.repaired for f in batch):  # the hash covers the repaired notes
         hashed = note_table([f.repaired for f in batch], [f.repaired_arrays for f in batch])
     else:

@@ -32,11 +32,12 @@ def pieces_metadata(table: NoteTable, source_paths: list[str]) -> list[dict]:
     cell = table.piece[pitched] * 12 + table.pitch[pitched] % 12
     hists = np.bincount(cell, table.duration[pitched], 12 * count).reshape(count, 12)
     keys = find_keys(hists)
-    # The programs that have notes in each piece (drums as DRUMS).
-    pairs = np.unique(table.piece * 256 + table.program)
+    # The programs that have notes in each piece (drums as DRUMS), in order.
+    found = np.bincount(table.piece * (DRUMS + 1) + table.program, minlength=count * (DRUMS + 1))
+    pieces, program = np.nonzero(found.reshape(count, DRUMS + 1))
     programs: list[list[int]] = [[] for _ in range(count)]
-    for piece, program in zip((pairs >> 8).tolist(), (pairs & 255).tolist(), strict=True):
-        programs[piece].append(program)
+    for piece, p in zip(pieces.tolist(), program.tolist(), strict=True):
+        programs[piece].append(p)
     arrays = table.scores
     seconds = _seconds([a.tpq for a in arrays], [a.end for a in arrays], [a.tempos for a in arrays])
     out = []

@@ -77,24 +77,36 @@ def _bars(
     tpq: int, ts: dict[str, np.ndarray], vocab: Vocabulary, end: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`bar_grid` from a Score's resolution and time-signature arrays."""
-    sigs = vocab.time_signatures
-    fallback = sigs.index((4, 4)) if (4, 4) in sigs else 0
+    index = vocab.signature_index
+    fallback = index.get((4, 4), 0)
     steps = np.rint(ts["time"] * (vocab.config.steps_per_quarter / tpq)).astype(np.int64)
     changes = sorted(
-        (t, sigs.index((n, d)) if (n, d) in sigs else fallback)
+        (t, index.get((n, d), fallback))
         for t, n, d in zip(
             steps.tolist(), ts["numerator"].tolist(), ts["denominator"].tolist(), strict=True
         )  # fmt: skip
     )
     if not changes or changes[0][0] > 0:
         changes.insert(0, (0, changes[0][1] if changes else fallback))
+    # Of changes at one time only the last covers any bars; a change to the signature in
+    # force moves no bar line. Files often repeat their meter once per track.
+    kept: list[tuple[int, int]] = []
+    for t, sig in changes:
+        if kept and kept[-1][0] == t:
+            kept.pop()
+        if not kept or kept[-1][1] != sig:
+            kept.append((t, sig))
     first_sig = vocab.offsets[TokenType.TIMESIG]
+    if len(kept) == 1:  # one meter throughout
+        length = int(vocab.bar_steps[first_sig + kept[0][1]])
+        starts = np.arange(0, max(-(-(end + 1) // length) * length, length), length)
+        return starts, np.full(len(starts), kept[0][1], np.int64)
     starts, kinds, counts, t = [], [], [], 0
-    for i, (_, sig) in enumerate(changes):
+    for i, (_, sig) in enumerate(kept):
         length = int(vocab.bar_steps[first_sig + sig])
-        limit = changes[i + 1][0] if i + 1 < len(changes) else end + 1
+        limit = kept[i + 1][0] if i + 1 < len(kept) else end + 1
         stop = max(t, t + -(-(limit - t) // length) * length)  # first bar line at/after limit
-        if i + 1 == len(changes):
+        if i + 1 == len(kept):
             stop = max(stop, t + length)
         starts.append(np.arange(t, stop, length, dtype=np.int64))
         kinds.append(sig)
@@ -199,8 +211,15 @@ def encode_many(table: NoteTable, vocab: Vocabulary) -> list[np.ndarray]:
         + np.bincount(pos_piece, 1 + has_tempo, count)
         + np.bincount(notes["piece"], 3 + new_program + (notes["offset"] != 0), count)
     ).astype(np.int64)
-    bodies = np.split(flat[flat >= 0], np.cumsum(tokens)[:-1])
-    return [np.concatenate([[BOS], body, [EOS]]).astype(np.int64) for body in bodies]
+    # One buffer for all pieces, each framed by BOS and EOS; the pieces are views of it.
+    ends = np.cumsum(tokens + 2)
+    out = np.empty(int(ends[-1]), np.int64)
+    out[ends - tokens - 2] = BOS
+    out[ends - 1] = EOS
+    framed = np.ones(len(out), bool)
+    framed[ends - tokens - 2] = framed[ends - 1] = False
+    out[framed] = flat[flat >= 0]
+    return [out[e - n - 2 : e] for e, n in zip(ends.tolist(), tokens.tolist(), strict=True)]
 
 
 def _run_starts(a: np.ndarray) -> np.ndarray:

@@ -50,6 +50,7 @@ class Vocabulary:
     bar_steps: np.ndarray
     tempo_values: np.ndarray  # (tempo_bins,) BPM at each tempo bin
     velocity_values: np.ndarray  # (velocity_bins,) MIDI velocity at each bin
+    signature_index: dict[tuple[int, int], int]  # (numerator, denominator) -> TimeSig index
 
     @property
     def size(self) -> int:
@@ -136,6 +137,7 @@ def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
         bar_steps=bar_steps,
         tempo_values=tempo_values,
         velocity_values=velocity_values,
+        signature_index={sig: i for i, sig in enumerate(sigs)},
     )
 
 
