@@ -8,6 +8,7 @@ metadata, encoding) work on one :class:`NoteTable` of all of them, built once.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +57,8 @@ class NoteTable:
     Attributes:
         time, duration, pitch, velocity: Per note, in ticks of its Score.
         program: Per note, its track's program (``DRUMS`` for drums).
-        track: Per note, the index of its track among all tracks of the table.
-        piece: Per note, the index of its Score.
-        notes: Per Score, its number of notes.
+        sizes: Notes per track, over all tracks of all Scores in order.
+        notes: Notes per Score.
         empty_track: Per Score, whether it has a track without notes.
         scores: Each Score's :class:`ScoreArrays` (tempos, meters, resolution, end).
     """
@@ -68,14 +68,23 @@ class NoteTable:
     pitch: np.ndarray
     velocity: np.ndarray
     program: np.ndarray
-    track: np.ndarray
-    piece: np.ndarray
+    sizes: np.ndarray
     notes: np.ndarray
     empty_track: np.ndarray
     scores: list[ScoreArrays]
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @functools.cached_property
+    def piece(self) -> np.ndarray:
+        """Per note, the index of its Score."""
+        return np.repeat(np.arange(len(self.scores)), self.notes)
+
+    @functools.cached_property
+    def track(self) -> np.ndarray:
+        """Per note, the index of its track among all tracks of the table."""
+        return np.repeat(np.arange(len(self.sizes)), self.sizes)
 
     @property
     def starts(self) -> np.ndarray:
@@ -89,24 +98,20 @@ def note_table(scores: list[symusic.Score], arrays: list[ScoreArrays] | None = N
     arrays = arrays if arrays is not None else [score_arrays(s) for s in scores]
     tracks = [t for a in arrays for t in a.tracks]
     sizes = [len(t["time"]) for t in tracks]
-    if tracks:
-        time, duration, pitch, velocity = (
-            np.concatenate([t[key] for t in tracks]).astype(np.int64)
-            for key in ("time", "duration", "pitch", "velocity")
-        )
-    else:
-        time = duration = pitch = velocity = np.zeros(0, np.int64)
-    programs = np.array([p for a in arrays for p in a.programs], np.int64)
-    owners = np.repeat(np.arange(len(arrays)), [len(a.tracks) for a in arrays])
+    per_score = [[len(t["time"]) for t in a.tracks] for a in arrays]
+    time, duration, pitch, velocity = (
+        np.concatenate([t[key] for t in tracks], dtype=np.int64) if tracks
+        else np.zeros(0, np.int64)
+        for key in ("time", "duration", "pitch", "velocity")
+    )  # fmt: skip
     return NoteTable(
         time=time,
         duration=duration,
         pitch=pitch,
         velocity=velocity,
-        program=np.repeat(programs, sizes),
-        track=np.repeat(np.arange(len(tracks)), sizes),
-        piece=np.repeat(owners, sizes),
-        notes=np.bincount(owners, sizes, len(arrays)).astype(np.int64),
-        empty_track=np.array([any(len(t["time"]) == 0 for t in a.tracks) for a in arrays], bool),
+        program=np.repeat(np.array([p for a in arrays for p in a.programs], np.int64), sizes),
+        sizes=np.array(sizes, np.int64),
+        notes=np.array([sum(n) for n in per_score], np.int64),
+        empty_track=np.array([0 in n for n in per_score], bool),
         scores=arrays,
     )

@@ -8,6 +8,7 @@ sorted by (time, kind, program, pitch) and flattened, so no Python loop runs per
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import symusic
@@ -15,7 +16,7 @@ import symusic
 from aurl.midi.arrays import NoteTable, note_table
 from aurl.tokens.vocab import BOS, EOS, TokenType, Vocabulary, tempo_bin, velocity_bin
 
-_BAR_ROW, _POSITION_ROW, _NOTE_ROW = 0, 1, 2
+_BOS_ROW, _BAR_ROW, _POSITION_ROW, _NOTE_ROW, _EOS_ROW = 0, 1, 2, 3, 4  # order at one time
 
 
 def score_to_notes(
@@ -36,13 +37,16 @@ def grid_notes(table: NoteTable, steps_per_quarter: int, micro: int = 1) -> dict
     """:func:`score_to_notes` of every Score in ``table``: one set of flat arrays sorted by
     (piece, time, program, pitch), with ``piece`` giving each note's Score. Tick times are
     brought to the grid as symusic's ``resample`` would."""
-    tpqs = np.array([a.tpq for a in table.scores], np.int64)
-    if (tpqs <= 0).any():
-        raise ValueError(f"a score has {int(tpqs.min())} ticks per quarter")
-    tpq = tpqs[table.piece]
+    tpqs = [a.tpq for a in table.scores]
+    if tpqs and min(tpqs) <= 0:
+        raise ValueError(f"a score has {min(tpqs)} ticks per quarter")
+    # One resolution for all (always so for one Score) saves a gather per note.
+    one = len(set(tpqs)) <= 1
+    tpq = tpqs[0] if one and tpqs else np.array(tpqs, np.int64)[table.piece]
     steps = steps_per_quarter * micro
-    out = {"pitch": table.pitch, "velocity": table.velocity, "program": table.program,
-           "piece": table.piece}  # fmt: skip
+    out = {"pitch": table.pitch, "velocity": table.velocity, "program": table.program}
+    if len(table) > 1:
+        out["piece"] = table.piece
     fine = _to_grid(table.time, tpq, steps)
     out["time"] = (fine + micro // 2) // micro  # nearest grid step
     out["offset"] = fine - out["time"] * micro
@@ -54,14 +58,18 @@ def grid_notes(table: NoteTable, steps_per_quarter: int, micro: int = 1) -> dict
     if len(table) > 1:
         key |= out["piece"] << 47
     order = np.argsort(key, kind="stable")
-    return {k: v[order] for k, v in out.items()}
+    out = {k: v[order] for k, v in out.items()}
+    if len(table) <= 1:
+        out["piece"] = np.zeros(len(order), np.int64)
+    return out
 
 
 def _to_grid(ticks: np.ndarray, tpq: np.ndarray | int, steps: int) -> np.ndarray:
     """``ticks * steps / tpq`` rounded half away from zero, in integers (what symusic's
     ``resample`` computes in floating point)."""
-    magnitude = (2 * np.abs(ticks) * steps + tpq) // (2 * tpq)
-    return np.where(ticks < 0, -magnitude, magnitude)
+    if len(ticks) and ticks.min() < 0:  # not from a MIDI file; round the magnitude
+        return np.sign(ticks) * _to_grid(np.abs(ticks), tpq, steps)
+    return (ticks * (2 * steps) + tpq) // (2 * tpq)
 
 
 def bar_grid(score: symusic.Score, vocab: Vocabulary, end: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,43 +146,46 @@ def encode_many(table: NoteTable, vocab: Vocabulary) -> list[np.ndarray]:
     cfg, off = vocab.config, vocab.offsets
     count = len(table)
     notes = grid_notes(table, cfg.steps_per_quarter, cfg.micro)
-    per_piece = np.bincount(notes["piece"], minlength=count)
-    last = np.zeros(count, np.int64)  # each piece's last onset (notes sort by piece, time)
-    has = per_piece > 0
-    last[has] = notes["time"][np.cumsum(per_piece)[has] - 1]
-    start = np.concatenate([[0], np.cumsum(last + 1)[:-1]])  # where each piece begins
+    # Each piece's last onset (notes sort by piece, then time) and its place on the line.
+    ends = np.cumsum(table.notes).tolist()
+    last = [
+        int(notes["time"][e - 1]) if n else 0
+        for e, n in zip(ends, table.notes.tolist(), strict=True)
+    ]
+    start = list(itertools.accumulate((x + 1 for x in last[:-1]), initial=0))
 
+    # Tempo changes: last one per time step, only when the bin changes, inside the bars.
+    # Those past a piece's last onset go first: they follow all others of their piece, so
+    # neither rule looks at them, and what is left of each piece lies in its own span.
     tempo_times, tempo_mspq, bar_times, bar_kinds = [], [], [], []
     for k, a in enumerate(table.scores):
         t = np.rint(a.tempos["time"].astype(np.float64) * cfg.steps_per_quarter / a.tpq)
-        tempo_times.append(t.astype(np.int64) + start[k])
-        tempo_mspq.append(a.tempos["mspq"].astype(np.int64))
-        starts, sigs = _bars(a.tpq, a.time_signatures, vocab, int(last[k]))
+        inside = t <= last[k]
+        tempo_times.append(t[inside].astype(np.int64) + start[k])
+        tempo_mspq.append(a.tempos["mspq"][inside].astype(np.int64))
+        starts, sigs = _bars(a.tpq, a.time_signatures, vocab, last[k])
         inside = starts <= last[k]
         bar_times.append(starts[inside] + start[k])
         bar_kinds.append(sigs[inside])
-
-    # Tempo changes: last one per time step, only when the bin changes, inside the bars.
-    t_piece = np.repeat(np.arange(count), [len(t) for t in tempo_times])
     t_time = np.concatenate(tempo_times)
     t_bin = tempo_bin(60_000_000 / np.maximum(np.concatenate(tempo_mspq), 1), vocab)
-    keep = _run_ends(t_time) | _run_ends(t_piece)
-    t_time, t_bin, t_piece = t_time[keep], t_bin[keep], t_piece[keep]
-    changed = _run_starts(t_bin) | _run_starts(t_piece)
-    t_time, t_bin, t_piece = t_time[changed], t_bin[changed], t_piece[changed]
-    inside = (t_time >= start[t_piece]) & (t_time <= start[t_piece] + last[t_piece])
-    t_time, t_bin = t_time[inside], t_bin[inside]
+    keep = _run_ends(t_time)
+    t_time, t_bin = t_time[keep], t_bin[keep]
+    changed = _run_starts(t_bin)
+    if count > 1:  # each piece's first tempo is a change
+        changed |= _run_starts(np.repeat(np.arange(count), [len(t) for t in tempo_times])[keep])
+    t_time, t_bin = t_time[changed], t_bin[changed]
 
     # Bar rows: Bar, TimeSig where the signature changes (and at each piece's first bar).
     bar_starts, bar_sigs = np.concatenate(bar_times), np.concatenate(bar_kinds)
-    bar_piece = np.repeat(np.arange(count), [len(b) for b in bar_times])
-    sig_change = _run_starts(bar_sigs) | _run_starts(bar_piece)
+    sig_change = _run_starts(bar_sigs)
+    sig_change[np.cumsum([0] + [len(b) for b in bar_times[:-1]])] = True
     bar_rows = np.full((len(bar_starts), 5), -1, np.int32)
     bar_rows[:, 0] = off[TokenType.BAR]
     bar_rows[sig_change, 1] = off[TokenType.TIMESIG] + bar_sigs[sig_change]
 
     # Position rows: every time with a note or a tempo change.
-    note_time = notes["time"] + start[notes["piece"]]
+    note_time = notes["time"] + np.array(start)[notes["piece"]] if count > 1 else notes["time"]
     pos_times = _sorted_unique(np.concatenate([note_time, t_time]))
     bar_of = np.searchsorted(bar_starts, pos_times, side="right") - 1
     pos_rows = np.full((len(pos_times), 5), -1, np.int32)
@@ -197,29 +208,33 @@ def encode_many(table: NoteTable, vocab: Vocabulary) -> list[np.ndarray]:
     note_rows[:, 3] = np.where(notes["offset"] != 0, micro_id, -1)  # omitted when on the grid
     note_rows[:, 4] = off[TokenType.DURATION] + np.minimum(notes["duration"], max_dur) - 1
 
-    rows = np.concatenate([bar_rows, pos_rows, note_rows])
-    time = np.concatenate([bar_starts, pos_times, note_time])
-    kind = np.repeat([_BAR_ROW, _POSITION_ROW, _NOTE_ROW], [len(bar_rows), len(pos_rows), n])
-    order = np.argsort(time * 4 + kind, kind="stable")  # stable: keeps note order
+    # BOS opens and EOS closes each piece: rows of their own, first and last at its times.
+    frame_rows = np.full((2 * count, 5), -1, np.int32)
+    frame_rows[:count, 0], frame_rows[count:, 0] = BOS, EOS
+    rows = np.concatenate([frame_rows, bar_rows, pos_rows, note_rows])
+    time = np.concatenate([start, np.add(start, last), bar_starts, pos_times, note_time])
+    kind = np.repeat(
+        [_BOS_ROW, _EOS_ROW, _BAR_ROW, _POSITION_ROW, _NOTE_ROW],
+        [count, count, len(bar_rows), len(pos_rows), n],
+    )
+    order = np.argsort(time * 5 + kind, kind="stable")  # stable: keeps note order
     flat = rows[order].ravel()
-    # Pieces follow each other on the time line; each holds its rows' tokens: Bar and any
-    # TimeSig, Position and any Tempo, then per note Pitch, Velocity, Duration and any
-    # Program and MicroTiming.
+    ids = flat[flat >= 0].astype(np.int64)
+    if count == 1:
+        return [ids]
+    # Pieces follow each other on the time line; each holds BOS and EOS, Bar and any
+    # TimeSig per bar, Position and any Tempo per position, and per note Pitch, Velocity,
+    # Duration and any Program and MicroTiming. The pieces are views of one array.
     pos_piece = np.searchsorted(start, pos_times, side="right") - 1
+    bar_piece = np.repeat(np.arange(count), [len(b) for b in bar_times])
     tokens = (
-        np.bincount(bar_piece, 1 + sig_change, count)
+        2
+        + np.bincount(bar_piece, 1 + sig_change, count)
         + np.bincount(pos_piece, 1 + has_tempo, count)
         + np.bincount(notes["piece"], 3 + new_program + (notes["offset"] != 0), count)
     ).astype(np.int64)
-    # One buffer for all pieces, each framed by BOS and EOS; the pieces are views of it.
-    ends = np.cumsum(tokens + 2)
-    out = np.empty(int(ends[-1]), np.int64)
-    out[ends - tokens - 2] = BOS
-    out[ends - 1] = EOS
-    framed = np.ones(len(out), bool)
-    framed[ends - tokens - 2] = framed[ends - 1] = False
-    out[framed] = flat[flat >= 0]
-    return [out[e - n - 2 : e] for e, n in zip(ends.tolist(), tokens.tolist(), strict=True)]
+    ends = np.cumsum(tokens).tolist()
+    return [ids[e - n : e] for e, n in zip(ends, tokens.tolist(), strict=True)]
 
 
 def _run_starts(a: np.ndarray) -> np.ndarray:
@@ -238,7 +253,7 @@ def _run_ends(a: np.ndarray) -> np.ndarray:
 
 def _sorted_unique(x: np.ndarray) -> np.ndarray:
     x = np.sort(x)
-    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
+    return x[_run_starts(x)]
 
 
 @functools.cache
