@@ -1,18 +1,20 @@
 """Read, repair and encode many MIDI files in worker processes that one bad file cannot stop.
 
-Each file goes through three stages, ``read`` (parse), ``repair`` (see
-:mod:`aurl.midi.repair`) and ``encode``, in a worker process. A file that raises, that
+Each file goes through the stages ``read`` (parse), ``repair`` (see
+:mod:`aurl.midi.repair`), ``preprocess`` and ``encode`` (content hash, metadata, token
+ids), in a worker process. A file that raises, that
 crashes its worker (a segfault, an abort) or that runs past the time limit is reported with
 its stage and reason; a dead or stuck worker is replaced and the run goes on. Results come
 back in file order whatever the scheduling, and a file whose content (after repair) equals
 an earlier file's is reported as its duplicate.
 
-Files go to the workers in chunks of ``CHUNK``: a worker reads, repairs and preprocesses
-each file of a chunk on its own, then hashes, describes and encodes the files left in one
-vectorized batch (for small files numpy's overhead per call, not the notes, is most of the
-cost). The time limit holds per file in the first stages and per batch in the last; when a
-worker dies or runs out of time in a batch, the batch's files are run again one by one, so
-the failure is pinned on the file that caused it.
+Files go to the workers in chunks of ``CHUNK``. A worker reads each file of a chunk, looks
+at all of them at once for what may need repair, repairs and preprocesses each, then
+hashes, describes and encodes the files left in one vectorized batch: for small files
+numpy's overhead per call, not the notes, is most of the cost. The time limit holds per
+file in the per-file steps and per batch in the others; when a worker dies or runs out of
+time in a batch step, the chunk's files are run again one by one, so the failure is pinned
+on the file that caused it.
 
 Each worker holds at most two chunks at a time, and no file more than ``WINDOW`` files
 ahead of the oldest one still running is handed out, so a slow file never lets finished

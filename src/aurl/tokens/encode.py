@@ -1,8 +1,10 @@
 """Score -> token ids, vectorized over symusic's numpy arrays.
 
 A piece is ``BOS (Bar [TimeSig] (Position [Tempo] ([Program] Pitch Velocity [MicroTiming]
-Duration)+)*)* EOS``. Every event becomes a fixed-width row of five slots (-1 where a slot is unused); the rows are
-sorted by (time, kind, program, pitch) and flattened, so no Python loop runs per note.
+Duration)+)*)* EOS``. Every event becomes a fixed-width row of five slots (-1 where a slot
+is unused); the rows are sorted by (time, kind, program, pitch) and flattened, so no Python
+loop runs per note. :func:`encode_many` does the same for many Scores in one pass, laying
+them end to end on one time line; :func:`encode` is the batch of one.
 """
 
 from __future__ import annotations
