@@ -10,6 +10,7 @@ import symusic
 
 from aurl.data import bach
 from aurl.data.bach import (
+    AS_WRITTEN,
     SKIPPED_FILE,
     bach_chorale_paths,
     convert_bach_chorales,
@@ -47,14 +48,12 @@ def _read(path: Path) -> symusic.Score:
 
 def test_convert_handful_then_cached(tmp_path, monkeypatch):
     report = convert_bach_chorales(tmp_path, workers=2, progress=False, names=HANDFUL)
-    assert [p.name for p in report.written] == ["bwv1.6.mid", "bwv269.mid", "bwv67.4.mid"]
-    # music21 cannot expand this Humdrum file's repeats; it is skipped, not fatal.
-    assert report.skipped == [
-        (
-            "bwv277.krn",
-            "ExpanderException: cannot expand Stream: badly formed repeats or repeat expressions",
-        )
-    ]
+    assert [p.name for p in report.written] == [
+        "bwv1.6.mid", "bwv269.mid", "bwv277-krn.mid", "bwv67.4.mid"
+    ]  # fmt: skip
+    # music21 cannot expand this Humdrum file's repeats: it is converted as notated.
+    assert report.skipped == []
+    assert report.as_written == [(tmp_path / "bwv277-krn.mid", AS_WRITTEN)]
     assert (tmp_path / SKIPPED_FILE).is_file()
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
 
@@ -80,7 +79,7 @@ def test_convert_handful_then_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(bach, "chorale_to_midi_bytes", must_not_parse)
     again = convert_bach_chorales(tmp_path, workers=1, progress=False, names=HANDFUL)
     assert again.written == report.written
-    assert again.skipped == report.skipped
+    assert again.skipped == report.skipped and again.as_written == report.as_written
     assert {p: p.stat().st_mtime_ns for p in again.written} == mtimes
 
 
@@ -120,3 +119,24 @@ def test_limit(tmp_path):
     report = convert_bach_chorales(tmp_path, workers=1, progress=False, limit=1)
     assert [p.name for p in report.written] == ["bwv1.6.mid"]
     assert report.skipped == []
+
+
+def test_badly_formed_repeats_are_converted_as_notated():
+    from music21 import bar, meter, note, stream
+
+    score, part = stream.Score(), stream.Part()
+    for k in range(4):
+        measure = stream.Measure(number=k + 1)
+        if k == 0:
+            measure.append(meter.TimeSignature("4/4"))
+        measure.append(note.Note(60 + k, type="whole"))
+        part.append(measure)
+    bars = list(part.getElementsByClass(stream.Measure))
+    bars[1].rightBarline = bar.Repeat(direction="end")  # an end, then a start never closed
+    bars[2].leftBarline = bar.Repeat(direction="start")
+    score.append(part)
+    data, note_text = bach._score_to_midi_bytes(score)
+    assert note_text == AS_WRITTEN
+    midi = symusic.Score.from_midi(data)
+    pitches = sorted(int(n.pitch) for t in midi.tracks for n in t.notes)
+    assert pitches == [60, 61, 62, 63] and midi.end() / midi.tpq == pytest.approx(16.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aurl.data import bach
-from aurl.data.bach import SKIPPED_FILE, ScoreRef, convert_scores
+from aurl.data.bach import AS_WRITTEN, SKIPPED_FILE, ScoreRef, convert_scores
 from aurl.data.corpora import (
     CORPORA,
     Corpus,
@@ -17,6 +17,7 @@ from aurl.data.corpora import (
     get_corpus,
     list_corpora,
 )
+from aurl.data.prepare import prepare, summary
 from aurl.data.sources import SourceError, resolve_source
 from aurl.midi import read_midi
 
@@ -142,18 +143,14 @@ def test_failing_scores_are_skipped_with_reason(tmp_path, monkeypatch):
     out = tmp_path / "out"
     refs = [ScoreRef("bogus", bogus, "bogus.mxl"), *ABC, *BAD_REPEATS]
     report = convert_scores(refs, out, workers=1, progress=False)
-    assert [p.relative_to(out).as_posix() for p in report.written] == ["altdeu10/0001.mid"]
-    assert [label for label, _ in report.skipped] == [
-        "DownfallOfWaterStreetJig.abc X:1",
-        "altdeu10.abc X:2",
-        "bogus.mxl",
-    ]
-    # music21 itself cannot expand this tune's repeats.
-    assert report.skipped[0][1] == (
-        "ExpanderException: cannot expand Stream: badly formed repeats or repeat expressions"
-    )
-    assert report.skipped[1][1] == "ValueError: unreadable tune"
-    reason = report.skipped[2][1]
+    written = [p.relative_to(out).as_posix() for p in report.written]
+    assert written == ["DownfallOfWaterStreetJig.mid", "altdeu10/0001.mid"]
+    assert [label for label, _ in report.skipped] == ["altdeu10.abc X:2", "bogus.mxl"]
+    # music21 itself cannot expand this tune's repeats: it is converted as notated.
+    assert report.as_written == [(out / "DownfallOfWaterStreetJig.mid", AS_WRITTEN)]
+    assert _notes(out / "DownfallOfWaterStreetJig.mid") > 10
+    assert report.skipped[0][1] == "ValueError: unreadable tune"
+    reason = report.skipped[1][1]
     assert reason.split(":")[0].isidentifier() and "\n" not in reason
     assert (out / SKIPPED_FILE).is_file()
     assert not (out / "altdeu10" / "0002.mid").exists()
@@ -186,3 +183,13 @@ def test_resolve_named_corpus(monkeypatch):
     assert all(_notes(p) > 0 for p in source.files)
     first = resolve_source("tiny-test", workers=1, progress=False, limit=1)
     assert first.files == source.files[:1]
+
+
+def test_scores_converted_as_notated_are_named_by_prepare(monkeypatch, tmp_path):
+    tiny = Corpus("tiny-repeats", "A jig with badly formed repeats", "Note.", lambda: BAD_REPEATS)
+    monkeypatch.setitem(CORPORA, tiny.name, tiny)
+    source = resolve_source("tiny-repeats", workers=1, progress=False)
+    assert source.as_written == [(source.files[0], AS_WRITTEN)]
+    dataset = prepare(source, workers=0, progress=False, root=tmp_path)
+    assert dataset.manifest["as_written"] == [{"file": str(source.files[0]), "note": AS_WRITTEN}]
+    assert f"converted as notated 1: {AS_WRITTEN}" in summary(dataset)

@@ -1,10 +1,10 @@
 """Scores that ship inside ``music21``, converted to MIDI; the Bach chorales are the default.
 
 Each score is parsed with music21, its repeats are expanded, and it is written as a MIDI
-file with one track per voice. A score is either a whole file (MusicXML, Humdrum, ABC) or
-one tune of an ABC file that holds many. Conversion runs in worker processes; a score that
-fails (for example one whose repeats music21 cannot expand) is reported and skipped, and
-the run goes on. Converted files are cached: a second call converts nothing. Other
+file with one track per voice; a score whose repeat marks music21 finds badly formed is
+written as notated, each bar once, and reported so. A score is either a whole file
+(MusicXML, Humdrum, ABC) or one tune of an ABC file that holds many. Conversion runs in
+worker processes; a score that fails is reported and skipped, and the run goes on. Converted files are cached: a second call converts nothing. Other
 collections use the same machinery through :mod:`aurl.data.corpora`.
 """
 
@@ -22,7 +22,9 @@ from pathlib import Path
 
 from aurl.fileio import atomic_write_bytes, atomic_write_json
 
-SKIPPED_FILE = "_skipped.json"
+SKIPPED_FILE = "_skipped.json"  # also lists the scores converted as written
+CONVERTER_VERSION = 2  # 2: badly formed repeats are written as notated instead of skipped
+AS_WRITTEN = "repeats badly formed for music21 to expand: converted as notated, each bar once"
 
 # Files in music21's ``corpus/bach`` folder that are not chorales.
 NON_CHORALES = frozenset({"bwv846"})  # Well-Tempered Clavier I, Prelude in C major
@@ -40,10 +42,13 @@ class ConversionReport:
     Attributes:
         written: MIDI files now present in the output folder, cached ones included.
         skipped: ``(score label, one-line reason)`` for every score that could not be converted.
+        as_written: ``(MIDI file, note)`` for every written score whose repeats could not be
+            expanded (so it was converted as notated).
     """
 
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    as_written: list[tuple[Path, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -123,20 +128,21 @@ def _is_musicxml(path: Path) -> bool:
     return path.suffix.lower() in (".mxl", ".xml", ".musicxml")
 
 
-def chorale_to_midi_bytes(path: str | Path) -> bytes:
-    """Parse one score file with music21, expand its repeats, and return it as MIDI bytes.
+def chorale_to_midi_bytes(path: str | Path) -> tuple[bytes, str | None]:
+    """Parse one score file with music21, expand its repeats, and return it as MIDI bytes,
+    with a note if its repeats could not be expanded (None otherwise).
 
     Works for any file music21 reads (MusicXML, Humdrum, a one-tune ABC file). Each part
     becomes its own MIDI track, after a conductor track with tempo, time and key
     signatures. Repeats are expanded by music21's MIDI export itself, which calls
     ``expandRepeats()`` on any score with measures; calling it here as well would only
     copy the score once more (about 30% slower, byte-identical output). A score whose
-    repeats cannot be expanded raises ``music21.repeat.ExpanderException``. Lyrics are
-    dropped: they carry no music and would read back as extra note-less tracks.
+    repeats cannot be expanded (music21's ``ExpanderException``) loses its repeat marks and
+    is written as notated. Lyrics are dropped: they carry no music and would read back as
+    extra note-less tracks.
 
     Raises:
-        Exception: whatever music21 raises, for example ``ExpanderException`` when the
-            repeats cannot be expanded.
+        Exception: whatever music21 raises for a score it cannot read or convert.
     """
     from music21 import converter
 
@@ -145,8 +151,9 @@ def chorale_to_midi_bytes(path: str | Path) -> bytes:
         return _score_to_midi_bytes(converter.parse(str(path), forceSource=True))
 
 
-def abc_tune_to_midi_bytes(text: str) -> bytes:
-    """Parse the ABC text of one tune with music21 and return it as MIDI bytes.
+def abc_tune_to_midi_bytes(text: str) -> tuple[bytes, str | None]:
+    """Parse the ABC text of one tune with music21 and return it as MIDI bytes, with a note
+    if its repeats could not be expanded.
 
     The conversion is the same as :func:`chorale_to_midi_bytes`.
 
@@ -160,15 +167,35 @@ def abc_tune_to_midi_bytes(text: str) -> bytes:
         return _score_to_midi_bytes(converter.parseData(text, format="abc"))
 
 
-def _score_to_midi_bytes(score) -> bytes:
-    from music21 import midi, stream
+def _score_to_midi_bytes(score) -> tuple[bytes, str | None]:
+    from music21 import midi, repeat, stream
 
     if isinstance(score, stream.Opus):  # an ABC file with several tunes: take the first
         score = score.scores.first()
     for note in score.recurse().notesAndRests:
         note.lyrics = []
     _unshare_conductor_objects(score)
-    return midi.translate.music21ObjectToMidiFile(score).writestr()
+    try:
+        return midi.translate.music21ObjectToMidiFile(score).writestr(), None
+    except repeat.ExpanderException:
+        _drop_repeat_marks(score)
+        return midi.translate.music21ObjectToMidiFile(score).writestr(), AS_WRITTEN
+
+
+def _drop_repeat_marks(score) -> None:
+    """Remove repeat barlines, endings and jumps (segno, coda, da capo ...), in place."""
+    from music21 import bar, repeat, spanner, stream
+
+    for measure in score.recurse().getElementsByClass(stream.Measure):
+        if isinstance(measure.leftBarline, bar.Repeat):
+            measure.leftBarline = None
+        if isinstance(measure.rightBarline, bar.Repeat):
+            measure.rightBarline = bar.Barline("regular")
+    marks = (repeat.RepeatExpression, spanner.RepeatBracket)
+    for element in list(score.recurse().getElementsByClass(marks)):
+        element.activeSite.remove(element)
+    for bracket in list(score.spannerBundle.getByClass(spanner.RepeatBracket)):
+        score.spannerBundle.remove(bracket)
 
 
 def _unshare_conductor_objects(score) -> None:
@@ -192,30 +219,35 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
-def _convert_one(job: tuple[str, str, str | None, str]) -> tuple[str, str | None]:
-    """Convert one score to ``out``; return ``(name, None)`` or ``(name, reason)``. Never raises."""
+def _convert_one(job: tuple[str, str, str | None, str]) -> tuple[str, str | None, str | None]:
+    """Convert one score to ``out``; return ``(name, None, note)`` or ``(name, reason,
+    None)``. Never raises."""
     name, src, tune, out = job
     try:
-        data = chorale_to_midi_bytes(src) if tune is None else abc_tune_to_midi_bytes(tune)
+        data, note = chorale_to_midi_bytes(src) if tune is None else abc_tune_to_midi_bytes(tune)
         atomic_write_bytes(out, data)
     except Exception as exc:  # one bad score must never stop the run
-        return name, _one_line(exc)
-    return name, None
+        return name, _one_line(exc), None
+    return name, None, note
 
 
 def _music21_version() -> str:
     return importlib.metadata.version("music21")
 
 
-def _load_skips(out_dir: Path) -> dict[str, dict[str, str]]:
-    """Read the skip list a previous run left, if it was made by this music21 version."""
+def _load_skips(out_dir: Path) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """The skipped and the as-written scores a previous run listed, if it ran this music21
+    version and this converter (empty otherwise: the skipped scores are tried again)."""
     try:
         data = json.loads((out_dir / SKIPPED_FILE).read_text(encoding="utf-8"))
         if data.get("music21") != _music21_version():
-            return {}
-        return {k: dict(v) for k, v in data["skipped"].items()}
+            return {}, {}
+        if data.get("converter") != CONVERTER_VERSION:
+            return {}, {}
+        skipped = {k: dict(v) for k, v in data["skipped"].items()}
+        return skipped, {k: dict(v) for k, v in data.get("as_written", {}).items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+        return {}, {}
 
 
 def convert_scores(
@@ -244,12 +276,15 @@ def convert_scores(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     selected = sorted(scores, key=lambda s: s.name)
-    old_skips = _load_skips(out_dir)
+    old_skips, old_notes = _load_skips(out_dir)
     jobs: list[tuple[str, str, str | None, str]] = []
     skips: dict[str, dict[str, str]] = {}
+    notes: dict[str, dict[str, str]] = {}
     for score in selected:
         out = out_dir / f"{score.name}.mid"
         if out.exists():
+            if score.name in old_notes:
+                notes[score.name] = old_notes[score.name]
             continue
         if score.name in old_skips:
             skips[score.name] = old_skips[score.name]
@@ -257,20 +292,29 @@ def convert_scores(
             jobs.append((score.name, str(score.path), score.tune, str(out)))
 
     labels = {score.name: score.label for score in selected}
-    for name, reason in _run(jobs, workers, progress, desc):
+    for name, reason, note in _run(jobs, workers, progress, desc):
         if reason is not None:
             skips[name] = {"source": labels[name], "reason": reason}
+        elif note is not None:
+            notes[name] = {"source": labels[name], "note": note}
 
-    kept = {k: v for k, v in old_skips.items() if k not in labels}
-    all_skips = dict(sorted({**kept, **skips}.items()))
-    if all_skips or (out_dir / SKIPPED_FILE).exists():
-        atomic_write_json(
-            out_dir / SKIPPED_FILE, {"music21": _music21_version(), "skipped": all_skips}
-        )
+    # Entries of scores outside this selection stay for the next run that asks for them.
+    all_skips = dict(
+        sorted(({k: v for k, v in old_skips.items() if k not in labels} | skips).items())
+    )
+    all_notes = dict(
+        sorted(({k: v for k, v in old_notes.items() if k not in labels} | notes).items())
+    )
+    if all_skips or all_notes or (out_dir / SKIPPED_FILE).exists():
+        atomic_write_json(out_dir / SKIPPED_FILE, {
+            "music21": _music21_version(), "converter": CONVERTER_VERSION,
+            "skipped": all_skips, "as_written": all_notes,
+        })  # fmt: skip
 
     written = [out_dir / f"{s.name}.mid" for s in selected if (out_dir / f"{s.name}.mid").exists()]
     skipped = [(v["source"], v["reason"]) for k, v in sorted(skips.items())]
-    return ConversionReport(written=written, skipped=skipped)
+    as_written = [(out_dir / f"{k}.mid", v["note"]) for k, v in sorted(notes.items())]
+    return ConversionReport(written=written, skipped=skipped, as_written=as_written)
 
 
 def bach_chorale_scores() -> list[ScoreRef]:
@@ -313,8 +357,8 @@ def convert_bach_chorales(
 
 def _run(
     jobs: list[tuple[str, str, str | None, str]], workers: int, progress: bool, desc: str
-) -> Iterator[tuple[str, str | None]]:
-    """Yield ``(name, reason or None)`` for every job, in completion order."""
+) -> Iterator[tuple[str, str | None, str | None]]:
+    """Yield ``(name, reason or None, note or None)`` for every job, in completion order."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), desc=desc, unit="score", disable=not progress)

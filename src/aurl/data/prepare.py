@@ -219,6 +219,7 @@ def prepare(
             "processed": len(processed),  # files encoded in this run; the rest were cached
             "splits": {s: dict(counts[s]) | {"identities": pieces[s]} for s in SPLITS},
             "skipped": report.skipped,
+            "as_written": [{"file": str(path), "note": note} for path, note in source.as_written],
             "report": report.summary(),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -286,6 +287,8 @@ def summary(dataset: Dataset) -> str:
         ),
     ]
     lines += [f"  repaired {n}: {name}" for name, n in report.get("repairs", {}).items()]
+    notes = Counter(item["note"] for item in m.get("as_written", []))
+    lines += [f"  converted as notated {n}: {note}" for note, n in notes.most_common()]
     reasons = Counter((item.get("stage"), item["reason"]) for item in m["skipped"]).most_common(10)
     lines += [
         f"  skipped {n}: {reason}" + (f" ({stage})" if stage else "")

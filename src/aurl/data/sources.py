@@ -26,6 +26,7 @@ class Source:
     files: list[Path]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason) before reading
     licence: str = ""  # what is known about using a named corpus; empty for a folder
+    as_written: list[tuple[Path, str]] = field(default_factory=list)  # (file, note): see bach.py
 
     def identity(self, path: Path) -> str:
         """A piece's identity: its path inside the corpus, without the suffix."""
@@ -78,7 +79,8 @@ def bach_source(workers: int = 2, progress: bool = True, limit: int | None = Non
     # sit in two splits at once.
     stems = {p.stem for p in report.written}
     files = [p for p in report.written if not (p.stem.endswith("-krn") and p.stem[:-4] in stems)]
-    return Source(BACH, out, sorted(files), list(report.skipped), get_corpus(BACH).licence)
+    notes = [(path, note) for path, note in report.as_written if path in files]
+    return Source(BACH, out, sorted(files), list(report.skipped), get_corpus(BACH).licence, notes)
 
 
 def corpus_source(
@@ -100,7 +102,8 @@ def corpus_source(
     report = convert_corpus(name, out, workers=workers, progress=progress, limit=limit)
     if not report.written:
         raise SourceError(f"{name}: no score could be converted to MIDI")
-    return Source(name, out, sorted(report.written), list(report.skipped), CORPORA[name].licence)
+    return Source(name, out, sorted(report.written), list(report.skipped), CORPORA[name].licence,
+                  list(report.as_written))  # fmt: skip
 
 
 def resolve_source(
