@@ -24,7 +24,7 @@ from aurl.fileio import atomic_write_bytes, atomic_write_json
 
 SKIPPED_FILE = "_skipped.json"  # also lists the scores converted as written
 CONVERTER_VERSION = 2  # 2: badly formed repeats are written as notated instead of skipped
-AS_WRITTEN = "repeats badly formed for music21 to expand: converted as notated, each bar once"
+AS_WRITTEN = "repeats too badly formed for music21 to expand; each bar played once"
 
 # Files in music21's ``corpus/bach`` folder that are not chorales.
 NON_CHORALES = frozenset({"bwv846"})  # Well-Tempered Clavier I, Prelude in C major
