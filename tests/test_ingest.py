@@ -17,8 +17,8 @@ import symusic
 
 from aurl.analysis.key import find_key, find_keys
 from aurl.data.digest import content_digest, content_digests
-from aurl.data.ingest import IngestOptions, process_chunk, process_file
 from aurl.data.metadata import piece_metadata, pieces_metadata
+from aurl.data.pipeline import IngestOptions, process_chunk, process_file
 from aurl.data.prepare import REPORT, prepare, summary
 from aurl.data.shards import TOKENS
 from aurl.data.sources import folder_source

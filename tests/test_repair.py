@@ -9,7 +9,7 @@ import mido
 import pytest
 import symusic
 
-from aurl.data.ingest import SKIPPED, USED, IngestOptions, process_file
+from aurl.data.pipeline import SKIPPED, USED, IngestOptions, process_file
 from aurl.midi.arrays import note_table
 from aurl.midi.read import parse_midi_bytes
 from aurl.midi.repair import (

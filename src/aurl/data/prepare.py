@@ -22,18 +22,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from aurl.data.ingest import (
+from aurl.data.ingest import is_transient, mark_duplicates, process_files
+from aurl.data.piece_cache import CachedPiece, PieceCache, cache_entries, file_digest
+from aurl.data.pipeline import (
     DEFAULT_TIMEOUT_S,
     DUPLICATE,
     SKIPPED,
     USED,
     FileResult,
     IngestOptions,
-    is_transient,
-    mark_duplicates,
-    process_files,
 )
-from aurl.data.piece_cache import CachedPiece, PieceCache, cache_entries, file_digest
 from aurl.data.preprocess import PreprocessConfig
 from aurl.data.shards import ShardWriter
 from aurl.data.sources import Source
