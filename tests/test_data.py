@@ -158,7 +158,10 @@ def test_cache_is_incremental(small_corpus, tmp_path):
     assert other.manifest["processed"] == 11
     status = cache_status(root)
     assert "datasets in" in status and status.count(" pieces, ") == 3
-    assert "11 encoded files" in status
+    assert "11 encoded files" in status and "older format" not in status
+    (root / ".pieces" / "0123456789abcdef" / "ab").mkdir(parents=True)  # an earlier layout
+    (root / ".pieces" / "0123456789abcdef" / "ab" / "x.piece").write_bytes(b"x" * 2048)
+    assert "1 piece folders of an older format" in cache_status(root)
 
 
 def test_preprocessing_and_metadata_in_prepare(small_corpus, tmp_path):

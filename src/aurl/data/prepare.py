@@ -316,4 +316,10 @@ def cache_status(root: Path | None = None) -> str:
                      f"{pieces} pieces, {tokens:,} tokens, {size / 2**20:.1f} MiB")  # fmt: skip
     for name, n in cache_entries(root / PIECES):
         lines.append(f"piece cache {name}: {n} encoded files")
+    # Earlier versions kept one file per piece in a folder per settings; nothing reads them.
+    old = [p for p in (root / PIECES).glob("*") if p.is_dir()]
+    if old:
+        size = sum(f.stat().st_size for p in old for f in p.rglob("*") if f.is_file())
+        lines.append(f"{len(old)} piece folders of an older format in {root / PIECES}, "
+                     f"{size / 2**20:.1f} MiB: unused, safe to delete")  # fmt: skip
     return "\n".join(lines)
