@@ -28,9 +28,11 @@ from aurl.config import load_config
 from aurl.data.prepare import prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
+from aurl.losses import next_token_cross_entropy
 from aurl.models import Transformer
 from aurl.tokens import Tokenizer
-from aurl.train.lm import BatchFeed, training_windows
+from aurl.train.feed import BatchFeed
+from aurl.train.lm import training_windows
 from aurl.train.loop import make_optimizer
 from common import RESULTS_DIR, machine_info, machine_markdown, median, write_results
 
@@ -47,7 +49,7 @@ def train_step(model, optimizer, get_batch, step: int) -> tuple[float, int]:
     """One training step on the batch for ``step``; returns (seconds, tokens)."""
     t0 = time.perf_counter()
     x, y = get_batch(step)
-    _, loss = model(x, y)
+    loss = next_token_cross_entropy(model(x), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

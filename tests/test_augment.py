@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import symusic
 
-from aurl.config import AugmentConfig
 from aurl.data import augment as aug
+from aurl.data.config import AugmentConfig
 from aurl.data.prepare import prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import folder_source

@@ -305,3 +305,68 @@ def test_diversity_counts_identical_pieces():
     repeated = diversity(pieces + [_shift(pieces[0], 0, 4, 2)])  # a transposed duplicate
     assert repeated["pairs_sharing_window"] == pytest.approx(1 / 10)
     assert diversity(pieces + pieces[:1])["identical_pairs"] == 1
+
+
+def _copy_by_split(bach_source, folder, wanted: dict[str, int]):
+    """Copy chorales beyond the first 40 into ``folder``: ``wanted[split]`` of each split."""
+    from aurl.data.split import split_of
+
+    folder.mkdir()
+    for path in bach_source.files[40:]:
+        split = split_of(path.stem)
+        if wanted.get(split, 0) > 0:
+            (folder / path.name).write_bytes(path.read_bytes())
+            wanted[split] -= 1
+    assert not any(wanted.values()), wanted
+    return folder
+
+
+def test_evaluating_on_other_data_reports_the_model_test_nll(tiny_run, bach_source, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from aurl.data.shards import Shard
+    from aurl.evaluate import likelihood
+    from aurl.evaluate.command import evaluate
+    from aurl.evaluate.datasets import source_dataset
+    from aurl.models import load_model
+
+    data = _copy_by_split(bach_source, tmp_path / "other", {"train": 4, "test": 2})
+    out = tmp_path / "report"
+    args = ["--model", str(tiny_run), "--data", str(data), "--num", "2", "--bars", "1",
+            "--no-plots", "--quiet", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(evaluate, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+
+    folder = load_model(tiny_run / "model")
+    test = Shard(source_dataset(str(data), folder.tokenizer).split("test"))
+    nll, count = likelihood.test_nll(folder, test, "cpu")
+    model = report["likelihood"]["model"]
+    assert model["nll_per_token"] == pytest.approx(nll, abs=1e-6)
+    assert model["tokens"] == count == test.num_tokens - test.num_pieces
+    assert model["context"] == likelihood.context_length(folder)
+    assert report["likelihood"]["test_pieces"] == report["sets"]["reference"]["pieces"] == 2
+    assert report["model"]["evaluated_on"] == str(data)
+    assert report["model"]["dataset_matches_training"] is False
+
+
+def test_evaluating_on_unusable_data_says_which(tiny_run, bach_source, tmp_path):
+    from click.testing import CliRunner
+
+    from aurl.data.sources import SourceError
+    from aurl.evaluate.command import evaluate
+
+    no_test = _copy_by_split(bach_source, tmp_path / "no-test", {"train": 2})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = tmp_path / "missing"
+    for data, error in ((no_test, ValueError), (empty, SourceError), (missing, SourceError)):
+        args = ["--model", str(tiny_run), "--data", str(data), "--quiet", "--device", "cpu",
+                "--out", str(tmp_path / "report")]  # fmt: skip
+        result = CliRunner().invoke(evaluate, args)
+        message = str(result.exception)
+        assert isinstance(result.exception, error), (data, result.output)
+        assert str(data) in message and "\n" not in message
+    assert not (tmp_path / "report").exists()

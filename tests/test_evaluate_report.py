@@ -65,6 +65,8 @@ def test_files_report_folder(two_folders, tmp_path):
 
 
 def test_model_report_is_deterministic(tiny_run, tmp_path):
+    from aurl.models import load_model
+
     args = [
         "--model",
         str(tiny_run / "model"),
@@ -91,6 +93,9 @@ def test_model_report_is_deterministic(tiny_run, tmp_path):
     assert report["validity"]["samples"] == 4
     assert len(report["memorization"]["longest_notes"]) == 4
     assert report["model"]["dataset_matches_training"] is True
+    trained = load_model(tiny_run / "model").meta["metrics"]  # what `aurl train` reported
+    assert lk["model"]["nll_per_token"] == pytest.approx(trained["test_nll_per_token"], abs=1e-5)
+    assert lk["model"]["tokens"] == trained["test_tokens"]
     second = _run([*args, "--out", str(tmp_path / "two"), "--no-plots"])
     assert second.exit_code == 0, second.output
     again = json.loads((tmp_path / "two" / "report.json").read_text())
@@ -142,14 +147,16 @@ def test_imports_stay_light_and_never_reach_training():
 
 
 def test_unfinished_samples_continue_from_where_they_stopped(tiny_run):
-    from aurl.api import load
+    import torch
+
     from aurl.evaluate.samples import TokenBudget, draw
     from aurl.generate.sampler import SamplingConfig
+    from aurl.models import load_model
 
-    gen = load(tiny_run / "model", "cpu")
+    folder, cpu = load_model(tiny_run / "model"), torch.device("cpu")
     config = SamplingConfig()
-    short, _, _ = draw(gen, 6, 2, config, seed=3, budget=TokenBudget(24, 24), batch=6)
-    long, tokens, _ = draw(gen, 6, 2, config, seed=3, budget=TokenBudget(24, 90), batch=6)
+    short, _, _ = draw(folder, cpu, 6, 2, config, seed=3, budget=TokenBudget(24, 24), batch=6)
+    long, tokens, _ = draw(folder, cpu, 6, 2, config, seed=3, budget=TokenBudget(24, 90), batch=6)
     assert tokens == sum(len(s.ids) - 1 for s in long)
     assert any(s.truncated for s in short)  # the untrained model rarely ends in 23 tokens
     for a, b in zip(short, long, strict=True):

@@ -42,10 +42,10 @@ def test_resume_continues_the_same_curve(small_corpus, tmp_path, monkeypatch):
     killed = tmp_path / "killed"
     real_call = lm.BatchFeed.__call__
 
-    def dies_at_step_13(self, step):
+    def dies_at_step_13(self, step, micro=0):
         if step == 13:
             raise KeyboardInterrupt  # as if the process were killed after the step-10 checkpoint
-        return real_call(self, step)
+        return real_call(self, step, micro)
 
     monkeypatch.setattr(lm.BatchFeed, "__call__", dies_at_step_13)
     with pytest.raises(KeyboardInterrupt):

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from aurl.config import AugmentConfig, ConfigError, CurriculumConfig, load_config
+from aurl.config import load_config
 from aurl.data.augment import transpose, transpose_range
+from aurl.data.config import AugmentConfig, CurriculumConfig
 from aurl.data.prepare import prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import folder_source
 from aurl.data.windows import WeightedWindows, WindowDataset, seq_len_at
+from aurl.errors import ConfigError
 from aurl.tokens import PAD, Tokenizer
 from aurl.train import lm
 
@@ -84,7 +86,7 @@ def test_loader_workers_give_the_same_batches_and_resume_exactly(shard):
     # A resumed run builds a new dataset and feed and starts at its checkpoint's step.
     resumed = lm.BatchFeed(augmented(shard), 4, workers=2, context="fork")
     assert same(batches(resumed, range(3, 6)), reference[3:])
-    assert not same(batches(lm.BatchFeed(windows, 4, 0), range(1, 7)), reference)
+    assert not same(batches(lm.BatchFeed(windows, 4, workers=0), range(1, 7)), reference)
 
 
 def test_spawned_workers_reopen_the_memmap(shard):
@@ -96,7 +98,7 @@ def test_spawned_workers_reopen_the_memmap(shard):
     assert all(torch.equal(copy[i][0], windows[i][0]) for i in range(20))
     steps = range(2)
     spawned = batches(lm.BatchFeed(windows, 4, workers=1, context="spawn"), steps)
-    assert same(spawned, batches(lm.BatchFeed(windows, 4, 0), steps))
+    assert same(spawned, batches(lm.BatchFeed(windows, 4, workers=0), steps))
 
 
 def test_weighted_windows_follow_the_weights(shard):

@@ -10,12 +10,12 @@ import numpy as np
 import symusic
 import torch
 
-from aurl.device import pick_device
+from aurl.device import fast_attention_dtype, pick_device
 from aurl.generate.sampler import SamplingConfig, sample
 from aurl.midi import read_midi
 from aurl.models import ModelFolder, load_model
 from aurl.models.folder import ModelLoadError
-from aurl.paths import SHIPPED_MODEL
+from aurl.paths import resolve_model_path
 from aurl.tokens import EOS, PAD, TokenType
 
 MAX_BARS = 512
@@ -42,16 +42,6 @@ class GenerationResult:
     @property
     def tokens_per_second(self) -> float:
         return self.new_tokens / max(self.wall_time, 1e-9)
-
-
-def resolve_model_path(model: str | Path | None) -> Path:
-    """``None`` -> the shipped model; ``runs/NAME`` -> its exported ``model/`` folder."""
-    if model is None:
-        return SHIPPED_MODEL
-    path = Path(model)
-    if (path / "model" / "config.json").is_file():
-        return path / "model"
-    return path
 
 
 class Generator:
@@ -120,11 +110,3 @@ def load(model: str | Path | None = None, device: str = "auto") -> Generator:
     folder = load_model(path, dev)
     folder.model.set_attention_dtype(fast_attention_dtype(dev))
     return Generator(folder, dev)
-
-
-def fast_attention_dtype(device: torch.device) -> torch.dtype | None:
-    """bfloat16 attention on CPUs with bfloat16 instructions (3x faster over a long cache, the
-    same test-set likelihood to 5 decimals for the shipped model); otherwise None (float32)."""
-    if device.type == "cpu" and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
-        return torch.bfloat16
-    return None

@@ -1,226 +1,60 @@
-"""Typed run configs: YAML presets, ``key.sub=value`` overrides, validation with clear errors."""
+"""Typed run configs: YAML presets, ``key.sub=value`` overrides, validation with clear errors.
+
+Each package owns its section (``aurl.data.config``, ``aurl.train.config``, the model and
+tokenizer configs); this module composes them into :class:`RunConfig` and re-exports them.
+"""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from aurl.data.preprocess import PreprocessConfig
+from aurl.data.config import (
+    AugmentConfig,
+    CurriculumConfig,
+    DataConfig,
+    HumanizeAugment,
+    InstrumentAugment,
+    ScheduleConfig,
+    SourceWeight,
+    TempoAugment,
+    TransposeAugment,
+    VelocityAugment,
+)
+from aurl.errors import ConfigError
+from aurl.models.registry import model_config
 from aurl.models.transformer import TransformerConfig
 from aurl.tokens import TokenizerConfig
+from aurl.train.config import TrainConfig, TuneConfig
 
-
-class ConfigError(Exception):
-    """A config file or override that cannot be used; the message names the field."""
-
-
-class ScheduleConfig(BaseModel):
-    """How an augmentation's probability changes over training.
-
-    ``constant``: the probability ``p`` at every step. ``ramp``: 0 before step ``start``,
-    rising linearly to ``p`` at step ``end``, ``p`` from then on.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["constant", "ramp"] = "constant"
-    start: int = Field(0, ge=0)
-    end: int = Field(0, ge=0, validate_default=True)
-
-    @field_validator("end")
-    @classmethod
-    def _end_after_start(cls, end: int, info: ValidationInfo) -> int:
-        if info.data.get("kind") == "ramp" and end <= info.data.get("start", 0):
-            raise ValueError(f"a ramp must end after it starts (start {info.data.get('start')})")
-        return end
-
-
-class TransposeAugment(BaseModel):
-    """Random transposition of pitched notes; the range is ``data.transpose`` semitones."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    p: float = Field(1.0, ge=0, le=1)
-    schedule: ScheduleConfig = ScheduleConfig()
-
-
-class TempoAugment(BaseModel):
-    """Time-stretch: every Tempo token scaled by a factor, in whole log-spaced tempo bins."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    p: float = Field(0.0, ge=0, le=1)
-    min_factor: float = Field(0.8, gt=0, le=1)
-    max_factor: float = Field(1.25, ge=1, le=10)
-    schedule: ScheduleConfig = ScheduleConfig()
-
-
-class VelocityAugment(BaseModel):
-    """Every velocity multiplied by one factor drawn uniformly in the range, then clipped."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    p: float = Field(0.0, ge=0, le=1)
-    min_factor: float = Field(0.7, gt=0, le=1)
-    max_factor: float = Field(1.3, ge=1, le=10)
-    schedule: ScheduleConfig = ScheduleConfig()
-
-
-class InstrumentAugment(BaseModel):
-    """Each GM program replaced by another of its family of eight (one mapping per window)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    p: float = Field(0.0, ge=0, le=1)
-    schedule: ScheduleConfig = ScheduleConfig()
-
-
-class HumanizeAugment(BaseModel):
-    """Timing and velocity jitter, and swing of off-beat eighths.
-
-    Attributes:
-        timing_steps: each position moves by up to this many grid steps either way.
-        swing_steps: off-beat eighths move this many steps later (0: no swing).
-        velocity_bins: each velocity moves by up to this many bins either way.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    p: float = Field(0.0, ge=0, le=1)
-    timing_steps: int = Field(1, ge=0, le=12)
-    swing_steps: int = Field(0, ge=0, le=12)
-    velocity_bins: int = Field(1, ge=0, le=32)
-    schedule: ScheduleConfig = ScheduleConfig()
-
-
-class AugmentConfig(BaseModel):
-    """Augmentation of training windows, each with a probability, a range and a schedule.
-
-    The defaults are transposition only, always on, as before augmentation was configurable.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    transpose: TransposeAugment = TransposeAugment()
-    tempo: TempoAugment = TempoAugment()
-    velocity: VelocityAugment = VelocityAugment()
-    instruments: InstrumentAugment = InstrumentAugment()
-    humanize: HumanizeAugment = HumanizeAugment()
-
-
-class CurriculumConfig(BaseModel):
-    """Sequence-length curriculum: windows of ``start_len`` tokens, doubling at each step in
-    ``at_steps``, up to ``data.seq_len``. ``start_len: 0`` turns it off."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    start_len: int = Field(0, ge=0)
-    at_steps: list[int] = []
-
-    @field_validator("at_steps")
-    @classmethod
-    def _increasing(cls, steps: list[int]) -> list[int]:
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)) or any(s < 0 for s in steps):
-            raise ValueError(f"steps must be increasing and >= 0 (got {steps})")
-        return steps
-
-
-class SourceWeight(BaseModel):
-    """One corpus of several, and how often its windows are drawn relative to the others."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: str
-    weight: float = Field(1.0, gt=0)
-
-
-class DataConfig(BaseModel):
-    """Which corpus, and how training windows are cut from it and augmented.
-
-    ``source`` names one corpus ("bach" or a folder of MIDI files). ``sources``, when given,
-    combines several with weights and takes precedence: its first entry is the corpus for
-    validation and test, and ``source`` is set to it.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: str = "bach"  # a named corpus ("bach", see `aurl prepare --list`) or a folder
-    sources: list[SourceWeight] = []
-    seq_len: int = Field(512, ge=8, le=65536)
-    transpose: int = Field(6, ge=0, le=24)  # range of augment.transpose, semitones either way
-    workers: int = Field(2, ge=1, le=256)  # processes for preparing
-    loader_workers: int = Field(0, ge=0, le=64)  # DataLoader workers while training
-    augment: AugmentConfig = AugmentConfig()
-    curriculum: CurriculumConfig = CurriculumConfig()
-    preprocess: PreprocessConfig = PreprocessConfig()
-    strict: bool = False  # skip files that need repair instead of repairing them
-
-    @model_validator(mode="before")
-    @classmethod
-    def _source_follows_sources(cls, data):
-        # ``sources`` takes precedence, so that presets naming one ``source`` can be
-        # overridden with several; ``source`` then names the first.
-        if not isinstance(data, dict) or not data.get("sources"):
-            return data
-        first = data["sources"][0]
-        if isinstance(first, dict) and isinstance(first.get("source"), str):
-            return {**data, "source": first["source"]}
-        if isinstance(first, SourceWeight):
-            return {**data, "source": first.source}
-        return data
-
-    @field_validator("curriculum")
-    @classmethod
-    def _curriculum_reaches_seq_len(cls, cur: CurriculumConfig, info: ValidationInfo):
-        seq_len = info.data.get("seq_len")
-        if cur.start_len and seq_len and cur.start_len * 2 ** len(cur.at_steps) < seq_len:
-            raise ValueError(
-                f"start_len {cur.start_len} doubled at {len(cur.at_steps)} steps never reaches "
-                f"data.seq_len {seq_len}; add steps to curriculum.at_steps"
-            )
-        return cur
-
-    def weighted_sources(self) -> list[SourceWeight]:
-        """The training corpora with their weights (``source`` alone: weight 1)."""
-        return list(self.sources) or [SourceWeight(source=self.source)]
-
-
-class TrainConfig(BaseModel):
-    """The optimisation loop."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    batch_size: int = Field(16, ge=1)
-    max_steps: int = Field(1000, ge=1)
-    lr: float = Field(1e-3, gt=0, le=1)
-    min_lr: float = Field(1e-4, ge=0)
-    warmup_steps: int = Field(100, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    beta1: float = Field(0.9, gt=0, lt=1)
-    beta2: float = Field(0.95, gt=0, lt=1)
-    grad_clip: float = Field(1.0, ge=0)
-    eval_every: int = Field(100, ge=1)
-    eval_windows: int = Field(0, ge=0)  # 0: the whole validation split
-    checkpoint_every: int = Field(100, ge=1)
-    log_every: int = Field(10, ge=1)
-    seed: int = 1337
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    threads: int = Field(0, ge=0)  # torch CPU threads; 0 keeps torch's default
+__all__ = [
+    "AugmentConfig",
+    "ConfigError",
+    "CurriculumConfig",
+    "DataConfig",
+    "HumanizeAugment",
+    "InstrumentAugment",
+    "RunConfig",
+    "ScheduleConfig",
+    "SourceWeight",
+    "TempoAugment",
+    "TrainConfig",
+    "TransposeAugment",
+    "VelocityAugment",
+    "dump_config",
+    "load_config",
+]
 
 
 class RunConfig(BaseModel):
-    """Everything a training run needs; saved beside the run."""
+    """Everything a training run needs; saved beside the run.
+
+    ``model.arch`` picks the model section's class (absent: the decoder); ``tune`` is read
+    only by ``aurl tune``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -229,6 +63,56 @@ class RunConfig(BaseModel):
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: TransformerConfig = TransformerConfig()
     train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_by_arch(cls, value):
+        return model_config(value) if isinstance(value, dict) else value
+
+
+# What a resumed run may change: how long it runs, how often it reports, how it stops, how
+# fast it goes. Anything else would change the model or the data it has been trained on.
+RESUMABLE = (
+    "name", "train.max_steps", "train.eval_every", "train.eval_windows", "train.checkpoint_every",
+    "train.log_every", "train.threads", "train.device", "train.tensorboard", "train.early_stop",
+    "train.anomaly", "train.lr", "train.min_lr", "train.warmup_steps", "train.grad_clip",
+    "train.precision", "data.workers", "data.loader_workers", "tune",
+)  # fmt: skip
+
+
+def setting_names(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    """Every dotted setting of ``model`` (sections and leaves), e.g. ``train.early_stop.patience``."""
+    names = []
+    for name, info in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        names.append(dotted)
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            names += setting_names(kind, dotted + ".")
+    return names
+
+
+def _unknown(key: str) -> str | None:
+    """Why ``key`` names no setting, with the nearest one that exists (None if it exists)."""
+    names = setting_names()
+    if key in names or key.startswith("tune.space."):  # the search space names any setting
+        return None
+    near = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return "no such setting" + (f"; did you mean {near[0]}?" if near else "")
+
+
+def _parse_overrides(overrides) -> list[tuple[str, str, str]]:
+    """(item, key, raw value) of each ``key.sub=value``; one line for a malformed one."""
+    parsed = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        if why := _unknown(key.strip()):
+            raise ConfigError(f"override {item}: {why}")
+        parsed.append((item, key.strip(), value))
+    return parsed
 
 
 def _set_dotted(tree: dict, dotted: str, raw: str) -> None:
@@ -269,17 +153,47 @@ def load_config(
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key.sub=value")
-        _set_dotted(tree, key.strip(), value)
+    return _validate(tree, _parse_overrides(overrides), where)
+
+
+def _validate(tree: dict, overrides: list[tuple[str, str, str]], where: str) -> RunConfig:
+    """Apply the overrides to ``tree`` and validate; an error in an overridden value names
+    the override, any other the file."""
+    for item, key, value in overrides:
+        try:
+            _set_dotted(tree, key, value)
+        except ConfigError:
+            raise ConfigError(
+                f"override {item}: {key.rsplit('.', 1)[0]} is not a section"
+            ) from None
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(_explain(e, where)) from None
+        loc = ".".join(str(p) for p in e.errors()[0]["loc"])
+        item = next((i for i, k, _ in overrides if loc == k or loc.startswith(k + ".")), None)
+        raise ConfigError(_explain(e, f"override {item}" if item else where)) from None
     except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def resume_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """A run's saved config with the overrides a resumed run may take (see ``RESUMABLE``).
+
+    Raises:
+        ConfigError: naming an override that would change the model or the data.
+    """
+    parsed = _parse_overrides(overrides)
+    for item, key, _ in parsed:
+        if not any(key == r or key.startswith(r + ".") for r in RESUMABLE):
+            raise ConfigError(
+                f"override {item}: a resumed run cannot change {key} (it would change the model "
+                f"or the data); it can change {', '.join(RESUMABLE)}"
+            )
+    try:
+        tree = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    return _validate(tree, parsed, str(path))
 
 
 def dump_config(config: RunConfig) -> str:

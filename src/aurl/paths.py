@@ -14,3 +14,13 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "aurl"
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """``None`` -> the shipped model; ``runs/NAME`` -> its exported ``model/`` folder."""
+    if model is None:
+        return SHIPPED_MODEL
+    path = Path(model)
+    if (path / "model" / "config.json").is_file():
+        return path / "model"
+    return path

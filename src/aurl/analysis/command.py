@@ -19,7 +19,7 @@ def _collect(paths: tuple[str, ...]) -> tuple[list[tuple[Path, str]], bool]:
         FileNotFoundError: For a path that does not exist.
         ValueError: For a folder without MIDI files.
     """
-    from aurl.data.sources import midi_files
+    from aurl.midi import midi_files
 
     found: list[tuple[Path, str]] = []
     any_folder = False

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from aurl.config import AugmentConfig, ScheduleConfig
+from aurl.data.config import AugmentConfig, ScheduleConfig
 from aurl.tokens import TokenType, Vocabulary
 from aurl.tokens.vocab import DRUM_PROGRAM, velocity_bin
 

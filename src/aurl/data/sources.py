@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aurl.data.corpora import CORPORA, convert_corpus, corpus_dir, get_corpus
+from aurl.midi import MIDI_SUFFIXES, midi_files
 from aurl.paths import cache_dir
 
-MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 BACH = "bach"
 
 
@@ -44,11 +44,6 @@ class Source:
             else:
                 out.append(self.identity(path))
         return out
-
-
-def midi_files(root: Path) -> list[Path]:
-    """Every .mid/.midi/.kar file under ``root``, sorted."""
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
 
 
 def folder_source(path: str | Path) -> Source:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from aurl.config import AugmentConfig, CurriculumConfig
 from aurl.data.augment import augment_window, transpose, transpose_range, transposition_applies
+from aurl.data.config import AugmentConfig, CurriculumConfig
 from aurl.data.shards import Shard
 from aurl.tokens import PAD, TokenType, Vocabulary
 

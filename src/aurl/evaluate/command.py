@@ -12,6 +12,12 @@ import click
     help="Model folder or run folder (runs/NAME). Default: the shipped model.",
 )
 @click.option(
+    "--data",
+    default=None,
+    help="Evaluate on this folder of MIDI files or named corpus (as `aurl prepare` takes), "
+    "prepared with the model's tokenizer. Default: the data the model was trained on.",
+)
+@click.option(
     "--files",
     type=click.Path(file_okay=False),
     default=None,
@@ -56,7 +62,7 @@ import click
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
-def evaluate(model, files, reference, num, bars, seed, out, no_plots, quiet, device) -> None:
+def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quiet, device) -> None:
     """Measure a model, or compare two folders of MIDI files, and write a report folder.
 
     With a model: test-split likelihood against a Kneser–Ney n-gram baseline, grammar
@@ -65,20 +71,22 @@ def evaluate(model, files, reference, num, bars, seed, out, no_plots, quiet, dev
     training set, diversity). With --files and --reference: the same comparison for any two
     sets of MIDI files. The folder gets report.json, report.md, PNG figures and the samples.
     The model's dataset is rebuilt from its source on the first run and cached after that.
+    With --data, all of this uses the splits of that data instead, so that models can be
+    compared on the same pieces.
     """
     from aurl.evaluate.report import write_report
     from aurl.evaluate.run import EvalOptions, evaluate_files, evaluate_model
 
     if (files is None) != (reference is None):
         raise ValueError("--files and --reference go together")
-    if files is not None and model is not None:
-        raise ValueError("give either --model or --files/--reference, not both")
+    if files is not None and (model is not None or data is not None):
+        raise ValueError("give either --model (and --data) or --files/--reference, not both")
     log = (lambda _: None) if quiet else click.echo
     options = EvalOptions(num=num, bars=bars, seed=seed, validity_num=min(num, 16))
     if files is not None:
         result = evaluate_files(files, reference, options, log=log)
     else:
-        result = evaluate_model(model, options, device, log=log, progress=not quiet)
+        result = evaluate_model(model, options, device, log=log, progress=not quiet, data=data)
     path = write_report(result, out, plots=not no_plots)
     report = result.report
     if not quiet:

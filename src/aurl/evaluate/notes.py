@@ -148,8 +148,7 @@ def read_folder_ids(
         FileNotFoundError: the folder does not exist.
         ValueError: the folder holds no MIDI files.
     """
-    from aurl.data.sources import midi_files
-    from aurl.midi import MidiError, read_midi
+    from aurl.midi import MidiError, midi_files, read_midi
 
     root = Path(folder).expanduser()
     if not root.is_dir():

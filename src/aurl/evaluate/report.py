@@ -101,13 +101,14 @@ def markdown(r: dict) -> str:
     lines = ["# Evaluation report", ""]
     if r["mode"] == "model":
         m = r["model"]
+        evaluated_on = m.get("evaluated_on", m["data_source"])
         lines += [
             f"Model `{m['path']}` ({m['parameters']:,} parameters), trained on "
-            f"`{m['data_source']}`; test split of dataset `{m['dataset']}`"
+            f"`{m['data_source']}`; test split of `{evaluated_on}`, dataset `{m['dataset']}`"
             + (
-                ""
-                if m["dataset_matches_training"]
-                else " (**differs from the training data fingerprint**)"
+                " (**differs from the training data fingerprint**)"
+                if evaluated_on == m["data_source"] and not m["dataset_matches_training"]
+                else ""
             )
             + ".",
             "",
@@ -123,7 +124,7 @@ def markdown(r: dict) -> str:
         if g["truncated"]:
             lines += [
                 f"**{g['truncated']} samples were cut at {g['token_budget']['hard']} tokens** (the "
-                f"most any {o['bars']} bars of the training split take) before "
+                f"most any {o['bars']} bars of the train split take) before "
                 "finishing their bars.",
                 "",
             ]

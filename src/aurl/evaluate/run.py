@@ -1,8 +1,8 @@
 """The evaluation pipeline: gather two sets of pieces, measure them, return one report dict.
 
-``evaluate_model`` scores a model (likelihood on its test split against a Kneser–Ney
+``evaluate_model`` scores a model (likelihood on a test split against a Kneser–Ney
 baseline, grammar validity of unmasked samples) and compares ``num`` samples with the test
-split; ``evaluate_files`` compares any two folders of MIDI files. Both return the report as a
+split, of the model's training data or of any corpus; ``evaluate_files`` compares any two folders of MIDI files. Both return the report as a
 plain dict (see :mod:`aurl.evaluate.report` for the files written). Everything but the
 ``timing`` section is a pure function of the inputs and the seed.
 """
@@ -207,51 +207,68 @@ def evaluate_model(
     device: str = "auto",
     log: Callable[[str], None] = _quiet,
     progress: bool = False,
+    data: str | None = None,
 ) -> Evaluation:
-    """Evaluate a model folder (the shipped model by default) on its own test split.
+    """Evaluate a model folder (the shipped model by default) on a test split.
+
+    Args:
+        model: a model folder or a run folder; None: the shipped model.
+        options: what to generate and how to judge it.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        log: takes each progress line.
+        progress: show progress bars while a dataset is prepared.
+        data: a folder of MIDI files or a corpus name to evaluate on, prepared with the
+            model's tokenizer; None: the data the model was trained on. Likelihood, the
+            n-gram baseline, the samples' token budget and the comparisons then all use
+            this data's splits.
 
     Raises:
         ModelLoadError: the model folder is missing or broken.
-        ValueError: the model does not say which data it was trained on.
+        SourceError: ``data`` is no folder or corpus, or holds no MIDI files.
+        ValueError: the model does not say which data it was trained on (without ``data``),
+            or the test split is empty.
     """
-    from aurl.api import load
-    from aurl.data.prepare import prepare
     from aurl.data.shards import Shard
-    from aurl.data.sources import resolve_source
+    from aurl.device import fast_attention_dtype
+    from aurl.evaluate.datasets import source_dataset, trained_dataset
+    from aurl.evaluate.likelihood import likelihood_report
     from aurl.evaluate.samples import token_budget
 
     options = options or EvalOptions()
     clock = _Clock(log)
     t = time.perf_counter()
-    gen = load(model, device)
-    source_name = gen.folder.meta.get("data_source")
-    if "data_source" not in gen.folder.meta:
-        raise ValueError(
-            f"{gen.folder.path}: the model folder does not name its training data "
-            "(data_source); compare generated files with --files/--reference"
-        )
-    dataset = _trained_on(gen.folder.meta, gen.tokenizer)
-    if dataset is None:  # not cached: rebuild it from the source with the model's tokenizer
-        source = resolve_source(source_name, workers=2, progress=progress)
-        dataset = prepare(source, gen.tokenizer, workers=2, progress=progress)
+    folder, dev = _load(model, device)
+    trained_on = folder.meta.get("data_source")
+    if data is None:
+        dataset, evaluated_on = trained_dataset(folder, progress), trained_on
+    else:
+        dataset, evaluated_on = source_dataset(data, folder.tokenizer, progress), data
     splits = {s: Shard(dataset.split(s)) for s in ("train", "test")}
     clock.stage("load", t)
     if splits["test"].num_pieces == 0:
-        raise ValueError(f"dataset {dataset.fingerprint}: the test split is empty")
+        raise ValueError(
+            f"{evaluated_on}: the test split of dataset {dataset.fingerprint} is empty"
+        )
     test_ids = [splits["test"].piece(i) for i in range(splits["test"].num_pieces)]
     train_ids = [splits["train"].piece(i) for i in range(splits["train"].num_pieces)]
     log(
-        f"data: {source_name}, dataset {dataset.fingerprint}, {len(train_ids)} train and "
+        f"data: {evaluated_on}, dataset {dataset.fingerprint}, {len(train_ids)} train and "
         f"{len(test_ids)} test pieces"
     )
 
-    likelihood = _likelihood(gen, splits["test"], train_ids, test_ids, options, clock, log)
+    likelihood, seconds = likelihood_report(folder, splits["test"], train_ids, test_ids,
+                                            options.ngram_order, dev)  # fmt: skip
+    clock.times |= {name: round(s, 3) for name, s in seconds.items()}
+    m, g, u = (likelihood[k]["nll_per_token"] for k in ("model", "ngram", "uniform"))
+    order = likelihood["ngram"]["order"]
+    log(f"test NLL per token: model {m:.4f}, {order}-gram {g:.4f}, uniform {u:.4f}")
+    folder.model.set_attention_dtype(fast_attention_dtype(dev))  # for sampling only
     budget = token_budget(splits["train"], options.bars)
-    validity = _validity(gen, options, budget, clock, log)
+    validity = _validity(folder, dev, options, budget, clock, log)
     t = time.perf_counter()
-    pieces = _generate(gen, options, budget, log)
+    pieces = _generate(folder, dev, options, budget, log)
     clock.stage("generate", t)
-    vocab = gen.tokenizer.vocab
+    vocab = folder.tokenizer.vocab
     generated = PieceSet(
         "samples",
         [f"sample-{i + 1:03d}" for i in range(len(pieces))],
@@ -262,7 +279,8 @@ def evaluate_model(
         list(dataset.manifest["splits"]["test"]["identities"]),
         [crop_bars(ids_to_notes(i, vocab), options.bars) for i in test_ids],
     )
-    training = PieceSet("train split", [], [ids_to_notes(i, vocab) for i in train_ids])
+    train_label = "train split" if data is None else f"train split of {data}"
+    training = PieceSet(train_label, [], [ids_to_notes(i, vocab) for i in train_ids])
     body = compare_piece_sets(generated, reference, training, options, clock)
     for row, piece in zip(body["pieces"]["generated"], pieces, strict=True):
         row |= {"tokens": len(piece.ids), "bars": piece.bars, "truncated": piece.truncated}
@@ -270,13 +288,13 @@ def evaluate_model(
         "format": FORMAT,
         "mode": "model",
         "model": {
-            "path": str(gen.folder.path),
-            "parameters": sum(p.numel() for p in gen.model.parameters()),
-            "data_source": source_name,
-            "data_fingerprint": gen.folder.meta.get("data_fingerprint"),
+            "path": str(folder.path),
+            "parameters": sum(p.numel() for p in folder.model.parameters()),
+            "data_source": trained_on,
+            "data_fingerprint": folder.meta.get("data_fingerprint"),
+            "evaluated_on": evaluated_on,
             "dataset": dataset.fingerprint,
-            "dataset_matches_training": dataset.fingerprint
-            == gen.folder.meta.get("data_fingerprint"),
+            "dataset_matches_training": dataset.fingerprint == folder.meta.get("data_fingerprint"),
         },
         "options": asdict(options),
         "likelihood": likelihood,
@@ -292,69 +310,27 @@ def evaluate_model(
     return Evaluation(head | body | {"timing": clock.total()}, notes, pieces)
 
 
-def _trained_on(meta: dict, tokenizer):
-    """The cached dataset the model was trained on, if it is still in the cache and was
-    tokenized exactly as the model expects; else None."""
-    import json
+def _load(model: str | Path | None, device: str):
+    """The model folder, loaded on the device that ``device`` names, and that device.
 
-    from aurl.data.prepare import MANIFEST, Dataset
-    from aurl.paths import cache_dir
-    from aurl.tokens import Tokenizer
+    Attention computes in float32 until the caller asks for the fast precision.
 
-    key = meta.get("data_fingerprint")
-    folder = cache_dir() / "datasets" / str(key)
-    if not key or not (folder / MANIFEST).is_file():
-        return None
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        same = Tokenizer.from_dict(manifest["tokenizer"]).fingerprint() == tokenizer.fingerprint()
-    except (ValueError, KeyError, TypeError):  # an older manifest or tokenizer format
-        return None
-    return Dataset(folder, manifest, cached=True) if same else None
+    Raises:
+        ModelLoadError: the folder is missing or not a model.
+    """
+    from aurl.device import pick_device
+    from aurl.models import load_model
+    from aurl.models.folder import ModelLoadError
+    from aurl.paths import resolve_model_path
 
-
-def _likelihood(gen, test_shard, train_ids, test_ids, options, clock, log) -> dict:
-    from aurl.evaluate.likelihood import nll_per_token
-    from aurl.evaluate.ngram import fit_kneser_ney
-    from aurl.evaluate.ngram import nll_per_token as ngram_nll
-
-    t = time.perf_counter()
-    seq_len = gen.model.config.max_seq_len
-    nll, count = nll_per_token(gen.model, test_shard, seq_len, gen.device)
-    clock.stage("model_nll", t)
-    t = time.perf_counter()
-    size = gen.tokenizer.vocab_size
-    order = max(1, min(options.ngram_order, int(62 // math.log2(size))))
-    ngram = fit_kneser_ney(train_ids, size, order)
-    ngram_value, ngram_count = ngram_nll(ngram, test_ids)
-    clock.stage("ngram", t)
-    log(
-        f"test NLL per token: model {nll:.4f}, {order}-gram {ngram_value:.4f}, "
-        f"uniform {math.log(size):.4f}"
-    )
-    return {
-        "test_pieces": len(test_ids),
-        "model": _nll_row(nll, count) | {"context": seq_len},
-        "ngram": _nll_row(ngram_value, ngram_count)
-        | {
-            "order": order,
-            "smoothing": "interpolated Kneser-Ney",
-            "discounts": [round(tb.discount, 4) for tb in ngram.tables],
-        },
-        "uniform": _nll_row(math.log(size), count),
-    }
+    path = resolve_model_path(model)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such model folder")
+    dev = pick_device(device)
+    return load_model(path, dev), dev
 
 
-def _nll_row(nll: float, count: int) -> dict:
-    return {
-        "nll_per_token": nll,
-        "perplexity": math.exp(nll),
-        "bits_per_token": nll / math.log(2),
-        "tokens": count,
-    }
-
-
-def _validity(gen, options: EvalOptions, budget, clock: _Clock, log) -> dict:
+def _validity(folder, device, options: EvalOptions, budget, clock: _Clock, log) -> dict:
     from aurl.evaluate.samples import draw, validity
     from aurl.generate.sampler import SamplingConfig
 
@@ -363,7 +339,8 @@ def _validity(gen, options: EvalOptions, budget, clock: _Clock, log) -> dict:
         temperature=options.temperature, top_p=options.top_p, grammar=False, fill_bars=False
     )
     drawn, _, _ = draw(
-        gen,
+        folder,
+        device,
         options.validity_num,
         options.bars,
         sampling,
@@ -371,20 +348,20 @@ def _validity(gen, options: EvalOptions, budget, clock: _Clock, log) -> dict:
         budget,
         options.batch,
     )
-    result = validity(gen, drawn)
+    result = validity(folder.tokenizer, drawn)
     clock.stage("validity", t)
     if drawn:
         log(f"grammar validity without the mask: {result['valid']}/{result['samples']}")
     return result
 
 
-def _generate(gen, options: EvalOptions, budget, log) -> list:
+def _generate(folder, device, options: EvalOptions, budget, log) -> list:
     from aurl.evaluate.samples import draw
     from aurl.generate.sampler import SamplingConfig
 
     sampling = SamplingConfig(temperature=options.temperature, top_p=options.top_p)
     pieces, tokens, wall = draw(
-        gen, options.num, options.bars, sampling, options.seed, budget, options.batch
+        folder, device, options.num, options.bars, sampling, options.seed, budget, options.batch
     )
     log(
         f"generated {len(pieces)} samples: {tokens} tokens at {tokens / max(wall, 1e-9):.0f} "

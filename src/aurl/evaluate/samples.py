@@ -14,7 +14,6 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import symusic
@@ -22,10 +21,8 @@ import torch
 
 from aurl.data.shards import Shard
 from aurl.generate.sampler import SamplingConfig, sample
-from aurl.tokens import BOS, EOS, PAD, TokenType
-
-if TYPE_CHECKING:
-    from aurl.api import Generator
+from aurl.models import ModelFolder
+from aurl.tokens import BOS, EOS, PAD, Tokenizer, TokenType
 
 # Soft budget over the median length: most samples end within it, and the few that run on
 # continue in a small batch, where a step costs far less than in the full one.
@@ -69,7 +66,8 @@ def token_budget(train: Shard, bars: int) -> TokenBudget:
 
 
 def draw(
-    gen: Generator,
+    folder: ModelFolder,
+    device: torch.device,
     num: int,
     bars: int,
     sampling: SamplingConfig,
@@ -77,26 +75,28 @@ def draw(
     budget: TokenBudget,
     batch: int,
 ) -> tuple[list[Sample], int, float]:
-    """Draw ``num`` samples of ``bars`` bars from BOS, ``batch`` at a time.
+    """Draw ``num`` samples of ``bars`` bars from BOS with the model of ``folder`` on
+    ``device``, ``batch`` at a time.
 
     Batch ``k`` uses seed ``seed + k``, so the result depends only on the arguments.
 
     Returns:
         The samples, the new tokens and the seconds spent sampling.
     """
-    vocab = gen.tokenizer.vocab
+    model, tokenizer = folder.model, folder.tokenizer
+    vocab = tokenizer.vocab
     bar_id = vocab.offsets[TokenType.BAR]
     out, wall = [], 0.0
     for k, first in enumerate(range(0, num, batch)):
         size = min(batch, num - first)
-        generator = torch.Generator(device=gen.device)
+        generator = torch.Generator(device=device)
         generator.manual_seed(seed + k)
         t0 = time.perf_counter()
-        prompt = torch.full((size, 1), BOS, dtype=torch.long, device=gen.device)
-        rows = list(sample(gen.model, vocab, prompt, bars, budget.soft - 1, sampling, generator))
+        prompt = torch.full((size, 1), BOS, dtype=torch.long, device=device)
+        rows = list(sample(model, vocab, prompt, bars, budget.soft - 1, sampling, generator))
         open_rows = [i for i, row in enumerate(rows) if not (row == EOS).any()]
         if open_rows and budget.hard > budget.soft:  # every open row is budget.soft long
-            more = sample(gen.model, vocab, torch.stack([rows[i] for i in open_rows]), bars,
+            more = sample(model, vocab, torch.stack([rows[i] for i in open_rows]), bars,
                           budget.hard - budget.soft, sampling, generator)  # fmt: skip
             for i, row in zip(open_rows, more, strict=True):
                 rows[i] = row
@@ -105,19 +105,20 @@ def draw(
             row = row.cpu().numpy()
             ids = row[row != PAD]
             bars_drawn = int((ids == bar_id).sum())
-            out.append(Sample(ids, gen.tokenizer.decode(ids), bars_drawn, EOS not in ids))
+            out.append(Sample(ids, tokenizer.decode(ids), bars_drawn, EOS not in ids))
     tokens = sum(len(s.ids) - 1 for s in out)
     return out, tokens, wall
 
 
-def validity(gen: Generator, samples: list[Sample]) -> dict:
-    """How many samples the grammar accepts, how far the others get, and why they fail.
+def validity(tokenizer: Tokenizer, samples: list[Sample]) -> dict:
+    """How many samples the grammar of ``tokenizer`` accepts, how far the others get, and
+    why they fail.
 
     Violation reasons are grouped with their numbers replaced by ``N``.
     """
     reasons, lengths = Counter(), []
     for s in samples:
-        violation = gen.tokenizer.grammar.validate(s.ids)
+        violation = tokenizer.grammar.validate(s.ids)
         lengths.append(len(s.ids) if violation is None else violation.index)
         if violation is not None:
             reasons[re.sub(r"-?\d+(\.\d+)?", "N", violation.reason)] += 1

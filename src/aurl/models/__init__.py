@@ -1,6 +1,19 @@
-"""Models: the transformer, its KV cache, and model folders (safetensors + JSON)."""
+"""Models: the transformer, its KV cache, the architecture registry, and model folders."""
 
-from aurl.models.folder import ModelFolder, load_model, save_model
+from aurl.models.folder import ModelFolder, ModelLoadError, load_model, save_model
+from aurl.models.registry import ARCHS, build_model, config_class, model_config
 from aurl.models.transformer import KVCache, Transformer, TransformerConfig
 
-__all__ = ["KVCache", "ModelFolder", "Transformer", "TransformerConfig", "load_model", "save_model"]
+__all__ = [
+    "ARCHS",
+    "KVCache",
+    "ModelFolder",
+    "ModelLoadError",
+    "Transformer",
+    "TransformerConfig",
+    "build_model",
+    "config_class",
+    "load_model",
+    "model_config",
+    "save_model",
+]

@@ -1,7 +1,8 @@
 """A trained model is a folder: ``model.safetensors`` plus ``config.json``.
 
-``config.json`` holds the model config, the tokenizer config, the training data fingerprint
-and the headline metrics. Generation, evaluation and serving load models from here and never
+``config.json`` holds the architecture (``arch``; absent means the decoder), the model config,
+the tokenizer config and, under ``meta``, the training data fingerprint and the headline
+metrics (folders written before ``meta`` existed kept those at the top level; they still load). Generation, evaluation and serving load models from here and never
 import training code.
 """
 
@@ -15,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from aurl.fileio import atomic_dir
-from aurl.models.transformer import Transformer, TransformerConfig
+from aurl.models.registry import DEFAULT_ARCH, build_model, model_config
 from aurl.tokens import Tokenizer
 
 FORMAT = "aurl-model/1"
@@ -31,14 +32,14 @@ class ModelLoadError(Exception):
 class ModelFolder:
     """A loaded model with its tokenizer and the metadata saved beside it."""
 
-    model: Transformer
+    model: torch.nn.Module
     tokenizer: Tokenizer
     meta: dict = field(default_factory=dict)
     path: Path | None = None
 
 
 def save_model(
-    model: Transformer,
+    model: torch.nn.Module,
     tokenizer: Tokenizer,
     path: str | Path,
     meta: dict | None = None,
@@ -53,11 +54,13 @@ def save_model(
         for k, v in model.state_dict().items()
         if k != _TIED
     }
+    model_fields = model.config.model_dump()
     config = {
         "format": FORMAT,
-        "model": model.config.model_dump(),
+        "arch": model_fields.get("arch", DEFAULT_ARCH),
+        "model": model_fields,
         "tokenizer": tokenizer.to_dict(),
-        **(meta or {}),
+        "meta": meta or {},
     }
     with atomic_dir(path) as tmp:
         (tmp / WEIGHTS).write_bytes(save(state))
@@ -78,14 +81,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFol
         config = json.loads((path / CONFIG).read_text())
         if config.get("format") != FORMAT:
             raise ModelLoadError(f"{path}: unknown model format {config.get('format')!r}")
-        model = Transformer(TransformerConfig.model_validate(config["model"]))
+        model = build_model(model_config({**config["model"], "arch": config.get("arch")}))
         tokenizer = Tokenizer.from_dict(config["tokenizer"])
         state = {k: v.float() for k, v in load_file(str(path / WEIGHTS)).items()}
-        state[_TIED] = state["embed.weight"]
+        if _TIED not in state and "embed.weight" in state:
+            state[_TIED] = state["embed.weight"]
         model.load_state_dict(state)
     except ModelLoadError:
         raise
     except Exception as e:  # corrupt JSON, bad weights, wrong shapes
         raise ModelLoadError(f"{path}: cannot load model ({type(e).__name__}: {e})") from e
-    meta = {k: v for k, v in config.items() if k not in ("format", "model", "tokenizer")}
+    meta = config.get("meta")
+    if meta is None:  # written before metadata had its own key
+        meta = {
+            k: v for k, v in config.items() if k not in ("format", "arch", "model", "tokenizer")
+        }
     return ModelFolder(model.to(device).eval(), tokenizer, meta, path)

@@ -7,6 +7,7 @@ KVCache (preallocated key/value buffers written in place at a given position).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ class TransformerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    arch: Literal["decoder"] = "decoder"
     vocab_size: int = Field(545, ge=4)
     n_layer: int = Field(4, ge=1, le=64)
     n_head: int = Field(4, ge=1, le=64)
@@ -181,16 +183,14 @@ class Transformer(nn.Module):
     def forward(
         self,
         idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
         cache: list[KVCache] | None = None,
         start: int = 0,
-        ignore_index: int = 0,
         last_only: bool = False,
-    ):
-        """Logits for ``idx`` (B, T) placed at positions ``start..start+T-1``.
+    ) -> torch.Tensor:
+        """Logits (B, T, V) for ``idx`` (B, T) placed at positions ``start..start+T-1``.
 
-        With ``targets`` (B, T) returns ``(logits, loss)``, the loss ignoring ``ignore_index``.
-        With ``last_only`` only the last position's logits are computed: (B, 1, V).
+        With ``last_only`` only the last position's logits are computed: (B, 1, V). Losses
+        are not the model's business: see :mod:`aurl.losses`.
         """
         B, T = idx.shape
         if start + T > self.config.max_seq_len:
@@ -207,10 +207,4 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block.forward(x, cos, sin, None if cache is None else cache[i], start, dtype)
         x = _norm(self.norm, x[:, -1:] if last_only else x)
-        logits = F.linear(x, self.embed.weight)  # (B, T, V), tied to the embedding
-        if targets is None:
-            return logits
-        loss = F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=ignore_index
-        )
-        return logits, loss
+        return F.linear(x, self.embed.weight)  # (B, T, V), tied to the embedding

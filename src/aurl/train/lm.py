@@ -1,73 +1,134 @@
-"""The language-model recipe: corpus -> dataset -> transformer -> train_loop -> model folder."""
+"""The language-model recipe: corpus -> windows -> model -> train_loop -> model folder.
+
+``LMTask`` trains a next-token model on the data (``ce``) and, given a teacher, on the
+teacher's softened distribution too (``distill``). ``train_run`` sets a run up from its
+config, in one process or as one rank of a ``torchrun`` job.
+"""
 
 from __future__ import annotations
 
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+import yaml
+from torch import nn
 
-from aurl.config import ConfigError, RunConfig, dump_config, load_config
 from aurl.data.prepare import Dataset, prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
 from aurl.data.windows import WeightedWindows, WindowDataset
 from aurl.device import pick_device
-from aurl.evaluate.likelihood import nll_per_token
+from aurl.errors import ConfigError
+from aurl.evaluate.likelihood import nll_per_token, test_nll
 from aurl.fileio import atomic_write_text
-from aurl.models import Transformer, load_model, save_model
-from aurl.tokens import Tokenizer, Vocabulary
+from aurl.generate.sampler import SamplingConfig, sample
+from aurl.losses import distillation, next_token_cross_entropy, target_count
+from aurl.models import ModelFolder, build_model, load_model, save_model
+from aurl.render import piano_roll
+from aurl.tokens import BOS, PAD, Tokenizer
+from aurl.train import distributed as dd
 from aurl.train.checkpoint import CHECKPOINT
-from aurl.train.loop import LoopState, train_loop
+from aurl.train.config import TrainConfig
+from aurl.train.feed import BatchFeed
+from aurl.train.loop import make_optimizer, train_loop
+from aurl.train.precision import check_precision
+from aurl.train.task import Preview, Task
+
+if TYPE_CHECKING:
+    from aurl.config import RunConfig
 
 RUN_CONFIG = "config.yaml"
 MODEL_DIR = "model"
+PREVIEW_BARS, PREVIEW_TOKENS = 4, 384
 
 
-class BatchFeed:
-    """Batch for step ``s`` = windows ``s*B .. s*B+B-1`` of the dataset, optionally from
-    DataLoader workers. Steps must be asked for in order (a jump restarts the workers).
+class LMTask(Task):
+    """Next-token prediction, optionally distilled from a teacher.
 
     Args:
-        dataset: the windows (each a pure function of its index, so any worker may make it).
-        batch_size: windows per step.
-        workers: DataLoader worker processes (0: in this process).
-        context: how workers start ("fork", "spawn", "forkserver"; None: the platform's
-            default).
+        model: the model trained (its ``forward(ids)`` gives logits).
+        cfg: the train section (optimizer settings).
+        device: where batches go.
+        evaluate: validation metrics of the (unwrapped) model.
+        export: saves the model with the given meta (``metrics``, ``progress``).
+        tokenizer: for previews (decode, grammar).
+        teacher: a frozen model with the same vocabulary; adds the ``distill`` term.
+        alpha, temperature: the distillation term's weight (``ce`` gets ``1 - alpha``) and
+            softening.
     """
 
-    def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int, workers: int,
-                 context: str | None = None):  # fmt: skip
-        self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
-        self.context = context
-        self._iter, self._next = None, None
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device,
+                 evaluate: Callable[[nn.Module], dict], export: Callable[[dict, dict], None],
+                 tokenizer: Tokenizer, teacher: nn.Module | None = None, alpha: float = 0.5,
+                 temperature: float = 2.0):  # fmt: skip
+        self.model, self.train_model, self.device = model, model, device
+        self._optimizer = make_optimizer(model, cfg)
+        self._evaluate, self._export, self.tokenizer = evaluate, export, tokenizer
+        self.teacher, self.alpha, self.temperature = teacher, alpha, temperature
 
-    def __call__(self, step: int):
-        if self.workers == 0:
-            items = [self.dataset[step * self.batch_size + i] for i in range(self.batch_size)]
-            return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
-        if self._iter is None or step != self._next:
-            sampler = range(step * self.batch_size, 1 << 62)
-            loader = torch.utils.data.DataLoader(
-                self.dataset, batch_size=self.batch_size, sampler=sampler,
-                num_workers=self.workers, persistent_workers=True,
-                multiprocessing_context=self.context,
-            )  # fmt: skip
-            self._iter = iter(loader)
-        self._next = step + 1
-        return next(self._iter)
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": self._optimizer}
+
+    def distribute(self, wrap):
+        self.train_model = wrap(self.model)
+        return [self.train_model]
+
+    def losses(self, phase, batch, step):
+        x, y = (t.to(self.device, non_blocking=True) for t in batch)
+        logits = self.train_model(x)
+        terms = {"ce": next_token_cross_entropy(logits, y, PAD)}
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(x)
+            terms["distill"] = distillation(logits, teacher_logits, y, self.temperature, PAD)
+        return terms
+
+    def loss_weights(self, step):
+        return {} if self.teacher is None else {"ce": 1 - self.alpha, "distill": self.alpha}
+
+    def batch_weight(self, batch) -> float:
+        return float(target_count(batch[1], PAD))
+
+    def batch_tokens(self, batch) -> int:
+        return int(batch[0].numel())
+
+    def evaluate(self):
+        metrics = self._evaluate(self.model)
+        self.model.train()
+        return metrics
+
+    def export(self, metrics, progress):
+        self._export(metrics, progress)
+
+    def preview(self) -> Preview:
+        """A few bars sampled without the grammar mask from a fixed seed (the training RNG
+        is not touched), drawn as a piano roll, with whether the grammar accepts them."""
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        prompt = torch.full((1, 1), BOS, dtype=torch.long, device=self.device)
+        ids = sample(self.model, self.tokenizer.vocab, prompt, PREVIEW_BARS, PREVIEW_TOKENS,
+                     SamplingConfig(grammar=False), generator)[0].cpu().numpy()  # fmt: skip
+        self.model.train()
+        ids = ids[ids != PAD]
+        valid = self.tokenizer.grammar.validate(ids) is None
+        image = piano_roll(self.tokenizer.decode(ids))
+        return Preview(image, {"grammatical": float(valid), "tokens": float(len(ids))})
 
 
-def training_windows(config: RunConfig, vocab: Vocabulary,
-                     shards: list[Shard]) -> torch.utils.data.Dataset:  # fmt: skip
+def training_windows(config: RunConfig, vocab, shards: list[Shard],
+                     processes: int = 1) -> torch.utils.data.Dataset:  # fmt: skip
     """The training windows of ``config`` over the train shards of its corpora, in the order
-    of ``config.data.weighted_sources()``; several corpora are drawn by their weights."""
+    of ``config.data.weighted_sources()``; several corpora are drawn by their weights.
+    ``processes`` data-parallel ranks share each step's windows."""
     data, seed = config.data, config.train.seed
+    windows_per_step = config.train.batch_size * config.train.grad_accum * processes
     windows = [
         WindowDataset(shard, vocab, data.seq_len, seed, data.transpose, augment=data.augment,
-                      batch_size=config.train.batch_size, curriculum=data.curriculum)
+                      batch_size=windows_per_step, curriculum=data.curriculum)
         for shard in shards
     ]  # fmt: skip
     if len(windows) == 1:
@@ -75,30 +136,9 @@ def training_windows(config: RunConfig, vocab: Vocabulary,
     return WeightedWindows(windows, [s.weight for s in data.weighted_sources()], seed)
 
 
-def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
-              dataset: Dataset | None = None) -> dict:  # fmt: skip
-    """Train a model as ``config`` says into ``run_dir``; return the exported model's meta."""
-    run_dir = Path(run_dir)
-    if resume:
-        if not (run_dir / CHECKPOINT).is_file():
-            raise ConfigError(f"{run_dir}: no checkpoint to resume from")
-        config = load_config(run_dir / RUN_CONFIG)
-    elif (run_dir / CHECKPOINT).exists():
-        raise ConfigError(
-            f"{run_dir}: a run is already there; pass --resume or choose another --name"
-        )
-    cfg = config.train
-    if config.data.seq_len > config.model.max_seq_len:
-        raise ConfigError(
-            f"data.seq_len ({config.data.seq_len}) exceeds model.max_seq_len ({config.model.max_seq_len})"
-        )
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        device = pick_device(cfg.device)
-    except ValueError as e:
-        raise ConfigError(f"train.device: {e}") from None
-    tokenizer = Tokenizer(config.tokenizer)
+def _datasets(config: RunConfig, tokenizer: Tokenizer, ranks: dd.Ranks, progress: bool,
+              dataset: Dataset | None) -> tuple[Dataset, list[Dataset]]:  # fmt: skip
+    """The run's corpora, prepared (rank 0 first; the others then find them cached)."""
     data = config.data
 
     def prepared(name: str) -> Dataset:
@@ -106,57 +146,141 @@ def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: 
                        workers=data.workers, progress=progress, strict=data.strict,
                        preprocessing=data.preprocess)  # fmt: skip
 
-    if dataset is None:
-        dataset = prepared(data.source)
-    extra = [prepared(s.source) for s in data.weighted_sources()[1:]]
-    train_shards = [Shard(d.split("train")) for d in (dataset, *extra)]
-    train_shard, val_shard = train_shards[0], Shard(dataset.split("val"))
-    if val_shard.num_tokens == 0:
-        val_shard = train_shard  # tiny corpora: fall back rather than fail
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / RUN_CONFIG, dump_config(config))
+    result = None
+    for turn in (True, False):  # rank 0's turn, then everyone else's
+        if ranks.is_main == turn:
+            main = dataset if dataset is not None else prepared(data.source)
+            result = main, [prepared(s.source) for s in data.weighted_sources()[1:]]
+        dd.barrier(ranks)
+    return result
 
-    torch.manual_seed(cfg.seed)
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    if resume and not (run_dir / CHECKPOINT).is_file():
+        raise ConfigError(f"{run_dir}: no checkpoint to resume from")
+    if not resume and (run_dir / CHECKPOINT).exists():
+        raise ConfigError(
+            f"{run_dir}: a run is already there; pass --resume or choose another --name"
+        )
+
+
+def _build(config: RunConfig, tokenizer: Tokenizer, device: torch.device,
+           init_from: ModelFolder | None) -> nn.Module:  # fmt: skip
+    """The model of ``config`` (seeded), with ``init_from``'s weights when fine-tuning."""
+    torch.manual_seed(config.train.seed)
     model_cfg = config.model.model_copy(update={"vocab_size": tokenizer.vocab_size})
-    model = Transformer(model_cfg).to(device)
-    windows = training_windows(config, tokenizer.vocab, train_shards)
-    feed = BatchFeed(windows, cfg.batch_size, config.data.loader_workers)
-    seq_len = config.data.seq_len
+    model = build_model(model_cfg)
+    if init_from is not None:
+        model.load_state_dict(init_from.model.state_dict())
+    return model.to(device)
 
-    def evaluate(m):
-        loss, _ = nll_per_token(m, val_shard, seq_len, device, limit=cfg.eval_windows)
+
+def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
+              dataset: Dataset | None = None, init_from: ModelFolder | None = None,
+              teacher: ModelFolder | None = None, distill_alpha: float = 0.5,
+              distill_temperature: float = 2.0,
+              on_eval: Callable[[int, dict], None] | None = None,
+              log: Callable[[str], None] = print) -> dict:  # fmt: skip
+    """Train a model as ``config`` says into ``run_dir``; return the exported model's meta.
+
+    Run under ``torchrun`` it is one rank of a data-parallel job: rank 0 alone logs,
+    evaluates, checkpoints and exports, and the others return an empty dict.
+
+    Args:
+        resume: continue from the run's checkpoint (``config`` as saved, with any safe
+            overrides applied by the caller).
+        dataset: the prepared main corpus, when the caller has it already.
+        init_from: start from this model's weights (fine-tuning; ``config`` must hold its
+            model and tokenizer sections).
+        teacher: distil from this model (same tokenizer) as well as learning from the data.
+        on_eval: called after each validation (rank 0), see :func:`train_loop`.
+    """
+    run_dir, cfg = Path(run_dir), config.train
+    _check_run_dir(run_dir, resume)
+    if config.data.seq_len > config.model.max_seq_len:
+        raise ConfigError(f"data.seq_len ({config.data.seq_len}) exceeds model.max_seq_len "
+                          f"({config.model.max_seq_len})")  # fmt: skip
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        device = pick_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(f"train.device: {e}") from None
+    try:
+        check_precision(cfg.precision, device)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    ranks = dd.from_environment()
+    device = dd.start(ranks, device)
+    try:
+        return _train(config, run_dir, resume, progress, dataset, init_from, teacher,
+                      (distill_alpha, distill_temperature), on_eval, log, ranks, device)  # fmt: skip
+    finally:
+        dd.stop(ranks)
+
+
+def _train(config, run_dir, resume, progress, dataset, init_from, teacher, distill, on_eval,
+           log, ranks: dd.Ranks, device: torch.device) -> dict:  # fmt: skip
+    cfg, data = config.train, config.data
+    tokenizer = Tokenizer(config.tokenizer)
+    dataset, extra = _datasets(config, tokenizer, ranks, progress, dataset)
+    train_shards = [Shard(d.split("train")) for d in (dataset, *extra)]
+    val_shard = Shard(dataset.split("val"))
+    if val_shard.num_tokens == 0:
+        val_shard = train_shards[0]
+        if ranks.is_main:
+            log(f"{data.source}: too small for a validation split; validating on training data")
+    if ranks.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / RUN_CONFIG,
+                          yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))  # fmt: skip
+    model = _build(config, tokenizer, device, init_from)
+    windows = training_windows(config, tokenizer.vocab, train_shards, ranks.world)
+    feed = BatchFeed(windows, cfg.batch_size, cfg.grad_accum, ranks.rank, ranks.world,
+                     data.loader_workers)  # fmt: skip
+
+    def evaluate(m: nn.Module) -> dict:
+        loss, _ = nll_per_token(m, val_shard, data.seq_len, device, limit=cfg.eval_windows)
         return {"val_loss": round(loss, 5), "val_ppl": round(math.exp(loss), 4)}
 
-    def meta_for(state: LoopState, metrics: dict) -> dict:
-        return {
+    def meta_for(metrics: dict, progress_: dict) -> dict:
+        meta = {
             "name": config.name,
-            "parameters": model.num_params(),
+            "parameters": sum(p.numel() for p in model.parameters()),
             "data_fingerprint": dataset.fingerprint,
-            "data_source": config.data.source,
+            "data_source": data.source,
             "metrics": {"val_nll_per_token": metrics["val_loss"], "val_ppl": metrics["val_ppl"]},
-            "training": {
-                "steps": state.step,
-                "training_tokens": state.tokens,
-                "wall_time_s": round(state.wall_time, 1),
-                "device": str(device),
-                "command": " ".join(sys.argv),
-            },  # fmt: skip
-        }
+            "training": {**progress_, "seq_len": data.seq_len, "device": str(device),
+                         "processes": ranks.world, "precision": cfg.precision,
+                         "command": " ".join(sys.argv)},
+        }  # fmt: skip
+        if init_from is not None:
+            meta["finetuned_from"] = str(init_from.path)
+        if teacher is not None:
+            meta["distilled_from"] = str(teacher.path)
+        return meta
 
-    def on_best(m, state, metrics):
-        save_model(m, tokenizer, run_dir / MODEL_DIR, meta_for(state, metrics))
+    def export(metrics: dict, progress_: dict) -> None:
+        save_model(model, tokenizer, run_dir / MODEL_DIR, meta_for(metrics, progress_))
 
+    task = LMTask(model, cfg, device, evaluate, export, tokenizer,
+                  None if teacher is None else teacher.model.to(device).eval(), *distill)  # fmt: skip
     started = time.perf_counter()
-    state = train_loop(model, cfg, run_dir, feed, evaluate, on_best, device, resume=resume,
-                       progress=progress, extra_state={"config": config.model_dump(mode="json")})  # fmt: skip
+    state = train_loop(task, cfg, run_dir, feed, device, ranks, resume=resume, progress=progress,
+                       extra_state={"config": config.model_dump(mode="json")},
+                       on_eval=on_eval)  # fmt: skip
+    if not ranks.is_main:
+        return {}
     best = load_model(run_dir / MODEL_DIR, device)
-    test_shard = Shard(dataset.split("test"))
     meta = best.meta
+    test_shard = Shard(dataset.split("test"))
     if test_shard.num_tokens:
-        test_loss, n = nll_per_token(best.model, test_shard, seq_len, device)
+        test_loss, n = test_nll(best, test_shard, device)  # what `aurl evaluate` reports
         meta["metrics"] |= {"test_nll_per_token": round(test_loss, 5),
                             "test_ppl": round(math.exp(test_loss), 4), "test_tokens": n}  # fmt: skip
     meta["training"]["total_steps"] = state.step
     meta["training"]["process_wall_time_s"] = round(time.perf_counter() - started, 1)
+    if state.stop_reason:
+        meta["training"]["stopped_early"] = state.stop_reason
     save_model(best.model, tokenizer, run_dir / MODEL_DIR, meta)
     return meta

@@ -14,6 +14,8 @@ import click
 
 from aurl import __version__
 from aurl.analysis.command import analyze
+from aurl.cli.train import distill, finetune, train
+from aurl.cli.tune import tune
 from aurl.evaluate.command import evaluate
 
 EXIT_USAGE = 2
@@ -97,40 +99,6 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
 
 
 @cli.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="YAML config (see configs/). Defaults to the built-in defaults.")  # fmt: skip
-@click.option(
-    "--name",
-    default=None,
-    help="Run name; the run goes to RUNS_DIR/NAME. Defaults to the config's name.",
-)
-@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
-              help="Folder holding runs.")  # fmt: skip
-@click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint, exactly.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.argument("overrides", nargs=-1, metavar="[KEY.SUB=VALUE]...")
-def train(config_path, name, runs_dir, resume, quiet, overrides) -> None:
-    """Train a model from scratch, or resume one with --resume.
-
-    Overrides change single config values, e.g. `train.max_steps=200 model.n_layer=2`.
-    The run folder gets config.yaml, metrics.jsonl, checkpoint.pt (for resuming) and
-    model/ (the best weights by validation loss, usable with `aurl generate --model`).
-    """
-    from aurl.config import load_config
-    from aurl.train.lm import train_run
-
-    config = load_config(config_path, overrides)
-    run_dir = Path(runs_dir) / (name or config.name)
-    meta = train_run(config, run_dir, resume=resume, progress=not quiet)
-    m, t = meta["metrics"], meta["training"]
-    click.echo(
-        f"model at {run_dir / 'model'}: {meta['parameters']:,} parameters, step {t['steps']}, "
-        f"val NLL {m['val_nll_per_token']:.4f}"
-        + (f", test NLL {m['test_nll_per_token']:.4f}" if "test_nll_per_token" in m else "")
-    )
-
-
-@cli.command()
 @click.option(
     "--model",
     default=None,
@@ -157,9 +125,8 @@ def train(config_path, name, runs_dir, resume, quiet, overrides) -> None:
 )
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
               help="Nucleus sampling: keep tokens up to this probability mass.")  # fmt: skip
-@click.option(
-    "--seed", type=int, default=None, help="Random seed; the same seed gives the same music."
-)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None,
+              help="Random seed; the same seed gives the same music.")  # fmt: skip
 @click.option(
     "--prompt", type=click.Path(dir_okay=False), default=None, help="MIDI file to continue."
 )
@@ -199,6 +166,8 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
 
 cli.add_command(analyze)
 cli.add_command(evaluate)
+for command in (train, finetune, distill, tune):
+    cli.add_command(command)
 
 
 def _one_line(error: object) -> str:
@@ -216,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("AURL_DEBUG"))
-    expected = (ConfigError, SourceError, MidiError, ModelLoadError, FileNotFoundError, ValueError)
+    from aurl.train.loop import DivergedError
+
+    expected = (ConfigError, SourceError, MidiError, ModelLoadError, FileNotFoundError, ValueError,
+                DivergedError)  # fmt: skip
     try:
         cli.main(args=args, prog_name="aurl", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:

@@ -1,0 +1,77 @@
+"""What a training recipe gives the loop: a ``Task``.
+
+A task owns its model(s) and optimizer(s) and turns a batch into named loss terms. The loop
+(:mod:`aurl.train.loop`) knows nothing else about it: it runs the task's phases in order (one
+per optimizer: a discriminator's phase before a generator's, say), sums each phase's terms
+with the task's weights for the step, steps the optimizer, logs every term by name, and asks
+the task to evaluate and export. Follows torchtune's recipes and audiocraft's solvers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+Batch = Any  # whatever the task's feed gives; the task moves it to its device
+
+
+class Task:
+    """The interface the loop drives, with the defaults of a one-optimizer task.
+
+    Attributes:
+        model: every trained parameter (the module checkpointed and exported).
+    """
+
+    model: nn.Module
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers by name; :meth:`phases` orders their updates within a step."""
+        raise NotImplementedError
+
+    def phases(self) -> list[str]:
+        """Optimizer names in the order they update in each step (default: all, as listed)."""
+        return list(self.optimizers())
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> list[nn.Module]:
+        """Wrap the modules that run forward in training (DDP); return the wrapped ones."""
+        raise NotImplementedError
+
+    def losses(self, phase: str, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """Named loss terms (scalars) of ``batch`` for the optimizer of ``phase``."""
+        raise NotImplementedError
+
+    def loss_weights(self, step: int) -> dict[str, float]:
+        """Weight of each term at ``step`` (a schedule); a term not named here weighs 1."""
+        return {}
+
+    def batch_weight(self, batch: Batch) -> float:
+        """How much ``batch`` counts in its step's mean (tokens that count, for a language
+        model), so micro-batches and ranks of unequal size give the mean of the whole step."""
+        return 1.0
+
+    def batch_tokens(self, batch: Batch) -> int:
+        """Tokens in ``batch``, for tokens/s."""
+        return 0
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics; must hold ``val_loss`` (lower is better)."""
+        raise NotImplementedError
+
+    def export(self, metrics: dict[str, float], progress: dict[str, float]) -> None:
+        """Save the model as the run's best (called when ``val_loss`` improves); ``progress``
+        holds ``steps``, ``training_tokens`` and ``wall_time_s`` so far."""
+
+    def preview(self) -> Preview | None:
+        """A sample for the logs (a piano roll and whether it is grammatical), or None."""
+        return None
+
+
+class Preview:
+    """A picture of a sample (H, W, 3 uint8) and scalar facts about it."""
+
+    def __init__(self, image: np.ndarray, scalars: dict[str, float]):
+        self.image, self.scalars = image, scalars
