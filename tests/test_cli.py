@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import symusic
 
+from aurl.cli import main
 from aurl.paths import SHIPPED_MODEL
 
 AURL = str(Path(sys.executable).parent / "aurl")
@@ -83,30 +84,44 @@ def test_prepare_a_folder_then_cached(small_corpus):
     assert "(cached)" in second.stdout
 
 
-def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("aurl: error:") and "Traceback" not in result.stderr
+def one_line_error(code: int, capsys, *needles: str) -> None:
+    """The CLI, called in-process, failed with exit code 2 and one line naming the needles."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("aurl: error:") and "Traceback" not in err
     for needle in needles:
         assert needle in lines[0], lines[0]
 
 
-def test_errors_are_one_line_with_exit_code_2(tiny_run, tmp_path):
+def test_errors_are_one_line_with_exit_code_2(tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     corrupt = tmp_path / "corrupt.mid"
     corrupt.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x40\x00\x90")
     model = ["--model", str(tiny_run)]
-    one_line_error(
-        run("generate", *model, "--prompt", str(tmp_path / "missing.mid")),
-        "missing.mid",
-        "not found",
-    )
-    one_line_error(run("generate", *model, "--prompt", str(corrupt)), "corrupt.mid", "truncated")
-    one_line_error(run("generate", "--bars", "0"), "--bars", "0")
-    one_line_error(run("generate", "--temperature", "-1"), "--temperature")
-    one_line_error(run("generate", "--model", str(tmp_path / "nomodel")), "nomodel")
-    one_line_error(run("train", "--config", TINY, "train.lr=-1"), "train.lr")
-    one_line_error(run("train", "--config", str(tmp_path / "none.yaml")), "none.yaml")
-    one_line_error(run("generate", "--no-such-option"), "--no-such-option")
-    one_line_error(run("prepare", str(tmp_path / "nowhere")), "nowhere")
-    assert not list(tmp_path.glob("outputs"))
+    missing = str(tmp_path / "missing.mid")
+    one_line_error(main(["generate", *model, "--prompt", missing]), capsys, "missing.mid",
+                   "not found")  # fmt: skip
+    one_line_error(main(["generate", *model, "--prompt", str(corrupt)]), capsys, "corrupt.mid",
+                   "truncated")  # fmt: skip
+    one_line_error(main(["generate", "--bars", "0"]), capsys, "--bars", "0")
+    one_line_error(main(["generate", "--temperature", "-1"]), capsys, "--temperature")
+    one_line_error(main(["generate", "--seed", str(2**64)]), capsys, "--seed")
+    one_line_error(main(["generate", "--model", str(tmp_path / "nomodel")]), capsys, "nomodel")
+    one_line_error(main(["train", "--config", TINY, "train.lr=-1"]), capsys,
+                   "override train.lr=-1")  # fmt: skip
+    one_line_error(main(["train", "--config", TINY, "model.n_layr=3"]), capsys,
+                   "model.n_layr=3", "did you mean model.n_layer?")  # fmt: skip
+    one_line_error(main(["train", "--config", str(tmp_path / "none.yaml")]), capsys, "none.yaml")
+    one_line_error(main(["generate", "--no-such-option"]), capsys, "--no-such-option")
+    one_line_error(main(["prepare", str(tmp_path / "nowhere")]), capsys, "nowhere")
+    one_line_error(main(["finetune", str(tmp_path / "nowhere"), "--model", str(tiny_run)]),
+                   capsys, "nowhere")  # fmt: skip
+    assert not list(tmp_path.glob("outputs")) and not list(tmp_path.glob("runs"))
+
+
+def test_the_cli_starts_as_a_module_for_torchrun():
+    result = subprocess.run([sys.executable, "-m", "aurl", "--version"], capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0 and "aurl" in result.stdout

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from aurl.cli import main
 from aurl.config import ConfigError, load_config
-from aurl.models import load_model
+from aurl.models import build_model, load_model
+from aurl.paths import SHIPPED_MODEL
 from aurl.train import lm
 from aurl.train.schedule import lr_at
 
@@ -85,3 +87,110 @@ def test_config_errors_name_the_field():
         load_config(TINY, ["model.nope=3"])
     with pytest.raises(ConfigError, match="expected key.sub=value"):
         load_config(TINY, ["train.lr"])
+
+
+def tiny(corpus: Path, *overrides: str):
+    """The tiny preset on a small corpus, quick: few evaluation windows, no TensorBoard."""
+    return load_config(TINY, [f"data.source={corpus}", "train.eval_windows=4",
+                              "train.tensorboard=false", *overrides])  # fmt: skip
+
+
+def test_accumulated_micro_batches_update_as_one_batch(small_corpus, tmp_path):
+    """Two micro-batches of 2 windows give the update of one batch of 4 (PAD-aware weights)."""
+    steps = ["train.max_steps=3", "train.eval_every=3", "train.log_every=1"]
+    lm.train_run(tiny(small_corpus, "train.batch_size=4", *steps), tmp_path / "a", progress=False)
+    lm.train_run(tiny(small_corpus, "train.batch_size=2", "train.grad_accum=2", *steps),
+                 tmp_path / "b", progress=False)  # fmt: skip
+    wa, wb = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=False)["model"] for r in "ab")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+    la, lb = ([r["loss"] for r in metrics(tmp_path / r) if "loss" in r] for r in "ab")
+    assert la == pytest.approx(lb, abs=1e-5)
+
+
+def test_bf16_trains_close_to_fp32_and_fp16_needs_cuda(small_corpus, tmp_path):
+    steps = ["train.max_steps=12", "train.eval_every=12", "train.log_every=4"]
+    fp32 = lm.train_run(tiny(small_corpus, *steps), tmp_path / "fp32", progress=False)
+    bf16 = lm.train_run(tiny(small_corpus, *steps, "train.precision=bf16"), tmp_path / "bf16",
+                        progress=False)  # fmt: skip
+    assert bf16["training"]["precision"] == "bf16"
+    a, b = fp32["metrics"]["val_nll_per_token"], bf16["metrics"]["val_nll_per_token"]
+    assert abs(a - b) < 0.05 * a, (a, b)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+            lm.train_run(tiny(small_corpus, "train.precision=fp16"), tmp_path / "fp16",
+                         progress=False)  # fmt: skip
+
+
+def test_model_folder_names_its_arch_and_keeps_meta_apart(tiny_run):
+    config = json.loads((tiny_run / "model" / "config.json").read_text())
+    assert config["arch"] == "decoder" and config["model"]["arch"] == "decoder"
+    assert {"metrics", "training", "data_fingerprint"} <= set(config["meta"])
+    assert not {"metrics", "training"} & set(config)  # metadata never mixes with the fields
+    assert config["meta"]["training"]["seq_len"] == 64
+    shipped = json.loads((SHIPPED_MODEL / "config.json").read_text())
+    assert "arch" not in shipped and "meta" not in shipped  # written before both: still loads
+    assert load_model(SHIPPED_MODEL).meta["metrics"]["test_nll_per_token"] > 0
+    with pytest.raises(ConfigError, match="unknown model arch 'vae'"):
+        load_config(TINY, ["model.arch=vae"])
+
+
+def test_tensorboard_shows_scalars_and_a_sample(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tiny_run / "tb"))
+    events.Reload()
+    assert {"train/ce", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/val_loss",
+            "sample/grammatical"} <= set(events.Tags()["scalars"])  # fmt: skip
+    (image,) = events.Images("sample/piano_roll")[-1:]
+    assert image.width > 10 and image.height > 10
+
+
+def test_resume_takes_safe_overrides_and_refuses_others(small_corpus, tmp_path, capsys):
+    runs = ["--runs-dir", str(tmp_path), "--name", "r", "--quiet"]
+    base = ["--config", TINY, *runs, f"data.source={small_corpus}", "train.max_steps=4",
+            "train.eval_every=2", "train.tensorboard=false", "train.eval_windows=2"]  # fmt: skip
+    assert main(["train", *base]) == 0
+    assert main(["train", "--config", TINY, *runs, "--resume", "model.n_layer=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "override model.n_layer=3" in err[0] and "cannot change" in err[0]
+    assert main(["train", "--config", TINY, *runs, "--resume", "train.max_steps=6"]) == 0
+    assert [r["step"] for r in metrics(tmp_path / "r") if "loss" in r][-1] == 6
+    assert load_config(tmp_path / "r" / "config.yaml").train.max_steps == 6
+    assert main(["train", "--config", TINY, *runs, "trian.lr=0.1"]) == 2
+    assert "did you mean train.lr?" in capsys.readouterr().err
+    assert main(["train", "--config", TINY, *runs, "train.seed=99999999999999999999"]) == 2
+    assert main(["train", "--config", TINY, *runs, "train.grad_accum=0"]) == 2
+    assert "override train.grad_accum=0" in capsys.readouterr().err
+
+
+def test_finetune_and_distill_start_from_a_model(tiny_run, small_corpus, tmp_path):
+    quick = ["train.max_steps=4", "train.eval_every=2", "train.warmup_steps=1",
+             "train.tensorboard=false", "train.eval_windows=2", "train.early_stop.patience=0"]  # fmt: skip
+    runs = ["--runs-dir", str(tmp_path), "--quiet"]
+    assert main(["finetune", str(small_corpus), "--model", str(tiny_run), *runs, *quick]) == 0
+    tuned = load_model(tmp_path / "finetune" / "model")
+    teacher = load_model(tiny_run / "model")
+    assert tuned.model.config == teacher.model.config
+    assert tuned.tokenizer.to_dict() == teacher.tokenizer.to_dict()
+    assert tuned.meta["finetuned_from"].endswith("model")
+    assert main(["distill", "--teacher", str(tiny_run), "--config", TINY, "--name", "student",
+                 *runs, f"data.source={small_corpus}", "model.n_embd=16", *quick]) == 0  # fmt: skip
+    student = [r for r in metrics(tmp_path / "student") if "loss" in r]
+    assert {"ce", "distill"} <= set(student[-1])
+    assert load_model(tmp_path / "student" / "model").model.config.n_embd == 16
+
+
+@pytest.mark.parametrize("preset,low,high", [("medium", 20e6, 30e6), ("large", 85e6, 115e6)])
+def test_gpu_presets_have_their_size(preset, low, high):
+    config = load_config(Path(__file__).parents[1] / "configs" / f"{preset}.yaml")
+    with torch.device("meta"):  # shapes only, no memory
+        model = build_model(config.model.model_copy(update={"vocab_size": 641}))
+    assert low < sum(p.numel() for p in model.parameters()) < high
+    assert config.model.max_seq_len == config.data.seq_len == 2048
+
+
+def test_a_folder_with_no_usable_midi_fails_at_prepare(tmp_path, capsys):
+    (tmp_path / "junk.mid").write_bytes(b"not midi at all")
+    assert main(["prepare", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no usable MIDI" in err and tmp_path.name in err and "no MThd" in err

@@ -34,7 +34,7 @@ from aurl.data.pipeline import (
 )
 from aurl.data.preprocess import PreprocessConfig
 from aurl.data.shards import ShardWriter
-from aurl.data.sources import Source
+from aurl.data.sources import Source, SourceError
 from aurl.data.split import SPLITS, split_of
 from aurl.fileio import atomic_dir
 from aurl.paths import cache_dir
@@ -169,7 +169,7 @@ def prepare(
     root = root or cache_dir() / "datasets"
     folder = root / key
     if (folder / MANIFEST).is_file():
-        return Dataset(folder, json.loads((folder / MANIFEST).read_text()), cached=True)
+        return _usable(source, Dataset(folder, json.loads((folder / MANIFEST).read_text()), True))
 
     files = [str(p) for p in source.files]
     processed: list[int] = []
@@ -221,7 +221,19 @@ def prepare(
             "report": report.summary(),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    return Dataset(folder, manifest, cached=False)
+    return _usable(source, Dataset(folder, manifest, cached=False))
+
+
+def _usable(source: Source, dataset: Dataset) -> Dataset:
+    """``dataset`` if any piece made it in; else a SourceError naming the source and why."""
+    if any(dataset.manifest["splits"][s].get("tokens", 0) for s in SPLITS):
+        return dataset
+    skipped = dataset.manifest["report"]["skipped_by_reason"]
+    why = f"; most often: {next(iter(skipped))}" if skipped else ""
+    raise SourceError(
+        f"{source.label}: no usable MIDI among {len(source.files)} files{why} "
+        f"(see {dataset.path / REPORT})"
+    )
 
 
 class ReportCounts:
