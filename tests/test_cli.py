@@ -125,3 +125,12 @@ def test_the_cli_starts_as_a_module_for_torchrun():
     result = subprocess.run([sys.executable, "-m", "aurl", "--version"], capture_output=True,
                             text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0 and "aurl" in result.stdout
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's first Python example, as written, against the shipped model."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert len(list((tmp_path / "outputs").glob("api-*.mid"))) == 2

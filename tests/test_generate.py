@@ -6,18 +6,15 @@ import torch
 
 from aurl.generate import filters
 from aurl.generate.sampler import SamplingConfig, sample
-from aurl.models import Transformer, TransformerConfig
+from aurl.models import Transformer
 from aurl.tokens import BOS, EOS, PAD, Tokenizer, TokenType
+from factories import debug_model
 
 TK = Tokenizer()
 
 
 def random_model(ctx: int = 256) -> Transformer:
-    torch.manual_seed(0)
-    cfg = TransformerConfig(
-        vocab_size=TK.vocab_size, n_layer=2, n_head=2, n_embd=32, max_seq_len=ctx
-    )
-    return Transformer(cfg).eval()
+    return debug_model(max_seq_len=ctx)
 
 
 def test_top_k_keeps_k():

@@ -11,13 +11,13 @@ from aurl.losses import next_token_cross_entropy
 from aurl.models import Transformer, TransformerConfig, load_model, save_model
 from aurl.models.folder import ModelLoadError
 from aurl.tokens import Tokenizer
+from factories import debug_model
 
 CFG = TransformerConfig(vocab_size=545, n_layer=2, n_head=4, n_embd=64, max_seq_len=128)
 
 
 def model() -> Transformer:
-    torch.manual_seed(0)
-    return Transformer(CFG).eval()
+    return debug_model(**CFG.model_dump())
 
 
 @pytest.mark.parametrize("batch", [1, 3])

@@ -14,6 +14,7 @@ from aurl.models import build_model, load_model
 from aurl.paths import SHIPPED_MODEL
 from aurl.train import lm
 from aurl.train.schedule import lr_at
+from factories import tiny_config
 
 TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
 
@@ -89,17 +90,13 @@ def test_config_errors_name_the_field():
         load_config(TINY, ["train.lr"])
 
 
-def tiny(corpus: Path, *overrides: str):
-    """The tiny preset on a small corpus, quick: few evaluation windows, no TensorBoard."""
-    return load_config(TINY, [f"data.source={corpus}", "train.eval_windows=4",
-                              "train.tensorboard=false", *overrides])  # fmt: skip
-
-
 def test_accumulated_micro_batches_update_as_one_batch(small_corpus, tmp_path):
     """Two micro-batches of 2 windows give the update of one batch of 4 (PAD-aware weights)."""
     steps = ["train.max_steps=3", "train.eval_every=3", "train.log_every=1"]
-    lm.train_run(tiny(small_corpus, "train.batch_size=4", *steps), tmp_path / "a", progress=False)
-    lm.train_run(tiny(small_corpus, "train.batch_size=2", "train.grad_accum=2", *steps),
+    lm.train_run(
+        tiny_config(small_corpus, "train.batch_size=4", *steps), tmp_path / "a", progress=False
+    )
+    lm.train_run(tiny_config(small_corpus, "train.batch_size=2", "train.grad_accum=2", *steps),
                  tmp_path / "b", progress=False)  # fmt: skip
     wa, wb = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=False)["model"] for r in "ab")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
@@ -109,15 +106,15 @@ def test_accumulated_micro_batches_update_as_one_batch(small_corpus, tmp_path):
 
 def test_bf16_trains_close_to_fp32_and_fp16_needs_cuda(small_corpus, tmp_path):
     steps = ["train.max_steps=12", "train.eval_every=12", "train.log_every=4"]
-    fp32 = lm.train_run(tiny(small_corpus, *steps), tmp_path / "fp32", progress=False)
-    bf16 = lm.train_run(tiny(small_corpus, *steps, "train.precision=bf16"), tmp_path / "bf16",
+    fp32 = lm.train_run(tiny_config(small_corpus, *steps), tmp_path / "fp32", progress=False)
+    bf16 = lm.train_run(tiny_config(small_corpus, *steps, "train.precision=bf16"), tmp_path / "bf16",
                         progress=False)  # fmt: skip
     assert bf16["training"]["precision"] == "bf16"
     a, b = fp32["metrics"]["val_nll_per_token"], bf16["metrics"]["val_nll_per_token"]
     assert abs(a - b) < 0.05 * a, (a, b)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-            lm.train_run(tiny(small_corpus, "train.precision=fp16"), tmp_path / "fp16",
+            lm.train_run(tiny_config(small_corpus, "train.precision=fp16"), tmp_path / "fp16",
                          progress=False)  # fmt: skip
 
 
