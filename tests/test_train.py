@@ -10,6 +10,7 @@ import torch
 
 from aurl.cli import main
 from aurl.config import ConfigError, load_config
+from aurl.data.split import split_of
 from aurl.models import build_model, load_model
 from aurl.paths import SHIPPED_MODEL
 from aurl.train import lm
@@ -191,3 +192,18 @@ def test_a_folder_with_no_usable_midi_fails_at_prepare(tmp_path, capsys):
     assert main(["prepare", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "no usable MIDI" in err and tmp_path.name in err and "no MThd" in err
+
+
+def test_a_corpus_without_a_validation_split_says_it_validates_on_training_data(
+    small_corpus, tmp_path
+):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    train_only = [p for p in sorted(small_corpus.iterdir()) if split_of(p.stem) == "train"][:3]
+    for path in train_only:
+        (folder / path.name).write_bytes(path.read_bytes())
+    said: list[str] = []
+    config = tiny_config(folder, "train.max_steps=2", "train.eval_every=2")
+    meta = lm.train_run(config, tmp_path / "run", progress=False, log=said.append)
+    assert said == [f"{folder}: too small for a validation split; validating on training data"]
+    assert meta["metrics"]["val_nll_per_token"] > 0 and "test_nll_per_token" not in meta["metrics"]
