@@ -243,25 +243,19 @@ def _train(config, run_dir, resume, progress, dataset, init_from, teacher, disti
         loss, _ = nll_per_token(m, val_shard, data.seq_len, device, limit=cfg.eval_windows)
         return {"val_loss": round(loss, 5), "val_ppl": round(math.exp(loss), 4)}
 
-    def meta_for(metrics: dict, progress_: dict) -> dict:
-        meta = {
-            "name": config.name,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "data_fingerprint": dataset.fingerprint,
-            "data_source": data.source,
-            "metrics": {"val_nll_per_token": metrics["val_loss"], "val_ppl": metrics["val_ppl"]},
-            "training": {**progress_, "seq_len": data.seq_len, "device": str(device),
-                         "processes": ranks.world, "precision": cfg.precision,
-                         "command": " ".join(sys.argv)},
-        }  # fmt: skip
-        if init_from is not None:
-            meta["finetuned_from"] = str(init_from.path)
-        if teacher is not None:
-            meta["distilled_from"] = str(teacher.path)
-        return meta
+    facts = {"seq_len": data.seq_len, "device": str(device), "processes": ranks.world,
+             "precision": cfg.precision, "command": " ".join(sys.argv)}  # fmt: skip
+    origin = {k: str(f.path) for k, f in (("finetuned_from", init_from),
+                                          ("distilled_from", teacher)) if f is not None}  # fmt: skip
 
     def export(metrics: dict, progress_: dict) -> None:
-        save_model(model, tokenizer, run_dir / MODEL_DIR, meta_for(metrics, progress_))
+        meta = {
+            "name": config.name, "parameters": sum(p.numel() for p in model.parameters()),
+            "data_fingerprint": dataset.fingerprint, "data_source": data.source,
+            "metrics": {"val_nll_per_token": metrics["val_loss"], "val_ppl": metrics["val_ppl"]},
+            "training": progress_ | facts, **origin,
+        }  # fmt: skip
+        save_model(model, tokenizer, run_dir / MODEL_DIR, meta)
 
     task = LMTask(model, cfg, device, evaluate, export, tokenizer,
                   None if teacher is None else teacher.model.to(device).eval(), *distill)  # fmt: skip

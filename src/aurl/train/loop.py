@@ -85,6 +85,9 @@ class _Run:
     extra_state: dict
     wrapped: list[torch.nn.Module] = field(default_factory=list)
     bad_in_a_row: int = 0
+    bar: tqdm | None = None
+    window_start: float = 0.0  # tokens/s is measured over the steps since the last log
+    window_tokens: int = 0
 
     def snapshot(self) -> dict:
         rngs = dd.gather(rng_state(), self.ranks)
@@ -197,7 +200,7 @@ def _train_step(run: _Run, feed: Callable[[int, int], Batch]) -> tuple[dict, int
     return record, int(reduced[-1]), "; ".join(problems) or None
 
 
-def _validate(run: _Run, on_eval: Callable[[int, dict], None] | None, bar: tqdm) -> None:
+def _validate(run: _Run, on_eval: Callable[[int, dict], None] | None) -> None:
     """Rank 0 evaluates, exports an improved model, logs a preview and judges early stopping;
     every rank learns whether to stop."""
     state, cfg = run.state, run.cfg
@@ -217,15 +220,16 @@ def _validate(run: _Run, on_eval: Callable[[int, dict], None] | None, bar: tqdm)
                                       "wall_time_s": round(state.wall_time, 1)})  # fmt: skip
         else:
             state.evals_since_best += 1
-        bar.write(f"step {state.step}: val loss {metrics['val_loss']:.4f} "
-                  f"(best {state.best_val:.4f} at {state.best_step})")  # fmt: skip
+        if not run.bar.disable:  # quiet runs print only what went wrong or stopped them
+            run.bar.write(f"step {state.step}: val loss {metrics['val_loss']:.4f} "
+                          f"(best {state.best_val:.4f} at {state.best_step})")  # fmt: skip
         if stop.patience and state.evals_since_best >= stop.patience:
             state.stop_reason = (
                 f"early stop at step {state.step}: validation loss has not improved by "
                 f"{stop.min_delta:g} in {stop.patience} evaluations (best {state.best_val:.4f} "
                 f"at step {state.best_step})"
             )
-            bar.write(state.stop_reason)
+            run.bar.write(state.stop_reason)
             run.log.write({"step": state.step, "early_stop": state.stop_reason}, "val")
         preview = run.task.preview() if run.log.writer is not None else None
         if preview is not None:
@@ -236,7 +240,7 @@ def _validate(run: _Run, on_eval: Callable[[int, dict], None] | None, bar: tqdm)
     state.stop_reason = dd.broadcast(state.stop_reason, run.ranks)
 
 
-def _roll_back(run: _Run, why: str, bar: tqdm) -> None:
+def _roll_back(run: _Run, why: str) -> None:
     """After too many bad steps in a row: back to the last checkpoint, at a lower rate."""
     cfg, state = run.cfg.anomaly, run.state
     if state.rollbacks >= cfg.max_rollbacks:
@@ -252,7 +256,8 @@ def _roll_back(run: _Run, why: str, bar: tqdm) -> None:
                f"step {run.state.step}, learning rate x{scale:g}")  # fmt: skip
     run.log.write({"step": run.state.step, "rollback": message}, "anomaly")
     if run.ranks.is_main:
-        bar.write(message)
+        run.bar.write(message)
+    run.bar.n = run.state.step
 
 
 def train_loop(
@@ -289,48 +294,49 @@ def train_loop(
         if ranks.is_main:
             trim_metrics(run.run_dir, run.state.step)
     run.wrapped = task.distribute(dd.wrapper(ranks, device))
-    state = run.state
-    bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step",
-               disable=not (progress and ranks.is_main), dynamic_ncols=True)  # fmt: skip
-    window_start, window_tokens = time.perf_counter(), 0
+    run.bar = tqdm(total=cfg.max_steps, initial=run.state.step, desc="train", unit="step",
+                   disable=not (progress and ranks.is_main), dynamic_ncols=True)  # fmt: skip
+    run.window_start = time.perf_counter()
     try:
         while run.state.step < cfg.max_steps and not run.state.stop_reason:
-            t0 = time.perf_counter()
-            record, tokens, why = _train_step(run, feed)
-            state = run.state
-            if why is not None:
-                run.bad_in_a_row += 1
-                if run.bad_in_a_row >= cfg.anomaly.rollback_after:
-                    _roll_back(run, why, bar)
-                    bar.n = run.state.step
-                    continue
-                run.log.write({"step": state.step + 1, "skipped": why}, "anomaly")
-                bar.write(f"step {state.step + 1} skipped: {why}")
-            else:
-                run.bad_in_a_row = 0
-            state.step += 1
-            state.tokens += tokens
-            window_tokens += tokens
-            state.wall_time += time.perf_counter() - t0
-            if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
-                elapsed = time.perf_counter() - window_start
-                record["tokens_per_s"] = round(window_tokens / max(elapsed, 1e-9), 1)
-                run.log.write(record)
-                bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}",
-                                tok_s=f"{record['tokens_per_s']:.0f}")  # fmt: skip
-                window_start, window_tokens = time.perf_counter(), 0
-            if state.step % cfg.eval_every == 0 or state.step == cfg.max_steps:
-                t_eval = time.perf_counter()
-                _validate(run, on_eval, bar)
-                window_start += time.perf_counter() - t_eval
-            if (
-                state.step % cfg.checkpoint_every == 0
-                or state.step == cfg.max_steps
-                or state.stop_reason
-            ):
-                run.checkpoint()
-            bar.update(1)
+            _one_step(run, feed, on_eval)
     finally:
-        bar.close()
+        run.bar.close()
         run.log.close()
     return run.state
+
+
+def _one_step(run: _Run, feed: Callable[[int, int], Batch],
+              on_eval: Callable[[int, dict], None] | None) -> None:  # fmt: skip
+    """A training step, then whatever falls due: logging, validation, a checkpoint."""
+    cfg, t0 = run.cfg, time.perf_counter()
+    record, tokens, why = _train_step(run, feed)
+    state = run.state
+    if why is not None:
+        run.bad_in_a_row += 1
+        if run.bad_in_a_row >= cfg.anomaly.rollback_after:
+            _roll_back(run, why)
+            return
+        run.log.write({"step": state.step + 1, "skipped": why}, "anomaly")
+        run.bar.write(f"step {state.step + 1} skipped: {why}")
+    else:
+        run.bad_in_a_row = 0
+    state.step += 1
+    state.tokens += tokens
+    run.window_tokens += tokens
+    state.wall_time += time.perf_counter() - t0
+    last = state.step == cfg.max_steps
+    if state.step % cfg.log_every == 0 or last:
+        elapsed = time.perf_counter() - run.window_start
+        record["tokens_per_s"] = round(run.window_tokens / max(elapsed, 1e-9), 1)
+        run.log.write(record)
+        run.bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}",
+                            tok_s=f"{record['tokens_per_s']:.0f}")  # fmt: skip
+        run.window_start, run.window_tokens = time.perf_counter(), 0
+    if state.step % cfg.eval_every == 0 or last:
+        t_eval = time.perf_counter()
+        _validate(run, on_eval)
+        run.window_start += time.perf_counter() - t_eval  # tokens/s counts training only
+    if state.step % cfg.checkpoint_every == 0 or last or state.stop_reason:
+        run.checkpoint()
+    run.bar.update(1)
