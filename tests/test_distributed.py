@@ -1,5 +1,6 @@
 """Data-parallel training with torchrun on CPU (gloo): two processes of b windows train as one
-of 2b; a two-"node" job on 127.0.0.1 resumes under DDP and continues the same curve."""
+of 2b; a job killed mid-run resumes as a two-"node" job on 127.0.0.1 and continues the same
+curve."""
 
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(args: list[str], *overrides: str) -> list[subprocess.Popen]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def torchrun(args: list[str], *overrides: str, env: dict | None = None) -> list[subprocess.Popen]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     command = [TORCHRUN, *args, "-m", "aurl", "train", "--config", TINY, "--quiet", *overrides]
     return [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)]  # fmt: skip
@@ -89,17 +90,39 @@ def test_two_processes_of_b_train_as_one_of_2b(reference, small_corpus, tmp_path
     assert meta["training"]["processes"] == 2
 
 
-def test_two_nodes_then_resumed_continue_the_same_curve(reference, small_corpus, tmp_path):
-    """Two "nodes" (one process each, c10d rendezvous on 127.0.0.1) train 3 steps; the run
-    is resumed on one node with two processes and extended to 6 steps from the command line."""
-    port = free_port()
+CRASH = """
+import os
+if os.environ.get("RANK") == "0":  # a worker of the job, not torchrun itself
+    import aurl.train.feed as feed
+
+    real = feed.BatchFeed.__call__
+
+    def dies(self, step, micro=0):
+        if step == 4:
+            os._exit(137)  # as if the machine killed it, after the step-3 checkpoint
+        return real(self, step, micro)
+
+    feed.BatchFeed.__call__ = dies
+"""
+
+
+def test_killed_then_resumed_on_two_nodes_continues_the_same_curve(reference, small_corpus,
+                                                                    tmp_path):  # fmt: skip
+    """Two processes are killed at step 5 of 6; the run resumes as two "nodes" (one process
+    each, c10d rendezvous on 127.0.0.1) and ends as the uninterrupted run did."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(CRASH)
+    runs = ["--runs-dir", str(tmp_path), "--name", "killed"]
     data = [f"data.source={small_corpus}", "train.batch_size=2", *SETTINGS]
-    runs = ["--runs-dir", str(tmp_path), "--name", "nodes"]
+    (crashed,) = torchrun(["--standalone", "--nproc_per_node=2"], *runs, *data,
+                          env={"PYTHONPATH": str(hooks)})  # fmt: skip
+    crashed.communicate(timeout=240)
+    assert crashed.returncode != 0
+    assert (
+        torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["loop"]["step"] == 3
+    )
     node = ["--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
-            f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=aurl-test"]  # fmt: skip
-    procs = [torchrun(node, *runs, *data, "train.max_steps=3")[0] for _ in range(2)]
-    finish(procs)
-    assert [s for s, _ in curve(tmp_path / "nodes")] == [1, 2, 3]
-    finish(torchrun(["--standalone", "--nproc_per_node=2"], *runs, "--resume",
-                    "train.max_steps=6"))  # fmt: skip
-    assert_same_training(reference, tmp_path / "nodes")
+            f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--rdzv-id=aurl-test"]  # fmt: skip
+    finish([torchrun(node, *runs, "--resume")[0] for _ in range(2)])
+    assert_same_training(reference, tmp_path / "killed")
