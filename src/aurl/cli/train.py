@@ -111,9 +111,9 @@ def finetune(source, model, config_path, name, runs_dir, quiet, overrides) -> No
 @config_option
 @name_option
 @runs_option
-@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.9, show_default=True,
               help="Weight of the teacher's term; the data's cross-entropy gets 1 - alpha.")  # fmt: skip
-@click.option("--temperature", type=click.FloatRange(0.1, 100), default=2.0, show_default=True,
+@click.option("--temperature", type=click.FloatRange(0.1, 100), default=1.0, show_default=True,
               help="Softening of both distributions in the teacher's term.")  # fmt: skip
 @quiet_option
 @overrides_argument

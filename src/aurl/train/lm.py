@@ -64,8 +64,8 @@ class LMTask(Task):
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device,
                  evaluate: Callable[[nn.Module], dict], export: Callable[[dict, dict], None],
-                 tokenizer: Tokenizer, teacher: nn.Module | None = None, alpha: float = 0.5,
-                 temperature: float = 2.0):  # fmt: skip
+                 tokenizer: Tokenizer, teacher: nn.Module | None = None, alpha: float = 0.9,
+                 temperature: float = 1.0):  # fmt: skip
         self.model, self.train_model, self.device = model, model, device
         self._optimizer = make_optimizer(model, cfg)
         self._evaluate, self._export, self.tokenizer = evaluate, export, tokenizer
@@ -177,8 +177,8 @@ def _build(config: RunConfig, tokenizer: Tokenizer, device: torch.device,
 
 def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
               dataset: Dataset | None = None, init_from: ModelFolder | None = None,
-              teacher: ModelFolder | None = None, distill_alpha: float = 0.5,
-              distill_temperature: float = 2.0,
+              teacher: ModelFolder | None = None, distill_alpha: float = 0.9,
+              distill_temperature: float = 1.0,
               on_eval: Callable[[int, dict], None] | None = None,
               log: Callable[[str], None] = print) -> dict:  # fmt: skip
     """Train a model as ``config`` says into ``run_dir``; return the exported model's meta.
