@@ -13,8 +13,8 @@ training step is timed. Three ways take turns, ``--steps`` steps each per round:
 
 Reported: the median step time of each, and the ratio of the bare loop's median step to each
 trainer's (target for fp32: at least 0.9). The trainer's step times come from its own
-per-step tokens/s records; the first step of every round (optimizer state allocation) is
-left out of all three.
+per-step tokens/s records; a first round of all three is not counted (the process warms
+up), nor is the first step of every round (optimizer state allocation).
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ def main() -> None:
         "trainer, fp32": lambda: trainer_steps(model, cfg, batches, tokenizer, "fp32"),
         "trainer, bf16": lambda: trainer_steps(model, cfg, batches, tokenizer, "bf16"),
     }
+    for way in ways.values():  # a round not counted: the process warms up
+        way()
     seconds: dict[str, list[float]] = {name: [] for name in ways}
     for r in range(args.rounds):
         names = list(ways)
@@ -123,8 +125,8 @@ def main() -> None:
 
 The small model ({results["model"]["parameters"]:,} parameters, batch {cfg.batch_size} x
 {config.data.seq_len} tokens) on batches held in memory, {args.threads} torch threads,
-{args.rounds} rounds of {args.steps} steps per way taking turns (first step of each round
-not counted). Target: the trainer at least {TARGET_RATIO}x the bare loop.
+{args.rounds} rounds of {args.steps} steps per way taking turns, after one round not counted
+(nor the first step of each round). Target: the trainer at least {TARGET_RATIO}x the bare loop.
 
 | way | median s/step | tokens/s | ratio to the bare loop |
 |---|---|---|---|
