@@ -7,6 +7,7 @@ tokenizer configs); this module composes them into :class:`RunConfig` and re-exp
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 
 import yaml
@@ -27,6 +28,7 @@ from aurl.data.config import (
 from aurl.errors import ConfigError
 from aurl.models.registry import model_config
 from aurl.models.transformer import TransformerConfig
+from aurl.models.vae import VAEConfig
 from aurl.tokens import TokenizerConfig
 from aurl.train.config import TrainConfig, TuneConfig
 
@@ -61,7 +63,7 @@ class RunConfig(BaseModel):
     name: str = "run"
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
-    model: TransformerConfig = TransformerConfig()
+    model: TransformerConfig | VAEConfig = TransformerConfig()
     train: TrainConfig = TrainConfig()
     tune: TuneConfig = TuneConfig()
 
@@ -82,14 +84,16 @@ RESUMABLE = (
 
 
 def setting_names(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
-    """Every dotted setting of ``model`` (sections and leaves), e.g. ``train.early_stop.patience``."""
+    """Every dotted setting of ``model`` (sections and leaves), e.g. ``train.early_stop.patience``;
+    a section that may be one of several classes (``model``, by arch) has the fields of all."""
     names = []
     for name, info in model.model_fields.items():
         dotted = f"{prefix}{name}"
         names.append(dotted)
-        kind = info.annotation
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            names += setting_names(kind, dotted + ".")
+        kinds = typing.get_args(info.annotation) or (info.annotation,)
+        for kind in kinds:
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                names += [n for n in setting_names(kind, dotted + ".") if n not in names]
     return names
 
 

@@ -21,7 +21,19 @@ from aurl.tokens import Tokenizer
 
 FORMAT = "aurl-model/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
-_TIED = "head.weight"  # same tensor as embed.weight; stored once
+
+
+def _tied(model: torch.nn.Module) -> dict[str, str]:
+    """State-dict keys that are the same tensor as an earlier key (a head tied to its
+    embedding): ``{later: earlier}``. They are stored once and restored on loading."""
+    first: dict[int, str] = {}
+    tied = {}
+    for key, value in model.state_dict(keep_vars=True).items():
+        if id(value) in first:
+            tied[key] = first[id(value)]
+        else:
+            first[id(value)] = key
+    return tied
 
 
 class ModelLoadError(Exception):
@@ -49,10 +61,11 @@ def save_model(
 
     ``dtype=torch.float16`` halves the file (the shipped model); loading casts back to float32.
     """
+    tied = _tied(model)
     state = {
         k: v.detach().cpu().to(dtype).contiguous()
         for k, v in model.state_dict().items()
-        if k != _TIED
+        if k not in tied
     }
     model_fields = model.config.model_dump()
     config = {
@@ -84,8 +97,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFol
         model = build_model(model_config({**config["model"], "arch": config.get("arch")}))
         tokenizer = Tokenizer.from_dict(config["tokenizer"])
         state = {k: v.float() for k, v in load_file(str(path / WEIGHTS)).items()}
-        if _TIED not in state and "embed.weight" in state:
-            state[_TIED] = state["embed.weight"]
+        for key, same in _tied(model).items():
+            state.setdefault(key, state[same])
         model.load_state_dict(state)
     except ModelLoadError:
         raise

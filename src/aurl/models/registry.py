@@ -8,10 +8,12 @@ from pydantic import BaseModel
 from torch import nn
 
 from aurl.models.transformer import Transformer, TransformerConfig
+from aurl.models.vae import VAE, VAEConfig
 
 DEFAULT_ARCH = "decoder"  # what a model folder or config without ``arch`` holds
 ARCHS: dict[str, tuple[type[nn.Module], type[BaseModel]]] = {
     "decoder": (Transformer, TransformerConfig),
+    "vae": (VAE, VAEConfig),
 }
 
 

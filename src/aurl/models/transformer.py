@@ -85,7 +85,10 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, start: int = 0, dtype=None):
+    def forward(self, x, cos, sin, cache: KVCache | None = None, start: int = 0, dtype=None,
+                mask: torch.Tensor | None = None):  # fmt: skip
+        """``mask`` (B, 1, 1, T) of keys to attend to makes attention bidirectional (an encoder);
+        without it attention is causal."""
         B, T, C = x.shape
         qkv = F.linear(x, self.qkv.weight).view(B, T, 3, self.n_head, self.head_dim)
         qk = apply_rope(qkv[:, :, :2], cos, sin)  # (B, T, 2, H, D): q and k rotated together
@@ -96,7 +99,9 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(start, k, v)
         drop = self.dropout if self.training else 0.0
-        if T == 1:  # one new token sees everything before it
+        if mask is not None:  # bidirectional over the unmasked keys
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        elif T == 1:  # one new token sees everything before it
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
         elif start == 0:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
@@ -125,8 +130,10 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.dropout = cfg.dropout
 
-    def forward(self, x, cos, sin, cache=None, start=0, dtype=None):
-        x = x + self._drop(self.attn.forward(_norm(self.norm1, x), cos, sin, cache, start, dtype))
+    def forward(self, x, cos, sin, cache=None, start=0, dtype=None, mask=None):
+        x = x + self._drop(
+            self.attn.forward(_norm(self.norm1, x), cos, sin, cache, start, dtype, mask)
+        )
         return x + self._drop(self.mlp.forward(_norm(self.norm2, x)))
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
@@ -186,13 +193,20 @@ class Transformer(nn.Module):
         cache: list[KVCache] | None = None,
         start: int = 0,
         last_only: bool = False,
+        prefix: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V) for ``idx`` (B, T) placed at positions ``start..start+T-1``.
 
-        With ``last_only`` only the last position's logits are computed: (B, 1, V). Losses
-        are not the model's business: see :mod:`aurl.losses`.
+        With ``last_only`` only the last position's logits are computed: (B, 1, V). With
+        ``prefix`` (B, P, C), those embeddings come first (a latent model's conditioning) and
+        the tokens take the positions after them; logits are for the tokens only. Losses are
+        not the model's business: see :mod:`aurl.losses`.
         """
-        B, T = idx.shape
+        x = F.embedding(idx, self.embed.weight)  # (B, T, C)
+        P = 0 if prefix is None else prefix.shape[1]
+        if P:
+            x = torch.cat([prefix.to(x.dtype), x], dim=1)
+        B, T = x.shape[:2]
         if start + T > self.config.max_seq_len:
             raise ValueError(
                 f"sequence of {start + T} tokens exceeds max_seq_len {self.config.max_seq_len}"
@@ -201,10 +215,9 @@ class Transformer(nn.Module):
         cos = self.rope_cos[start : start + T, None, None]
         sin = self.rope_sin[start : start + T, None, None]
         dtype = self._attention_dtype()
-        x = F.embedding(idx, self.embed.weight)  # (B, T, C)
         if self.training and self.config.dropout:
             x = F.dropout(x, self.config.dropout)
         for i, block in enumerate(self.blocks):
             x = block.forward(x, cos, sin, None if cache is None else cache[i], start, dtype)
-        x = _norm(self.norm, x[:, -1:] if last_only else x)
+        x = _norm(self.norm, x[:, -1:] if last_only else x[:, P:])
         return F.linear(x, self.embed.weight)  # (B, T, V), tied to the embedding

@@ -13,3 +13,14 @@ def lr_at(step: int, lr: float, min_lr: float, warmup: int, total: int) -> float
         return min_lr
     progress = (step - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def beta_at(step: int, kind: str, beta: float, warmup: int, cycle: int = 0) -> float:
+    """The KL weight at ``step``: ``constant`` is ``beta``; ``linear`` rises from 0 to ``beta``
+    over ``warmup`` steps; ``cyclical`` repeats that rise every ``cycle`` steps, holding
+    ``beta`` for the rest of each cycle (Fu et al., 2019)."""
+    if kind == "constant" or warmup <= 0:
+        return beta
+    if kind == "cyclical" and cycle > 0:
+        step %= cycle
+    return beta * min(1.0, step / warmup)

@@ -1,0 +1,174 @@
+"""A variational autoencoder over K-bar segments: a bidirectional encoder, hierarchical latents
+(one for the segment, one per bar) and the autoregressive decoder conditioned on them.
+
+The encoder is the decoder's blocks without the causal mask, reading the segment's tokens;
+the posterior of the global latent pools every token, that of bar ``k``'s latent pools the
+tokens of bar ``k``. The decoder is :class:`~aurl.models.transformer.Transformer`; the latents
+reach it as ``1 + K`` prefix embeddings before the tokens, so every layer can attend to them
+and cached decoding works unchanged (the prefix is the first thing in the cache).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from aurl.models.transformer import Block, KVCache, Transformer, TransformerConfig, _norm
+
+BAR_ID_UNSET = -1  # the VAE is told the Bar token's id by its config (``bar_id``)
+
+
+class VAEConfig(BaseModel):
+    """Shape of the VAE: the decoder's fields plus the encoder and the latents.
+
+    Attributes:
+        bars: K, the bars of a segment (one latent each, plus one for the segment).
+        enc_layers: bidirectional blocks of the encoder.
+        z_global, z_bar: sizes of the segment latent and of each bar latent.
+        bar_id: the token id of ``Bar`` (segments are split into bars by it).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: Literal["vae"] = "vae"
+    vocab_size: int = Field(545, ge=4)
+    n_layer: int = Field(4, ge=1, le=64)
+    n_head: int = Field(4, ge=1, le=64)
+    n_embd: int = Field(256, ge=8, le=8192)
+    max_seq_len: int = Field(1024, ge=8, le=65536)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    rope_base: float = Field(10000.0, gt=1.0)
+    bars: int = Field(4, ge=1, le=64)
+    enc_layers: int = Field(2, ge=1, le=64)
+    z_global: int = Field(32, ge=1, le=4096)
+    z_bar: int = Field(16, ge=1, le=4096)
+    bar_id: int = Field(BAR_ID_UNSET, ge=BAR_ID_UNSET)
+
+    def decoder(self) -> TransformerConfig:
+        fields = self.model_dump(exclude={"arch", "bars", "enc_layers", "z_global", "z_bar",
+                                          "bar_id"})  # fmt: skip
+        return TransformerConfig(**fields)
+
+
+@dataclass
+class Posterior:
+    """Means and log-variances of the latents: global (B, Zg), per bar (B, K, Zb)."""
+
+    mu_global: torch.Tensor
+    logvar_global: torch.Tensor
+    mu_bar: torch.Tensor
+    logvar_bar: torch.Tensor
+
+    def sample(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A draw of (global, per-bar) latents by the reparameterisation trick."""
+
+        def draw(mu, logvar):
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            return mu + noise * (0.5 * logvar).exp()
+
+        return draw(self.mu_global, self.logvar_global), draw(self.mu_bar, self.logvar_bar)
+
+    def mean(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mu_global, self.mu_bar
+
+
+@dataclass
+class VAEOutput:
+    """What :meth:`VAE.forward` gives: the decoder's logits and the posterior they used."""
+
+    logits: torch.Tensor  # (B, T, V)
+    posterior: Posterior
+    z_global: torch.Tensor  # (B, Zg), the latents the decoder read
+    z_bar: torch.Tensor  # (B, K, Zb)
+
+
+def bar_index(ids: torch.Tensor, bar_id: int, bars: int) -> torch.Tensor:
+    """Which bar (0..bars-1) each token of ``ids`` (B, T) is in: tokens before the first Bar
+    belong to bar 0, and bars past the last count as the last."""
+    return ((ids == bar_id).long().cumsum(-1) - 1).clamp(0, bars - 1)
+
+
+class VAE(nn.Module):
+    """Encoder, posterior heads, latent-to-prefix projections and the decoder."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.config = cfg
+        enc = cfg.decoder().model_copy(update={"n_layer": cfg.enc_layers})
+        self.enc_embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.enc_blocks = nn.ModuleList(Block(enc) for _ in range(cfg.enc_layers))
+        self.enc_norm = nn.LayerNorm(cfg.n_embd, bias=False)
+        self.to_global = nn.Linear(cfg.n_embd, 2 * cfg.z_global)
+        self.to_bar = nn.Linear(2 * cfg.n_embd, 2 * cfg.z_bar)  # bar pool + segment pool
+        self.from_global = nn.Linear(cfg.z_global, cfg.n_embd)
+        self.from_bar = nn.Linear(cfg.z_bar + cfg.z_global, cfg.n_embd)
+        self.decoder = Transformer(cfg.decoder())
+        for m in (self.enc_embed, self.to_global, self.to_bar, self.from_global, self.from_bar):
+            nn.init.normal_(m.weight, std=0.02)
+        for m in (self.to_global, self.to_bar, self.from_global, self.from_bar):
+            nn.init.zeros_(m.bias)
+
+    @property
+    def prefix_len(self) -> int:
+        return 1 + self.config.bars
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def set_attention_dtype(self, dtype: torch.dtype | None) -> None:
+        """See :meth:`Transformer.set_attention_dtype` (the decoder's attention)."""
+        self.decoder.set_attention_dtype(dtype)
+
+    def encode(self, ids: torch.Tensor, pad_id: int = 0) -> Posterior:
+        """The posterior of a batch of segments ``ids`` (B, T); PAD tokens are ignored."""
+        cfg, T = self.config, ids.shape[1]
+        keep = ids != pad_id  # (B, T)
+        cos = self.decoder.rope_cos[:T, None, None]
+        sin = self.decoder.rope_sin[:T, None, None]
+        mask = keep[:, None, None, :]  # (B, 1, 1, T): keys to attend to
+        x = F.embedding(ids, self.enc_embed.weight)
+        for block in self.enc_blocks:
+            x = block.forward(x, cos, sin, mask=mask)
+        x = _norm(self.enc_norm, x) * keep[..., None]  # (B, T, C), zero at PAD
+        count = keep.sum(1, keepdim=True).clamp(min=1)
+        pooled = x.sum(1) / count  # (B, C)
+        which = F.one_hot(bar_index(ids, cfg.bar_id, cfg.bars), cfg.bars).float()
+        which = which * keep[..., None]  # (B, T, K)
+        per_bar = which.transpose(1, 2) @ x / which.sum(1)[..., None].clamp(min=1)  # (B, K, C)
+        g = self.to_global(pooled)
+        b = self.to_bar(torch.cat([per_bar, pooled[:, None].expand_as(per_bar)], -1))
+        mu_g, logvar_g = g.chunk(2, -1)
+        mu_b, logvar_b = b.chunk(2, -1)
+        return Posterior(mu_g, logvar_g.clamp(-10, 10), mu_b, logvar_b.clamp(-10, 10))
+
+    def prefix(self, z_global: torch.Tensor, z_bar: torch.Tensor) -> torch.Tensor:
+        """The decoder's conditioning (B, 1 + K, C) from the latents."""
+        g = self.from_global(z_global)[:, None]  # (B, 1, C)
+        both = torch.cat([z_bar, z_global[:, None].expand(-1, z_bar.shape[1], -1)], -1)
+        return torch.cat([g, self.from_bar(both)], 1)
+
+    def decode(self, ids: torch.Tensor, z_global: torch.Tensor, z_bar: torch.Tensor,
+               cache: list[KVCache] | None = None, start: int = 0,
+               last_only: bool = False) -> torch.Tensor:  # fmt: skip
+        """Decoder logits for ``ids``. With ``start == 0`` the latents' prefix comes first;
+        a cached continuation passes ``start`` counted with the prefix (its length is
+        :attr:`prefix_len`) and no latents are read again."""
+        prefix = self.prefix(z_global, z_bar) if start == 0 else None
+        return self.decoder(ids, cache=cache, start=start, last_only=last_only, prefix=prefix)
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
+        return self.decoder.new_cache(batch, max_len)
+
+    def forward(self, ids: torch.Tensor, decoder_ids: torch.Tensor | None = None,
+                sample: bool = True, pad_id: int = 0) -> VAEOutput:  # fmt: skip
+        """Encode the segments ``ids`` (B, T), draw latents (or take the posterior mean), and
+        decode ``decoder_ids`` (default: ``ids``; token dropout passes a corrupted copy)."""
+        post = self.encode(ids, pad_id)
+        z_global, z_bar = post.sample() if sample else post.mean()
+        logits = self.decode(ids if decoder_ids is None else decoder_ids, z_global, z_bar)
+        return VAEOutput(logits, post, z_global, z_bar)
