@@ -128,8 +128,8 @@ def test_model_folder_names_its_arch_and_keeps_meta_apart(tiny_run):
     shipped = json.loads((SHIPPED_MODEL / "config.json").read_text())
     assert "arch" not in shipped and "meta" not in shipped  # written before both: still loads
     assert load_model(SHIPPED_MODEL).meta["metrics"]["test_nll_per_token"] > 0
-    with pytest.raises(ConfigError, match="unknown model arch 'vae'"):
-        load_config(TINY, ["model.arch=vae"])
+    with pytest.raises(ConfigError, match=r"unknown model arch 'gpt5' \(known: decoder, vae\)"):
+        load_config(TINY, ["model.arch=gpt5"])
 
 
 def test_tensorboard_shows_scalars_and_a_sample(tiny_run):
