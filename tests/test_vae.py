@@ -89,3 +89,47 @@ def test_model_folder_round_trip(tmp_path):
         b = back.model(ids, sample=False).logits
     assert torch.allclose(a, b, atol=1e-6)
     assert back.model.decoder.head.weight is back.model.decoder.embed.weight  # still tied
+
+
+def test_a_tiny_vae_learns_to_reconstruct_and_logs_every_term(small_corpus, tmp_path):
+    import json
+    from pathlib import Path
+
+    from aurl.config import load_config
+    from aurl.train.lm import train_run
+
+    preset = Path(__file__).parents[1] / "configs" / "vae-tiny.yaml"
+    config = load_config(preset, [f"data.source={small_corpus}", "train.max_steps=12",
+                                  "train.eval_every=6", "train.log_every=2",
+                                  "train.tensorboard=false"])  # fmt: skip
+    meta = train_run(config, tmp_path / "vae", progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "vae" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in lines if "rec" in r]
+    assert {"rec", "kl_global", "kl_bar", "loss"} <= set(steps[0])
+    vals = [r for r in lines if "val_rec" in r]
+    assert vals[-1]["val_rec"] < vals[0]["val_rec"]
+    for key in ("active_global", "active_bar", "rec_shuffled_gap", "kl_per_dim_max"):
+        assert key in vals[-1]
+    folder = load_model(tmp_path / "vae" / "model")
+    assert isinstance(folder.model, VAE) and folder.model.config.bar_id == BAR
+    assert meta["metrics"]["test_token_accuracy"] > 0
+
+
+def test_segments_hold_k_bars_cut_at_bar_lines(small_corpus):
+    from aurl.data.prepare import prepare
+    from aurl.data.shards import Shard
+    from aurl.data.sources import resolve_source
+    from aurl.data.windows import SegmentWindows, WindowDataset
+
+    shard = Shard(prepare(resolve_source(str(small_corpus), 2, False), TK, progress=False)
+                  .split("train"))  # fmt: skip
+    windows = WindowDataset(shard, TK.vocab, 256, seed=4, transpose=3)
+    segments = SegmentWindows(windows, bars=2)
+    for i in range(50):
+        seg = segments.segment(i)
+        assert seg[0] in (BOS, BAR) and (seg == BAR).sum() <= 2
+        whole = windows.window(i)
+        assert (whole[: len(seg)] == seg).all()  # a prefix of the window, cut before a Bar
+        assert len(seg) == len(whole) or whole[len(seg)] == BAR
+        x, y = segments[i]
+        assert x.shape == (256,) and (x[len(seg) :] == PAD).all()

@@ -1,53 +1,57 @@
-"""Measure the key and chord analysis against the Roman-numeral analyses shipped with music21.
+"""Expert Roman-numeral analyses shipped with music21, aligned with their scores.
 
-music21's corpus holds expert Roman-numeral analyses (``.rntxt``) of 20 Bach chorales. Each
-is aligned with its score by measure number and beat: the score is parsed with music21 as
-written (repeats not expanded, pickup bars kept as bar 0), so ``m4 b3`` in the analysis and
-in the score are the same moment. Every beat of the score is compared: the reference chord is
-the last one the analysis states at or before the beat.
+Three sets: music21's 20 Bach chorale analyses, split by name into a tuning half (odd
+Riemenschneider numbers) and a held-out half (even numbers), and its 48 Monteverdi madrigal
+analyses, held out. Each analysis is aligned with its score by measure number and beat: the
+score is parsed with music21 as written (chord symbols removed, repeats not expanded, pickup
+bars kept as bar 0, meter changes followed bar by bar), so ``m4 b3`` in the analysis and in
+the score are the same moment. The compared moments are every beat of the score plus every
+chord change the analysis places between beats (half beats); the reference chord at each is
+the last one the analysis states at or before it.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from aurl.analysis.chords import QUALITIES, QUALITY_NAMES, TRIAD_OF
+from aurl.analysis.baseline import Labels, key_index, music21_labels, quality_of
 from aurl.analysis.chroma import chroma, overlaps
-from aurl.analysis.harmony import HarmonyParams, analyze_harmony
-from aurl.analysis.key import key_name
 from aurl.analysis.piece import STEPS_PER_QUARTER, Piece
-from aurl.analysis.roman import roman_numeral
 
 MIN_ALIGNED = 0.85  # below this share of sounding reference roots, the versions differ
-_QUALITY_OF_INTERVALS = {frozenset(iv): name for name, iv, _ in QUALITIES}
+SETS = ("chorales, tuning half", "chorales, held-out half", "Monteverdi madrigals, held out")
+_SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".krn")
 
 
 @dataclass(frozen=True)
 class Reference:
-    """One chorale and its expert analysis, aligned beat by beat.
+    """One piece and its expert analysis, aligned moment by moment.
 
     Attributes:
-        name: ``bwv269`` and so on.
+        name: ``bwv269``, ``madrigal.3.1`` and so on.
+        set: The set the piece belongs to (one of ``SETS``).
         piece: The score's notes and bars, as written.
-        beats: Every beat start (steps) the analysis covers.
-        root: Reference root pitch class at each beat.
-        quality: Reference quality name at each beat (``"other"`` outside our set).
-        key: Reference local key index at each beat.
-        figure: Reference Roman numeral at each beat, as the analyst wrote it.
+        beats: Every compared moment (steps): beat starts and off-beat chord changes.
+        root: Reference root pitch class at each moment.
+        quality: Reference quality name at each moment (``"other"`` outside our set).
+        key: Reference local key index at each moment.
+        figure: Reference Roman numeral at each moment, as the analyst wrote it.
         global_key: Key index of the analysis's first key.
+        baseline: music21's ``chordify()`` reading at the same moments (see
+            :mod:`aurl.analysis.baseline`).
         transposition: Semitones the reference was moved to match the score (some analyses
             describe a transposed edition).
-        aligned: Share of beats whose reference root sounds in the score; low values mean the
-            analysis describes another version of the piece (see :func:`load_reference`).
+        aligned: Share of moments whose reference root sounds in the score; low values mean
+            the analysis describes another version of the piece (see :func:`load_reference`).
     """
 
     name: str
+    set: str
     piece: Piece
     beats: np.ndarray
     root: np.ndarray
@@ -55,16 +59,31 @@ class Reference:
     key: np.ndarray
     figure: list[str]
     global_key: int
+    baseline: Labels
     transposition: int = 0
     aligned: float = 1.0
 
 
 def analysis_files() -> list[Path]:
-    """The ``.rntxt`` chorale analyses in music21's corpus, sorted."""
+    """Every ``.rntxt`` analysis of the three sets in music21's corpus, chorales first."""
     import music21
 
-    folder = Path(music21.__file__).parent / "corpus" / "bach" / "choraleAnalyses"
-    return sorted(folder.glob("*.rntxt"))
+    corpus = Path(music21.__file__).parent / "corpus"
+    chorales = sorted((corpus / "bach" / "choraleAnalyses").glob("*.rntxt"))
+    return chorales + sorted((corpus / "monteverdi").glob("*.rntxt"), key=_natural)
+
+
+def _natural(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def set_of(rntxt: Path) -> str:
+    """The set of an analysis, fixed by its file name: odd-numbered chorales tune, the rest
+    are held out."""
+    number = re.fullmatch(r"riemenschneider(\d+)", rntxt.stem)
+    if number is None:
+        return SETS[2]
+    return SETS[0] if int(number.group(1)) % 2 else SETS[1]
 
 
 def score_name(rntxt: Path) -> str:
@@ -79,18 +98,27 @@ def score_name(rntxt: Path) -> str:
     return f"bwv{bwv}"
 
 
-def _key_index(key) -> int:
-    return key.tonic.pitchClass + (12 if key.mode == "minor" else 0)
+def score_of(rntxt: Path) -> tuple[str, object]:
+    """The name of the piece an analysis describes and its score, chord symbols removed.
 
+    The score is the file beside the analysis with the same name (the madrigals), else the
+    corpus score its ``BWV`` header names (the chorales).
+    """
+    from music21 import converter, corpus, harmony
 
-def _quality(rn) -> str:
-    root = rn.root().pitchClass
-    intervals = frozenset((pc - root) % 12 for pc in rn.pitchClasses)
-    return _QUALITY_OF_INTERVALS.get(intervals, "other")
+    beside = [rntxt.with_suffix(s) for s in _SCORE_SUFFIXES if rntxt.with_suffix(s).exists()]
+    if beside:
+        name, score = rntxt.stem, converter.parse(str(beside[0]))
+    else:
+        name = score_name(rntxt)
+        score = corpus.parse(f"bach/{name}")
+    for symbol in list(score.recurse().getElementsByClass(harmony.Harmony)):
+        symbol.activeSite.remove(symbol)
+    return name, score
 
 
 def piece_from_music21(score, name: str, spq: int = STEPS_PER_QUARTER) -> tuple[Piece, dict]:
-    """A Piece from a music21 score as written, and ``{measure number: (start, beat)}`` in steps.
+    """A Piece from a music21 score as written, and ``{measure number: start}`` in steps.
 
     Bars start where the score's measures start; a pickup measure starts before 0.
     """
@@ -108,8 +136,7 @@ def piece_from_music21(score, name: str, spq: int = STEPS_PER_QUARTER) -> tuple[
         ts = m.timeSignature or ts or m.getContextByClass("TimeSignature")
         start = round((float(m.offset) - float(m.paddingLeft)) * spq)
         beat = round(float(ts.beatDuration.quarterLength) * spq) if ts else spq
-        if m.number not in measures:
-            measures[m.number] = (start, beat)
+        measures.setdefault(m.number, start)
         if not starts or start > starts[-1]:
             starts.append(start)
             beats.append(beat)
@@ -131,31 +158,26 @@ def piece_from_music21(score, name: str, spq: int = STEPS_PER_QUARTER) -> tuple[
 
 
 def load_reference(rntxt: Path) -> Reference:
-    """Parse one analysis and its score with music21 and align them beat by beat."""
-    from music21 import converter, corpus, roman
+    """Parse one analysis and its score with music21 and align them moment by moment."""
+    from music21 import converter
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         analysis = converter.parse(str(rntxt), format="romanText")
-        name = score_name(rntxt)
-        piece, measures = piece_from_music21(corpus.parse(f"bach/{name}"), name)
-        events = []
-        for rn in analysis.recurse().getElementsByClass(roman.RomanNumeral):
-            if rn.measureNumber not in measures:
-                continue
-            start, beat = measures[rn.measureNumber]
-            when = start + round((float(rn.beat) - 1) * beat)
-            events.append((when, rn.root().pitchClass, _quality(rn), _key_index(rn.key), rn.figure))
-    events.sort(key=lambda e: e[0])
-    times = np.array([e[0] for e in events], np.int64)
-    beats = piece.beat_starts()
-    beats = beats[beats >= times[0]]
+        name, score = score_of(rntxt)
+        piece, measures = piece_from_music21(score, name)
+        events = _events(analysis, measures, piece.steps_per_quarter)
+        times = np.array([e[0] for e in events], np.int64)
+        beats = piece.beat_starts()
+        beats = np.union1d(beats[beats >= times[0]], times[times < piece.end])
+        baseline = music21_labels(score, beats, piece.steps_per_quarter)
     idx = np.searchsorted(times, beats, side="right") - 1
     root = np.array([events[i][1] for i in idx], np.int64)
     key = np.array([events[i][3] for i in idx], np.int64)
     shift, aligned = _transposition(piece, beats, root)
     return Reference(
         name=name,
+        set=set_of(rntxt),
         piece=piece,
         beats=beats,
         root=(root + shift) % 12,
@@ -163,9 +185,37 @@ def load_reference(rntxt: Path) -> Reference:
         key=(key + shift) % 12 + 12 * (key >= 12),
         figure=[events[i][4] for i in idx],
         global_key=(events[0][3] + shift) % 12 + 12 * (events[0][3] >= 12),
+        baseline=baseline,
         transposition=shift,
         aligned=aligned,
     )
+
+
+def _events(analysis, measures: dict, spq: int) -> list[tuple[int, int, str, int, str]]:
+    """``(time, root, quality, key, figure)`` of every numeral in bars the score has, by time.
+
+    A numeral's time is its bar's start in the score plus its beat, counted in the analysis's
+    own beat unit (so a 4/4 analysis of a 2/2 score still lands on the right quarter).
+    """
+    from music21 import roman
+
+    events = []
+    for rn in analysis.recurse().getElementsByClass(roman.RomanNumeral):
+        if rn.measureNumber not in measures:
+            continue
+        start = measures[rn.measureNumber]
+        offset = (float(rn.beat) - 1) * float(rn.beatDuration.quarterLength)
+        root = rn.root().pitchClass
+        events.append(
+            (
+                start + round(offset * spq),
+                root,
+                quality_of(set(rn.pitchClasses), root),
+                key_index(rn.key),
+                rn.figure,
+            )
+        )
+    return sorted(events, key=lambda e: e[0])
 
 
 def _transposition(piece: Piece, beats: np.ndarray, root: np.ndarray) -> tuple[int, float]:
@@ -185,86 +235,3 @@ def _transposition(piece: Piece, beats: np.ndarray, root: np.ndarray) -> tuple[i
 def load_references() -> list[Reference]:
     """All 20 chorale analyses, aligned with their scores."""
     return [load_reference(path) for path in analysis_files()]
-
-
-def evaluate(references: list[Reference], params: HarmonyParams | None = None) -> dict:
-    """Key, root and root+quality accuracy of our analysis against the references.
-
-    Returns:
-        A dict with the headline figures, per-chorale rows and the commonest errors.
-    """
-    rows, root_errors, quality_errors = [], Counter(), Counter()
-    totals = Counter()
-    excluded = []
-    intervals: Counter = Counter()  # found root - reference root, for the root errors
-    for ref in references:
-        harmony = analyze_harmony(ref.piece, params)
-        key_ok = harmony.key.index == ref.global_key
-        totals.update(key=int(key_ok))
-        if ref.aligned < MIN_ALIGNED:
-            excluded.append({"chorale": ref.name, "aligned": ref.aligned, "key_ok": bool(key_ok)})
-            continue
-        at = np.searchsorted(harmony.beats, ref.beats, side="right") - 1
-        root = harmony.chords.root[at]
-        quality = [QUALITY_NAMES[q] if q >= 0 else "none" for q in harmony.chords.quality[at]]
-        inversion = harmony.chords.inversion[at]
-        root_ok = root == ref.root
-        full_ok = root_ok & np.array([a == b for a, b in zip(quality, ref.quality, strict=True)])
-        triad_ok = root_ok & np.array(
-            [
-                TRIAD_OF.get(a, a) == TRIAD_OF.get(b, b)
-                for a, b in zip(quality, ref.quality, strict=True)
-            ]
-        )
-        local_ok = harmony.local_key[at] == ref.key
-        totals.update(
-            beats=len(at),
-            root=int(root_ok.sum()),
-            full=int(full_ok.sum()),
-            triad=int(triad_ok.sum()),
-            local=int(local_ok.sum()),
-        )
-        for i in np.flatnonzero(~full_ok):
-            k = int(ref.key[i])
-            mine = roman_numeral(
-                int(root[i]), quality[i], int(inversion[i]), k % 12, "major" if k < 12 else "minor"
-            )
-            if root_ok[i]:
-                quality_errors[(ref.quality[i], quality[i])] += 1
-            else:
-                root_errors[(ref.figure[i], mine)] += 1
-                interval = int(root[i] - ref.root[i]) % 12 if root[i] >= 0 else -1
-                intervals[interval] += 1
-        rows.append(
-            {
-                "chorale": ref.name,
-                "key_reference": key_name(ref.global_key),
-                "key_found": harmony.key.name,
-                "key_ok": bool(key_ok),
-                "beats": len(at),
-                "transposition": ref.transposition,
-                "root": round(float(root_ok.mean()), 4),
-                "root_quality": round(float(full_ok.mean()), 4),
-                "local_key": round(float(local_ok.mean()), 4),
-            }
-        )
-    n = max(totals["beats"], 1)
-    return {
-        "chorales": len(references),
-        "chorales_compared": len(rows),
-        "excluded": excluded,
-        "beats": totals["beats"],
-        "key_correct": totals["key"],
-        "root_accuracy": round(totals["root"] / n, 4),
-        "root_quality_accuracy": round(totals["full"] / n, 4),
-        "root_triad_quality_accuracy": round(totals["triad"] / n, 4),
-        "local_key_accuracy": round(totals["local"] / n, 4),
-        "per_chorale": rows,
-        "root_errors": [
-            {"reference": a, "found": b, "beats": c} for (a, b), c in root_errors.most_common(15)
-        ],
-        "root_error_intervals": {str(k): v for k, v in sorted(intervals.items())},
-        "quality_errors": [
-            {"reference": a, "found": b, "beats": c} for (a, b), c in quality_errors.most_common(10)
-        ],
-    }

@@ -17,8 +17,8 @@ from aurl.data.config import AugmentConfig, CurriculumConfig
 from aurl.data.shards import Shard
 from aurl.tokens import PAD, TokenType, Vocabulary
 
-__all__ = ["WeightedWindows", "WindowDataset", "eval_windows", "seq_len_at", "transpose",
-           "transpose_range"]  # fmt: skip
+__all__ = ["SegmentWindows", "WeightedWindows", "WindowDataset", "eval_windows", "seq_len_at",
+           "transpose", "transpose_range"]  # fmt: skip
 
 STREAM_SOURCE = 6  # WeightedWindows picks window i's corpus from default_rng((seed, i, 6))
 
@@ -170,6 +170,39 @@ class WeightedWindows(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.datasets[self.source_of(index)][index]
+
+
+class SegmentWindows(torch.utils.data.Dataset):
+    """Segments of ``bars`` bars for latent models: window ``index`` of ``windows`` (which
+    starts at a piece's start or a bar line, with its augmentation) cut before its
+    ``bars + 1``-th Bar, then padded with PAD to the windows' length.
+
+    Args:
+        windows: the training windows (their ``seq_len`` caps a segment's length).
+        bars: bars per segment.
+    """
+
+    def __init__(self, windows: WindowDataset, bars: int):
+        self.windows, self.bars = windows, bars
+        self.bar_id = int(windows.vocab.offsets[TokenType.BAR])
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def segment(self, index: int) -> np.ndarray:
+        """The token ids of segment ``index`` (unpadded)."""
+        ids = self.windows.window(index)
+        bars = np.flatnonzero(ids == self.bar_id)
+        return ids[: bars[self.bars]] if len(bars) > self.bars else ids
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self.segment(index)
+        size = seq_len_at(self.windows.step_of(index), self.windows.seq_len,
+                          self.windows.curriculum)  # fmt: skip
+        window = np.full(size + 1, PAD, np.int64)
+        window[: min(len(ids), size + 1)] = ids[: size + 1]
+        t = torch.from_numpy(window)
+        return t[:-1], t[1:]
 
 
 def eval_windows(shard: Shard, seq_len: int) -> list[np.ndarray]:

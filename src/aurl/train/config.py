@@ -33,6 +33,22 @@ class AnomalyConfig(BaseModel):
     max_rollbacks: int = Field(5, ge=0)
 
 
+class VAETrainConfig(BaseModel):
+    """The latent model's training terms: the KL weight ``beta`` and its schedule
+    (``constant``; ``linear`` from 0 over ``beta_warmup`` steps; ``cyclical``: that rise every
+    ``beta_cycle`` steps), free bits per latent dimension, and token dropout (the share of
+    the decoder's input tokens replaced by PAD, so it must lean on the latents)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    beta: float = Field(1.0, ge=0, le=100)
+    beta_schedule: Literal["constant", "linear", "cyclical"] = "linear"
+    beta_warmup: int = Field(200, ge=0)
+    beta_cycle: int = Field(0, ge=0)
+    free_bits: float = Field(0.1, ge=0, le=10)
+    token_dropout: float = Field(0.2, ge=0, lt=1)
+
+
 class TrainConfig(BaseModel):
     """The optimisation loop.
 
@@ -63,6 +79,7 @@ class TrainConfig(BaseModel):
     tensorboard: bool = True  # event files under RUN/tb/ beside metrics.jsonl
     early_stop: EarlyStopConfig = EarlyStopConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
+    vae: VAETrainConfig = VAETrainConfig()  # read when model.arch is vae
 
 
 class ParamSpace(BaseModel):

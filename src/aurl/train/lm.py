@@ -21,7 +21,7 @@ from torch import nn
 from aurl.data.prepare import Dataset, prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
-from aurl.data.windows import WeightedWindows, WindowDataset
+from aurl.data.windows import SegmentWindows, WeightedWindows, WindowDataset
 from aurl.device import pick_device
 from aurl.errors import ConfigError
 from aurl.evaluate.likelihood import nll_per_token, test_nll
@@ -30,7 +30,7 @@ from aurl.generate.sampler import SamplingConfig, sample
 from aurl.losses import distillation, next_token_cross_entropy, target_count
 from aurl.models import ModelFolder, build_model, load_model, save_model
 from aurl.render import piano_roll
-from aurl.tokens import BOS, PAD, Tokenizer
+from aurl.tokens import BOS, PAD, Tokenizer, TokenType
 from aurl.train import distributed as dd
 from aurl.train.checkpoint import CHECKPOINT
 from aurl.train.config import TrainConfig
@@ -38,6 +38,7 @@ from aurl.train.feed import BatchFeed
 from aurl.train.loop import make_optimizer, train_loop
 from aurl.train.precision import check_precision
 from aurl.train.task import Preview, Task
+from aurl.train.vae import VAETask, held_out_segments, segment_metrics
 
 if TYPE_CHECKING:
     from aurl.config import RunConfig
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 RUN_CONFIG = "config.yaml"
 MODEL_DIR = "model"
 PREVIEW_BARS, PREVIEW_TOKENS = 4, 384
+VAE_EVAL_SEGMENTS = 64  # held-out segments a VAE is measured on when eval_windows is 0
 
 
 class LMTask(Task):
@@ -168,7 +170,10 @@ def _build(config: RunConfig, tokenizer: Tokenizer, device: torch.device,
            init_from: ModelFolder | None) -> nn.Module:  # fmt: skip
     """The model of ``config`` (seeded), with ``init_from``'s weights when fine-tuning."""
     torch.manual_seed(config.train.seed)
-    model_cfg = config.model.model_copy(update={"vocab_size": tokenizer.vocab_size})
+    update = {"vocab_size": tokenizer.vocab_size}
+    if config.model.arch == "vae":
+        update["bar_id"] = int(tokenizer.vocab.offsets[TokenType.BAR])
+    model_cfg = config.model.model_copy(update=update)
     model = build_model(model_cfg)
     if init_from is not None:
         model.load_state_dict(init_from.model.state_dict())
@@ -197,9 +202,12 @@ def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: 
     """
     run_dir, cfg = Path(run_dir), config.train
     _check_run_dir(run_dir, resume)
-    if config.data.seq_len > config.model.max_seq_len:
-        raise ConfigError(f"data.seq_len ({config.data.seq_len}) exceeds model.max_seq_len "
-                          f"({config.model.max_seq_len})")  # fmt: skip
+    prefix = 1 + config.model.bars if config.model.arch == "vae" else 0  # latents come first
+    if config.data.seq_len + prefix > config.model.max_seq_len:
+        raise ConfigError(f"data.seq_len ({config.data.seq_len}) plus {prefix} latent positions "
+                          f"exceeds model.max_seq_len ({config.model.max_seq_len})")  # fmt: skip
+    if config.model.arch == "vae" and (len(config.data.sources) > 1 or teacher is not None):
+        raise ConfigError("model.arch vae trains on one corpus (data.source), without a teacher")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
@@ -219,6 +227,43 @@ def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: 
         dd.stop(ranks)
 
 
+def _lm_measures(config, tokenizer, val_shard: Shard, device: torch.device):
+    """A language model's validation (NLL per token) and test (the one `aurl evaluate`
+    reports) functions."""
+    seq_len, limit = config.data.seq_len, config.train.eval_windows
+
+    def evaluate(m: nn.Module) -> dict:
+        loss, _ = nll_per_token(m, val_shard, seq_len, device, limit=limit)
+        return {"val_loss": round(loss, 5), "val_ppl": round(math.exp(loss), 4)}
+
+    def test(folder: ModelFolder, shard: Shard) -> dict:
+        loss, n = test_nll(folder, shard, device)
+        return {"test_nll_per_token": round(loss, 5), "test_ppl": round(math.exp(loss), 4),
+                "test_tokens": n}  # fmt: skip
+
+    return evaluate, test
+
+
+def _vae_measures(config, tokenizer, val_shard: Shard, device: torch.device):
+    """A VAE's validation and test functions over held-out K-bar segments: the negative
+    ELBO per token (an upper bound of the NLL) and the latent diagnostics."""
+    count = config.train.eval_windows or VAE_EVAL_SEGMENTS
+    seq_len, bars = config.data.seq_len, config.model.bars
+    val = held_out_segments(val_shard, tokenizer.vocab, seq_len, bars, count)
+
+    def evaluate(m: nn.Module) -> dict:
+        return segment_metrics(m, val, device)
+
+    def test(folder: ModelFolder, shard: Shard) -> dict:
+        segments = held_out_segments(shard, tokenizer.vocab, seq_len, bars, count)
+        metrics = segment_metrics(folder.model, segments, device)
+        return {"test_nll_per_token": metrics["val_loss"], "test_rec_per_token": metrics["val_rec"],
+                "test_token_accuracy": metrics["val_token_accuracy"],
+                "test_segments": len(segments)}  # fmt: skip
+
+    return evaluate, test
+
+
 def _train(config, run_dir, resume, progress, dataset, init_from, teacher, distill, on_eval,
            log, ranks: dd.Ranks, device: torch.device) -> dict:  # fmt: skip
     cfg, data = config.train, config.data
@@ -235,13 +280,14 @@ def _train(config, run_dir, resume, progress, dataset, init_from, teacher, disti
         atomic_write_text(run_dir / RUN_CONFIG,
                           yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))  # fmt: skip
     model = _build(config, tokenizer, device, init_from)
+    is_vae = config.model.arch == "vae"
     windows = training_windows(config, tokenizer.vocab, train_shards, ranks.world)
+    if is_vae:
+        windows = SegmentWindows(windows, config.model.bars)
     feed = BatchFeed(windows, cfg.batch_size, cfg.grad_accum, ranks.rank, ranks.world,
                      data.loader_workers)  # fmt: skip
-
-    def evaluate(m: nn.Module) -> dict:
-        loss, _ = nll_per_token(m, val_shard, data.seq_len, device, limit=cfg.eval_windows)
-        return {"val_loss": round(loss, 5), "val_ppl": round(math.exp(loss), 4)}
+    evaluate, test = (_vae_measures if is_vae else _lm_measures)(config, tokenizer, val_shard,
+                                                                 device)  # fmt: skip
 
     facts = {"seq_len": data.seq_len, "device": str(device), "processes": ranks.world,
              "precision": cfg.precision, "command": " ".join(sys.argv)}  # fmt: skip
@@ -252,13 +298,17 @@ def _train(config, run_dir, resume, progress, dataset, init_from, teacher, disti
         meta = {
             "name": config.name, "parameters": sum(p.numel() for p in model.parameters()),
             "data_fingerprint": dataset.fingerprint, "data_source": data.source,
-            "metrics": {"val_nll_per_token": metrics["val_loss"], "val_ppl": metrics["val_ppl"]},
+            "metrics": {"val_nll_per_token": metrics["val_loss"]}
+            | {k: v for k, v in metrics.items() if k != "val_loss"},
             "training": progress_ | facts, **origin,
         }  # fmt: skip
         save_model(model, tokenizer, run_dir / MODEL_DIR, meta)
 
-    task = LMTask(model, cfg, device, evaluate, export, tokenizer,
-                  None if teacher is None else teacher.model.to(device).eval(), *distill)  # fmt: skip
+    if is_vae:
+        task = VAETask(model, cfg, device, evaluate, export)
+    else:
+        task = LMTask(model, cfg, device, evaluate, export, tokenizer,
+                      None if teacher is None else teacher.model.to(device).eval(), *distill)  # fmt: skip
     started = time.perf_counter()
     state = train_loop(task, cfg, run_dir, feed, device, ranks, resume=resume, progress=progress,
                        extra_state={"config": config.model_dump(mode="json")},
@@ -269,9 +319,7 @@ def _train(config, run_dir, resume, progress, dataset, init_from, teacher, disti
     meta = best.meta
     test_shard = Shard(dataset.split("test"))
     if test_shard.num_tokens:
-        test_loss, n = test_nll(best, test_shard, device)  # what `aurl evaluate` reports
-        meta["metrics"] |= {"test_nll_per_token": round(test_loss, 5),
-                            "test_ppl": round(math.exp(test_loss), 4), "test_tokens": n}  # fmt: skip
+        meta["metrics"] |= test(best, test_shard)
     meta["training"]["total_steps"] = state.step
     meta["training"]["process_wall_time_s"] = round(time.perf_counter() - started, 1)
     if state.stop_reason:
