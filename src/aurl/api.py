@@ -15,6 +15,7 @@ from aurl.generate.sampler import SamplingConfig, sample
 from aurl.midi import read_midi
 from aurl.models import ModelFolder, load_model
 from aurl.models.folder import ModelLoadError
+from aurl.models.vae import VAE, LatentDecoder
 from aurl.paths import resolve_model_path
 from aurl.tokens import EOS, PAD, TokenType
 
@@ -82,8 +83,11 @@ class Generator:
             np.array([self.tokenizer.vocab.offsets[TokenType.BOS]]) if prompt is None else prompt
         )
         batch = torch.as_tensor(np.tile(start, (num, 1)), dtype=torch.long, device=self.device)
+        model = self.model
+        if isinstance(model, VAE):
+            model = self._prior_decoder(bars, num, prompt, generator)
         t0 = time.perf_counter()
-        out = sample(self.model, self.tokenizer.vocab, batch, prompt_bars + bars,
+        out = sample(model, self.tokenizer.vocab, batch, prompt_bars + bars,
                      bars * TOKENS_PER_BAR_LIMIT, sampling or SamplingConfig(), generator)  # fmt: skip
         wall = time.perf_counter() - t0
         pieces, new_tokens = [], 0
@@ -95,6 +99,21 @@ class Generator:
             seconds = score.to("second").end() if score.note_num() else 0.0
             pieces.append(Piece(ids, score, n_bars, score.note_num(), float(seconds)))
         return GenerationResult(pieces, new_tokens, wall)
+
+    def _prior_decoder(self, bars: int, num: int, prompt, generator) -> LatentDecoder:
+        """A VAE's decoder with latents drawn from the prior, one per piece."""
+        cfg = self.model.config
+        if bars > cfg.bars:
+            raise ValueError(f"{self.folder.path}: this VAE writes {cfg.bars} bars at a time; "
+                             f"ask for --bars {cfg.bars} or fewer")  # fmt: skip
+        if prompt is not None:
+            raise ValueError(f"{self.folder.path}: a VAE does not continue a prompt; use a "
+                             "transformer model for --prompt")  # fmt: skip
+
+        def draw(*shape: int) -> torch.Tensor:
+            return torch.randn(shape, generator=generator, device=self.device)
+
+        return LatentDecoder(self.model, draw(num, cfg.z_global), draw(num, cfg.bars, cfg.z_bar))
 
 
 def load(model: str | Path | None = None, device: str = "auto") -> Generator:

@@ -232,6 +232,13 @@ def _transposition(piece: Piece, beats: np.ndarray, root: np.ndarray) -> tuple[i
     return best, round(float(share[best]), 4)
 
 
-def load_references() -> list[Reference]:
-    """All 20 chorale analyses, aligned with their scores."""
-    return [load_reference(path) for path in analysis_files()]
+def load_references(
+    sets: tuple[str, ...] = SETS, names: tuple[str, ...] | None = None
+) -> list[Reference]:
+    """The analyses of the given sets (optionally only the given file stems), aligned.
+
+    Loading parses every score with music21 and chordifies it: about half a second per
+    chorale and three seconds per madrigal.
+    """
+    paths = [p for p in analysis_files() if set_of(p) in sets]
+    return [load_reference(p) for p in paths if names is None or p.stem in names]

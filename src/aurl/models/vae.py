@@ -172,3 +172,28 @@ class VAE(nn.Module):
         z_global, z_bar = post.sample() if sample else post.mean()
         logits = self.decode(ids if decoder_ids is None else decoder_ids, z_global, z_bar)
         return VAEOutput(logits, post, z_global, z_bar)
+
+
+class LatentDecoder(nn.Module):
+    """The VAE's decoder with its latents fixed, shaped like a
+    :class:`~aurl.models.transformer.Transformer` for the sampler: token positions start at 0
+    (the latents' prefix sits before them), ``config.max_seq_len`` counts tokens only.
+
+    Args:
+        vae: the model.
+        z_global, z_bar: one latent per sequence of the batch: (B, Zg) and (B, K, Zb).
+    """
+
+    def __init__(self, vae: VAE, z_global: torch.Tensor, z_bar: torch.Tensor):
+        super().__init__()
+        self.vae, self.z_global, self.z_bar = vae, z_global, z_bar
+        cfg = vae.decoder.config
+        self.config = cfg.model_copy(update={"max_seq_len": cfg.max_seq_len - vae.prefix_len})
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
+        return self.vae.new_cache(batch, (max_len or self.config.max_seq_len) + self.vae.prefix_len)
+
+    def forward(self, idx: torch.Tensor, cache: list[KVCache] | None = None, start: int = 0,
+                last_only: bool = False) -> torch.Tensor:  # fmt: skip
+        at = 0 if start == 0 else start + self.vae.prefix_len  # a prefill starts with the prefix
+        return self.vae.decode(idx, self.z_global, self.z_bar, cache, at, last_only)
