@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from aurl.losses import gaussian_kl, kl_free_bits
 from aurl.models import load_model, save_model
 from aurl.models.vae import VAE, bar_index
+from aurl.paths import SHIPPED_MODEL
 from aurl.tokens import BOS, PAD, Tokenizer, TokenType
 from aurl.train.schedule import beta_at
 from factories import debug_model
@@ -122,6 +124,12 @@ def test_a_tiny_vae_learns_to_reconstruct_and_logs_every_term(small_corpus, tmp_
                  str(out)]) == 0  # fmt: skip
     assert len(list(out.glob("*.mid"))) == 2
     assert main(["generate", *model, "--bars", "3", "--out", str(out)]) == 2
+    a, b = sorted(small_corpus.glob("*.mid"))[:2]
+    assert main(["interpolate", str(a), str(b), *model, "--steps", "3", "--out", str(out)]) == 0
+    assert len(list(out.glob(f"{a.stem}-to-{b.stem}-*.mid"))) == 3
+    assert main(["vary", str(a), *model, "--num", "2", "--sample", "--out", str(out)]) == 0
+    assert len(list(out.glob(f"{a.stem}-var-*.mid"))) == 2
+    assert main(["vary", str(a), "--model", str(SHIPPED_MODEL), "--out", str(out)]) == 2
 
 
 def test_segments_hold_k_bars_cut_at_bar_lines(small_corpus):
@@ -160,3 +168,46 @@ def test_the_sampler_decodes_latents_with_and_without_the_cache():
         ids = row[row != PAD].numpy()
         assert TK.grammar.validate(ids) is None  # the grammar mask holds for latent models
     assert not torch.equal(runs[0][0], runs[0][1])  # different latents, different music
+
+
+def test_slerp_and_lerp_keep_their_ends_and_slerp_keeps_the_norm():
+    from aurl.generate.latents import interpolate, lerp, slerp, vary
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1, 16, generator=g), torch.randn(1, 16, generator=g)
+    t = torch.linspace(0, 1, 5)
+    for how in (lerp, slerp):
+        path = how(a, b, t)
+        assert path.shape == (5, 1, 16)
+        assert torch.allclose(path[0], a, atol=1e-5) and torch.allclose(path[-1], b, atol=1e-5)
+    b_same_norm = b / b.norm() * a.norm()
+    norms = slerp(a, b_same_norm, t).norm(dim=-1)
+    assert torch.allclose(norms, a.norm().expand_as(norms), atol=1e-4)
+    assert torch.allclose(slerp(a, 2 * a, t)[2], lerp(a, 2 * a, t)[2])  # parallel: a line
+    bars = (torch.randn(1, 2, 4, generator=g), torch.randn(1, 2, 4, generator=g))
+    zg, zb = interpolate((a, bars[0]), (b, bars[1]), 5)
+    assert zg.shape == (5, 16) and zb.shape == (5, 2, 4)
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        interpolate((a, bars[0]), (b, bars[1]), 1)
+    near = vary((a, bars[0]), 3, 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(near[0], a.expand(3, -1))  # amount 0: the latent itself
+    one = vary((a, bars[0]), 3, 0.5, torch.Generator().manual_seed(1))
+    two = vary((a, bars[0]), 3, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(one[0], two[0]) and not torch.equal(one[0][0], one[0][1])
+
+
+def test_interpolation_ends_are_the_ends_reconstructions(tmp_path, bach_source):
+    from aurl.api import Generator
+    from aurl.models import ModelFolder
+
+    m = vae()
+    gen = Generator(ModelFolder(m, TK, {}, tmp_path), torch.device("cpu"))
+    a, b = bach_source.files[0], bach_source.files[1]
+    steps = gen.interpolate(a, b, 4).pieces
+    ends = gen.decode_latents(tuple(torch.cat(z) for z in zip(gen.segment_latents(a),
+                                                                  gen.segment_latents(b),
+                                                                  strict=True))).pieces  # fmt: skip
+    assert len(steps) == 4
+    assert np.array_equal(steps[0].ids, ends[0].ids) and np.array_equal(steps[-1].ids, ends[1].ids)
+    varied = gen.vary(a, 3, 0.0).pieces
+    assert all(np.array_equal(v.ids, ends[0].ids) for v in varied)

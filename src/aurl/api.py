@@ -11,6 +11,9 @@ import symusic
 import torch
 
 from aurl.device import fast_attention_dtype, pick_device
+from aurl.generate.latents import Latents
+from aurl.generate.latents import interpolate as interpolate_latents
+from aurl.generate.latents import vary as vary_latents
 from aurl.generate.sampler import SamplingConfig, sample
 from aurl.midi import read_midi
 from aurl.models import ModelFolder, load_model
@@ -89,16 +92,70 @@ class Generator:
         t0 = time.perf_counter()
         out = sample(model, self.tokenizer.vocab, batch, prompt_bars + bars,
                      bars * TOKENS_PER_BAR_LIMIT, sampling or SamplingConfig(), generator)  # fmt: skip
-        wall = time.perf_counter() - t0
+        return self._result(out, len(start), time.perf_counter() - t0)
+
+    def _result(self, out: torch.Tensor, start: int, wall: float) -> GenerationResult:
+        """Pieces (scores and counts) from sampled rows that began with ``start`` ids."""
         pieces, new_tokens = [], 0
         for row in out.cpu().numpy():
             ids = row[row != PAD]
-            new_tokens += len(ids) - len(start)
+            new_tokens += len(ids) - start
             score = self.tokenizer.decode(ids)
             n_bars = int((self.tokenizer.vocab.types[ids] == TokenType.BAR).sum())
             seconds = score.to("second").end() if score.note_num() else 0.0
             pieces.append(Piece(ids, score, n_bars, score.note_num(), float(seconds)))
         return GenerationResult(pieces, new_tokens, wall)
+
+    def _vae(self) -> VAE:
+        if not isinstance(self.model, VAE):
+            raise ValueError(f"{self.folder.path}: not a latent model (arch "
+                             f"{self.model.config.arch}); pass --model with a VAE")  # fmt: skip
+        return self.model
+
+    def segment_latents(self, path: str | Path) -> Latents:
+        """The posterior mean of the first K bars of a MIDI file (K: the VAE's segment).
+
+        Raises:
+            MidiError: the file cannot be read.
+        """
+        vae = self._vae()
+        ids, _ = self.prompt_ids(path, vae.config.bars)
+        ids = ids[: vae.decoder.config.max_seq_len - vae.prefix_len]
+        batch = torch.as_tensor(ids[None], dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            return vae.encode(batch).mean()
+
+    def decode_latents(self, latents: Latents, sampling: SamplingConfig | None = None,
+                       seed: int | None = None) -> GenerationResult:  # fmt: skip
+        """One K-bar piece per latent (greedy unless ``sampling`` says otherwise)."""
+        vae = self._vae()
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
+        num = latents[0].shape[0]
+        bos = self.tokenizer.vocab.offsets[TokenType.BOS]
+        prompt = torch.full((num, 1), bos, dtype=torch.long, device=self.device)
+        t0 = time.perf_counter()
+        out = sample(LatentDecoder(vae, *latents), self.tokenizer.vocab, prompt, vae.config.bars,
+                     vae.config.bars * TOKENS_PER_BAR_LIMIT,
+                     sampling or SamplingConfig(greedy=True), generator)  # fmt: skip
+        return self._result(out, 1, time.perf_counter() - t0)
+
+    def interpolate(self, a: str | Path, b: str | Path, steps: int = 8, method: str = "slerp",
+                    sampling: SamplingConfig | None = None,
+                    seed: int | None = None) -> GenerationResult:  # fmt: skip
+        """``steps`` pieces from the first K bars of ``a`` to those of ``b``, both included."""
+        path = interpolate_latents(self.segment_latents(a), self.segment_latents(b), steps,
+                                   method)  # fmt: skip
+        return self.decode_latents(path, sampling, seed)
+
+    def vary(self, path: str | Path, num: int = 4, amount: float = 0.5,
+             sampling: SamplingConfig | None = None,
+             seed: int | None = None) -> GenerationResult:  # fmt: skip
+        """``num`` variations of the first K bars of ``path``: latents ``amount`` away."""
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
+        return self.decode_latents(vary_latents(self.segment_latents(path), num, amount, generator),
+                                   sampling, seed)  # fmt: skip
 
     def _prior_decoder(self, bars: int, num: int, prompt, generator) -> LatentDecoder:
         """A VAE's decoder with latents drawn from the prior, one per piece."""

@@ -14,6 +14,7 @@ import click
 
 from aurl import __version__
 from aurl.analysis.command import analyze
+from aurl.cli.latent import interpolate, vary
 from aurl.cli.train import distill, finetune, train
 from aurl.cli.tune import tune
 from aurl.evaluate.command import evaluate
@@ -166,7 +167,7 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
 
 cli.add_command(analyze)
 cli.add_command(evaluate)
-for command in (train, finetune, distill, tune):
+for command in (train, finetune, distill, tune, interpolate, vary):
     cli.add_command(command)
 
 
