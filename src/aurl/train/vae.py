@@ -62,12 +62,18 @@ class VAETask(Task):
 
     def losses(self, phase, batch, step):
         x, y = (t.to(self.device, non_blocking=True) for t in batch)
+        return self.terms(x, y)[0]
+
+    def terms(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The VAE's named terms for segments ``x`` and targets ``y``, and the logits."""
         v = self.cfg.vae
         out = self.train_model(x, decoder_ids=drop_tokens(x, v.token_dropout))
         post, per_token = out.posterior, 1.0 / max(float(target_count(y, PAD)), 1.0)
         # KL per segment, spread over the batch's tokens so it weighs as the ELBO says
         segments = x.shape[0]
-        return {
+        terms = {
             "rec": next_token_cross_entropy(out.logits, y, PAD),
             "kl_global": kl_free_bits(post.mu_global, post.logvar_global, v.free_bits)
             * segments
@@ -76,6 +82,7 @@ class VAETask(Task):
             * segments
             * per_token,
         }
+        return terms, out.logits
 
     def loss_weights(self, step):
         v = self.cfg.vae
