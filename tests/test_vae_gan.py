@@ -90,3 +90,29 @@ def test_the_loop_alternates_the_phases_and_logs_every_term(tmp_path):
         assert key in first, key
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert set(saved["optimizers"]) == {"discriminator", "model"}
+
+
+def test_train_a_vae_gan_and_continue_a_vae_adversarially(small_corpus, tmp_path):
+    from pathlib import Path
+
+    from aurl.cli import main
+    from aurl.models import load_model
+    from aurl.models.vae import VAE
+
+    root = Path(__file__).parents[1] / "configs"
+    quick = [f"data.source={small_corpus}", "train.max_steps=4", "train.eval_every=2",
+             "train.log_every=1", "train.tensorboard=false", "--runs-dir", str(tmp_path),
+             "--quiet"]  # fmt: skip
+    assert main(["train", "--config", str(root / "vae-gan-tiny.yaml"), *quick]) == 0
+    lines = [json.loads(x) for x in (tmp_path / "vae-gan-tiny" / "metrics.jsonl").read_text()
+             .splitlines()]  # fmt: skip
+    assert {"disc_hinge", "adversarial", "matching", "rec"} <= set(lines[0])
+    assert isinstance(load_model(tmp_path / "vae-gan-tiny" / "model").model, VAE)
+    # a VAE trained on, adversarially, from its weights
+    assert main(["train", "--config", str(root / "vae-tiny.yaml"), "--name", "plain", *quick]) == 0
+    assert main(["train", "--config", str(root / "vae-gan-tiny.yaml"), "--name", "gan",
+                 "--init", str(tmp_path / "plain"), *quick]) == 0  # fmt: skip
+    meta = load_model(tmp_path / "gan" / "model").meta
+    assert meta["finetuned_from"].endswith("model")
+    assert main(["train", "--config", str(root / "tiny.yaml"), "train.gan.enabled=true",
+                 *quick]) == 2  # fmt: skip

@@ -51,12 +51,15 @@ def _report(run_dir: Path, meta: dict) -> None:
 @config_option
 @name_option
 @runs_option
+@click.option("--init", "init", default=None,
+              help="Start from this model folder's weights (its model and tokenizer replace "
+                   "the config's): e.g. a VAE trained on, adversarially, with train.gan.enabled=true.")  # fmt: skip
 @click.option("--resume", is_flag=True,
               help="Continue the run from its last checkpoint, exactly. Overrides may extend "
                    "it (train.max_steps=...), but not change its model or data.")  # fmt: skip
 @quiet_option
 @overrides_argument
-def train(config_path, name, runs_dir, resume, quiet, overrides) -> None:
+def train(config_path, name, runs_dir, init, resume, quiet, overrides) -> None:
     """Train a model from scratch, or resume one with --resume.
 
     Overrides change single config values, e.g. `train.max_steps=200 model.n_layer=2`.
@@ -71,7 +74,16 @@ def train(config_path, name, runs_dir, resume, quiet, overrides) -> None:
     run_dir = Path(runs_dir) / (name or config.name)
     if resume:
         config = resume_config(run_dir / RUN_CONFIG, overrides)
-    _report(run_dir, train_run(config, run_dir, resume=resume, progress=not quiet))
+    start = None
+    if init is not None and not resume:
+        from aurl.models import load_model
+        from aurl.paths import resolve_model_path
+
+        start = load_model(resolve_model_path(init))
+        config = config.model_copy(update={"model": start.model.config,
+                                           "tokenizer": start.tokenizer.config})  # fmt: skip
+    meta = train_run(config, run_dir, resume=resume, progress=not quiet, init_from=start)
+    _report(run_dir, meta)
 
 
 @click.command()

@@ -49,6 +49,24 @@ class VAETrainConfig(BaseModel):
     token_dropout: float = Field(0.2, ge=0, lt=1)
 
 
+class GANTrainConfig(BaseModel):
+    """The VAE-GAN mode of a VAE (``enabled``): a multi-scale discriminator of this shape with
+    its own optimizer (learning rate ``disc_lr`` times the schedule's), whose adversarial and
+    feature-matching terms join the VAE's with these weights, rising from 0 over ``warmup``
+    steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    adversarial: float = Field(0.1, ge=0, le=100)
+    matching: float = Field(1.0, ge=0, le=100)
+    warmup: int = Field(200, ge=0)
+    disc_lr: float = Field(1.0, gt=0, le=100)
+    disc_layers: int = Field(2, ge=1, le=64)
+    disc_heads: int = Field(4, ge=1, le=64)
+    disc_embd: int = Field(128, ge=8, le=8192)
+
+
 class TrainConfig(BaseModel):
     """The optimisation loop.
 
@@ -80,6 +98,7 @@ class TrainConfig(BaseModel):
     early_stop: EarlyStopConfig = EarlyStopConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     vae: VAETrainConfig = VAETrainConfig()  # read when model.arch is vae
+    gan: GANTrainConfig = GANTrainConfig()  # the VAE-GAN mode of a vae
 
 
 class ParamSpace(BaseModel):

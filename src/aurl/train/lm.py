@@ -29,6 +29,7 @@ from aurl.fileio import atomic_write_text
 from aurl.generate.sampler import SamplingConfig, sample
 from aurl.losses import distillation, next_token_cross_entropy, target_count
 from aurl.models import ModelFolder, build_model, load_model, save_model
+from aurl.models.discriminator import Discriminator, DiscriminatorConfig
 from aurl.render import piano_roll
 from aurl.tokens import BOS, PAD, Tokenizer, TokenType
 from aurl.train import distributed as dd
@@ -39,6 +40,7 @@ from aurl.train.loop import make_optimizer, train_loop
 from aurl.train.precision import check_precision
 from aurl.train.task import Preview, Task
 from aurl.train.vae import VAETask, held_out_segments, segment_metrics
+from aurl.train.vae_gan import VAEGANTask
 
 if TYPE_CHECKING:
     from aurl.config import RunConfig
@@ -206,6 +208,8 @@ def train_run(config: RunConfig, run_dir: Path, resume: bool = False, progress: 
     if config.data.seq_len + prefix > config.model.max_seq_len:
         raise ConfigError(f"data.seq_len ({config.data.seq_len}) plus {prefix} latent positions "
                           f"exceeds model.max_seq_len ({config.model.max_seq_len})")  # fmt: skip
+    if config.train.gan.enabled and config.model.arch != "vae":
+        raise ConfigError(f"train.gan.enabled needs model.arch vae (got {config.model.arch})")
     if config.model.arch == "vae" and (len(config.data.sources) > 1 or teacher is not None):
         raise ConfigError("model.arch vae trains on one corpus (data.source), without a teacher")
     if cfg.threads:
@@ -264,6 +268,17 @@ def _vae_measures(config, tokenizer, val_shard: Shard, device: torch.device):
     return evaluate, test
 
 
+def _vae_gan_task(vae: nn.Module, config, device: torch.device, evaluate, export) -> Task:
+    """The VAE-GAN recipe: ``vae`` against a fresh discriminator shaped by ``train.gan``."""
+    gan, m = config.train.gan, config.model
+    disc = Discriminator(DiscriminatorConfig(
+        vocab_size=vae.config.vocab_size, n_layer=gan.disc_layers, n_head=gan.disc_heads,
+        n_embd=gan.disc_embd, max_seq_len=m.max_seq_len, bars=m.bars,
+    )).to(device)  # fmt: skip
+    return VAEGANTask(vae, disc, config.train, device, evaluate, export, gan.adversarial,
+                      gan.matching, gan.warmup, gan.disc_lr)  # fmt: skip
+
+
 def _train(config, run_dir, resume, progress, dataset, init_from, teacher, distill, on_eval,
            log, ranks: dd.Ranks, device: torch.device) -> dict:  # fmt: skip
     cfg, data = config.train, config.data
@@ -304,7 +319,9 @@ def _train(config, run_dir, resume, progress, dataset, init_from, teacher, disti
         }  # fmt: skip
         save_model(model, tokenizer, run_dir / MODEL_DIR, meta)
 
-    if is_vae:
+    if is_vae and cfg.gan.enabled:
+        task = _vae_gan_task(model, config, device, evaluate, export)
+    elif is_vae:
         task = VAETask(model, cfg, device, evaluate, export)
     else:
         task = LMTask(model, cfg, device, evaluate, export, tokenizer,
