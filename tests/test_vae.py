@@ -130,6 +130,13 @@ def test_a_tiny_vae_learns_to_reconstruct_and_logs_every_term(small_corpus, tmp_
     assert main(["vary", str(a), *model, "--num", "2", "--sample", "--out", str(out)]) == 0
     assert len(list(out.glob(f"{a.stem}-var-*.mid"))) == 2
     assert main(["vary", str(a), "--model", str(SHIPPED_MODEL), "--out", str(out)]) == 2
+    assert set(meta["attributes"]) <= {"density", "pitch", "polyphony", "activity"}
+    name = next(iter(meta["attributes"]))
+    assert main(["vary", str(a), *model, "--attribute", f"{name}=+1.5", "--num", "3", "--out",
+                 str(out)]) == 0  # fmt: skip
+    assert len(list(out.glob(f"{a.stem}-{name}-*.mid"))) == 3
+    assert main(["vary", str(a), *model, "--attribute", "loudness=1", "--out", str(out)]) == 2
+    assert main(["vary", str(a), *model, "--attribute", "density", "--out", str(out)]) == 2
 
 
 def test_segments_hold_k_bars_cut_at_bar_lines(small_corpus):
@@ -211,3 +218,30 @@ def test_interpolation_ends_are_the_ends_reconstructions(tmp_path, bach_source):
     assert np.array_equal(steps[0].ids, ends[0].ids) and np.array_equal(steps[-1].ids, ends[1].ids)
     varied = gen.vary(a, 3, 0.0).pieces
     assert all(np.array_equal(v.ids, ends[0].ids) for v in varied)
+
+
+def test_segment_attributes_by_hand_and_vectors_point_the_right_way():
+    from aurl.generate.attributes import attribute_vectors, move, segment_attributes
+
+    v = TK.vocab
+
+    def tok(kind, value):
+        return v.token(kind, value)
+
+    ids = [BOS, BAR, tok(TokenType.POSITION, 0), tok(TokenType.PITCH, 60),
+           tok(TokenType.PITCH, 64), BAR, tok(TokenType.POSITION, 0), tok(TokenType.PITCH, 62),
+           tok(TokenType.POSITION, 6), tok(TokenType.PITCH, 70), PAD]  # fmt: skip
+    got = segment_attributes(np.array(ids), v)
+    assert got == {"density": 2.0, "pitch": 64.0, "polyphony": 4 / 3, "activity": 1.5}
+    g = torch.Generator().manual_seed(0)
+    zg, zb = torch.randn(40, 8, generator=g), torch.randn(40, 2, 4, generator=g)
+    values = [{"density": float(zg[i, 0]), "pitch": 60.0 + i % 2, "polyphony": 1.0,
+               "activity": float(-zb[i, 1, 3])} for i in range(40)]  # fmt: skip
+    vectors = attribute_vectors(values, (zg, zb))
+    assert "polyphony" not in vectors  # no spread, no direction
+    d = torch.tensor(vectors["density"]["global"])
+    assert d.argmax() == 0 and d[0] > 1.0
+    a = torch.tensor(vectors["activity"]["bar"])
+    assert a[1, 3] == a.min() and a[1, 3] < -1.0
+    moved = move((zg[:1], zb[:1]), vectors["density"], 2.0)
+    assert torch.allclose(moved[0], zg[:1] + 2 * d)

@@ -11,6 +11,7 @@ import symusic
 import torch
 
 from aurl.device import fast_attention_dtype, pick_device
+from aurl.generate.attributes import move
 from aurl.generate.latents import Latents
 from aurl.generate.latents import interpolate as interpolate_latents
 from aurl.generate.latents import vary as vary_latents
@@ -149,13 +150,31 @@ class Generator:
         return self.decode_latents(path, sampling, seed)
 
     def vary(self, path: str | Path, num: int = 4, amount: float = 0.5,
-             sampling: SamplingConfig | None = None,
-             seed: int | None = None) -> GenerationResult:  # fmt: skip
-        """``num`` variations of the first K bars of ``path``: latents ``amount`` away."""
+             sampling: SamplingConfig | None = None, seed: int | None = None,
+             attribute: tuple[str, float] | None = None) -> GenerationResult:  # fmt: skip
+        """``num`` variations of the first K bars of ``path``: latents ``amount`` away; or,
+        with ``attribute`` (a name and how far), ``num`` steps along that attribute's vector
+        up to that far (``amount`` then adds noise as well).
+
+        Raises:
+            ValueError: an attribute the model has no vector for.
+        """
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
-        return self.decode_latents(vary_latents(self.segment_latents(path), num, amount, generator),
-                                   sampling, seed)  # fmt: skip
+        z = self.segment_latents(path)
+        if attribute is not None:
+            name, far = attribute
+            vectors = self.folder.meta.get("attributes", {})
+            if name not in vectors:
+                known = ", ".join(vectors) or "none"
+                raise ValueError(f"{self.folder.path}: no attribute {name!r} (known: {known})")
+            moved = [move(z, vectors[name], far * (i + 1) / num) for i in range(num)]
+            z = torch.cat([m[0] for m in moved]), torch.cat([m[1] for m in moved])
+            if amount:
+                z = tuple(x + amount * torch.randn(x.shape, generator=generator, device=x.device)
+                          for x in z)  # fmt: skip
+            return self.decode_latents(z, sampling, seed)
+        return self.decode_latents(vary_latents(z, num, amount, generator), sampling, seed)
 
     def _prior_decoder(self, bars: int, num: int, prompt, generator) -> LatentDecoder:
         """A VAE's decoder with latents drawn from the prior, one per piece."""

@@ -67,8 +67,12 @@ def interpolate(first, second, steps, method, model, seed, out, sample, temperat
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--num", type=click.IntRange(1, 256), default=4, show_default=True,
               help="Variations to write.")  # fmt: skip
-@click.option("--amount", type=click.FloatRange(0, 10), default=0.5, show_default=True,
-              help="How far from the segment's latent (standard deviations of the prior).")  # fmt: skip
+@click.option("--amount", type=click.FloatRange(0, 10), default=None,
+              help="How far from the segment's latent, in standard deviations of the prior "
+                   "[default: 0.5; 0 with --attribute].")  # fmt: skip
+@click.option("--attribute", default=None, metavar="NAME=AMOUNT",
+              help="Move along an attribute learnt from the training set instead: density, "
+                   "pitch, polyphony or activity, e.g. density=+1.5 (NUM steps up to it).")  # fmt: skip
 @model_option
 @seed_option
 @out_option
@@ -76,10 +80,24 @@ def interpolate(first, second, steps, method, model, seed, out, sample, temperat
 @temperature_option
 @top_p_option
 @device_option
-def vary(file, num, amount, model, seed, out, sample, temperature, top_p, device) -> None:
-    """Write variations of the first K bars of FILE: latents drawn near its own."""
+def vary(file, num, amount, attribute, model, seed, out, sample, temperature, top_p,
+         device) -> None:  # fmt: skip
+    """Write variations of the first K bars of FILE: latents drawn near its own, or moved
+    along an attribute (denser, higher, more voices, busier rhythm)."""
     from aurl.api import load
 
+    move = None
+    if attribute is not None:
+        name, sep, far = attribute.partition("=")
+        try:
+            move = (name.strip(), float(far))
+        except ValueError:
+            raise click.BadParameter(f"{attribute!r}: expected NAME=AMOUNT, e.g. density=+1.5",
+                                     param_hint="--attribute") from None  # fmt: skip
+        if not sep:
+            raise click.BadParameter(f"{attribute!r}: expected NAME=AMOUNT",
+                                     param_hint="--attribute")  # fmt: skip
+    amount = (0.0 if move else 0.5) if amount is None else amount
     gen = load(model, device)
-    result = gen.vary(file, num, amount, _sampling(sample, temperature, top_p), seed)
-    _write(result, out, f"{Path(file).stem}-var")
+    result = gen.vary(file, num, amount, _sampling(sample, temperature, top_p), seed, move)
+    _write(result, out, f"{Path(file).stem}-{move[0] if move else 'var'}")

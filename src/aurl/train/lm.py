@@ -39,7 +39,7 @@ from aurl.train.feed import BatchFeed
 from aurl.train.loop import make_optimizer, train_loop
 from aurl.train.precision import check_precision
 from aurl.train.task import Preview, Task
-from aurl.train.vae import VAETask, held_out_segments, segment_metrics
+from aurl.train.vae import VAETask, held_out_segments, latent_attributes, segment_metrics
 from aurl.train.vae_gan import VAEGANTask
 
 if TYPE_CHECKING:
@@ -337,6 +337,9 @@ def _train(config, run_dir, resume, progress, dataset, init_from, teacher, disti
     test_shard = Shard(dataset.split("test"))
     if test_shard.num_tokens:
         meta["metrics"] |= test(best, test_shard)
+    if is_vae:
+        meta["attributes"] = latent_attributes(best.model, train_shards[0], tokenizer.vocab,
+                                               data.seq_len, config.model.bars, device)  # fmt: skip
     meta["training"]["total_steps"] = state.step
     meta["training"]["process_wall_time_s"] = round(time.perf_counter() - started, 1)
     if state.stop_reason:

@@ -13,6 +13,7 @@ from torch import nn
 
 from aurl.data.shards import Shard
 from aurl.data.windows import SegmentWindows, WindowDataset
+from aurl.generate.attributes import attribute_vectors, segment_attributes
 from aurl.losses import gaussian_kl, kl_free_bits, next_token_cross_entropy, target_count
 from aurl.models.vae import VAE
 from aurl.tokens import PAD, Vocabulary
@@ -160,3 +161,20 @@ def segment_metrics(model: VAE, segments: list[tuple[torch.Tensor, torch.Tensor]
         "active_bar": round(active_b, 3),
         "rec_shuffled_gap": round((gap - rec) / tokens, 5) if gap else float(np.nan),
     }
+
+
+@torch.no_grad()
+def latent_attributes(model: VAE, shard: Shard, vocab: Vocabulary, seq_len: int, bars: int,
+                      device: torch.device, count: int = 512) -> dict[str, dict]:  # fmt: skip
+    """Attribute vectors (see :mod:`aurl.generate.attributes`) from ``count`` segments of a
+    split, for ``aurl vary --attribute``."""
+    model.eval()
+    segments = held_out_segments(shard, vocab, seq_len, bars, count)
+    values, means_g, means_b = [], [], []
+    for i in range(0, len(segments), 32):
+        x = torch.stack([s[0] for s in segments[i : i + 32]]).to(device)
+        zg, zb = model.encode(x).mean()
+        means_g.append(zg.cpu())
+        means_b.append(zb.cpu())
+        values += [segment_attributes(row[row != PAD], vocab) for row in x.cpu().numpy()]
+    return attribute_vectors(values, (torch.cat(means_g), torch.cat(means_b)))
