@@ -137,6 +137,12 @@ def test_a_tiny_vae_learns_to_reconstruct_and_logs_every_term(small_corpus, tmp_
     assert len(list(out.glob(f"{a.stem}-{name}-*.mid"))) == 3
     assert main(["vary", str(a), *model, "--attribute", "loudness=1", "--out", str(out)]) == 2
     assert main(["vary", str(a), *model, "--attribute", "density", "--out", str(out)]) == 2
+    # aurl evaluate gives a latent model its own report
+    assert main(["evaluate", *model, "--out", str(tmp_path / "report"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert {"diagnostics", "reconstruction", "interpolation", "attributes"} <= set(report)
+    assert 0 <= report["reconstruction"]["note_f1"] <= 1
+    assert "note F1" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_segments_hold_k_bars_cut_at_bar_lines(small_corpus):
@@ -245,3 +251,20 @@ def test_segment_attributes_by_hand_and_vectors_point_the_right_way():
     assert a[1, 3] == a.min() and a[1, 3] < -1.0
     moved = move((zg[:1], zb[:1]), vectors["density"], 2.0)
     assert torch.allclose(moved[0], zg[:1] + 2 * d)
+
+
+def test_note_f1_and_spearman():
+    from aurl.evaluate.latent_report import note_f1, spearman
+
+    v = TK.vocab
+
+    def note(pos, pitch):
+        return [v.token(TokenType.POSITION, pos), v.token(TokenType.PITCH, pitch),
+                v.token(TokenType.VELOCITY, 20), v.token(TokenType.DURATION, 6)]  # fmt: skip
+
+    a = np.array([BOS, BAR, *note(0, 60), *note(6, 62)])
+    b = np.array([BOS, BAR, *note(0, 60), *note(6, 64)])
+    assert note_f1(a, a, TK) == 1.0 and note_f1(a, b, TK) == 0.5
+    assert spearman(np.arange(5), np.array([1, 3, 4, 8, 9])) == pytest.approx(1.0)
+    assert spearman(np.arange(4), np.array([4, 3, 2, 1])) == pytest.approx(-1.0)
+    assert math.isnan(spearman(np.arange(3), np.ones(3)))

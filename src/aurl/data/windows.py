@@ -17,9 +17,10 @@ from aurl.data.config import AugmentConfig, CurriculumConfig
 from aurl.data.shards import Shard
 from aurl.tokens import PAD, TokenType, Vocabulary
 
-__all__ = ["SegmentWindows", "WeightedWindows", "WindowDataset", "eval_windows", "seq_len_at",
-           "transpose", "transpose_range"]  # fmt: skip
+__all__ = ["SegmentWindows", "WeightedWindows", "WindowDataset", "eval_windows", "fixed_segments",
+           "seq_len_at", "transpose", "transpose_range"]  # fmt: skip
 
+FIXED_SEED = 20_231  # fixed_segments draws the same held-out segments every time
 STREAM_SOURCE = 6  # WeightedWindows picks window i's corpus from default_rng((seed, i, 6))
 
 
@@ -203,6 +204,14 @@ class SegmentWindows(torch.utils.data.Dataset):
         window[: min(len(ids), size + 1)] = ids[: size + 1]
         t = torch.from_numpy(window)
         return t[:-1], t[1:]
+
+
+def fixed_segments(shard: Shard, vocab: Vocabulary, seq_len: int, bars: int, count: int,
+                   seed: int = FIXED_SEED) -> list[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """``count`` segments of ``bars`` bars of a split, the same ones on every call (drawn as
+    training windows are, without augmentation): what latent models are measured on."""
+    segments = SegmentWindows(WindowDataset(shard, vocab, seq_len, seed, transpose=0), bars)
+    return [segments[i] for i in range(count)]
 
 
 def eval_windows(shard: Shard, seq_len: int) -> list[np.ndarray]:

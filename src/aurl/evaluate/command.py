@@ -72,7 +72,8 @@ def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quie
     sets of MIDI files. The folder gets report.json, report.md, PNG figures and the samples.
     The model's dataset is rebuilt from its source on the first run and cached after that.
     With --data, all of this uses the splits of that data instead, so that models can be
-    compared on the same pieces.
+    compared on the same pieces. A latent model (VAE) gets its own report instead:
+    reconstruction, latent diagnostics, interpolation and attribute vectors.
     """
     from aurl.evaluate.report import write_report
     from aurl.evaluate.run import EvalOptions, evaluate_files, evaluate_model
@@ -83,6 +84,8 @@ def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quie
         raise ValueError("give either --model (and --data) or --files/--reference, not both")
     log = (lambda _: None) if quiet else click.echo
     options = EvalOptions(num=num, bars=bars, seed=seed, validity_num=min(num, 16))
+    if files is None and _latent(model, data, out, device, quiet):
+        return
     if files is not None:
         result = evaluate_files(files, reference, options, log=log)
     else:
@@ -99,3 +102,27 @@ def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quie
             f"as copied; {report['timing']['total']:.1f} s"
         )
     click.echo(f"wrote {path / 'report.md'}")
+
+
+def _latent(model, data, out, device, quiet) -> bool:
+    """Evaluate ``model`` as a latent model if it is one; False (nothing done) otherwise."""
+    from aurl.device import pick_device
+    from aurl.models import load_model
+    from aurl.models.vae import VAE
+    from aurl.paths import resolve_model_path
+
+    dev = pick_device(device)
+    folder = load_model(resolve_model_path(model), dev)
+    if not isinstance(folder.model, VAE):
+        return False
+    from aurl.evaluate.latent_report import evaluate_latent, write_latent_report
+
+    report = evaluate_latent(model, folder, dev, data, progress=not quiet)
+    path = write_latent_report(report, out)
+    if not quiet:
+        d, r = report["diagnostics"], report["reconstruction"]
+        click.echo(f"token accuracy {d['token_accuracy']}, note F1 {r['note_f1']}, "
+                   f"interpolation rho {report['interpolation']['density_rho']}; "
+                   f"{report['timing_s']} s")  # fmt: skip
+    click.echo(f"wrote {path / 'report.md'}")
+    return True

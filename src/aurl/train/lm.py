@@ -21,9 +21,10 @@ from torch import nn
 from aurl.data.prepare import Dataset, prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
-from aurl.data.windows import SegmentWindows, WeightedWindows, WindowDataset
+from aurl.data.windows import SegmentWindows, WeightedWindows, WindowDataset, fixed_segments
 from aurl.device import pick_device
 from aurl.errors import ConfigError
+from aurl.evaluate.latent import segment_metrics
 from aurl.evaluate.likelihood import nll_per_token, test_nll
 from aurl.fileio import atomic_write_text
 from aurl.generate.sampler import SamplingConfig, sample
@@ -39,7 +40,7 @@ from aurl.train.feed import BatchFeed
 from aurl.train.loop import make_optimizer, train_loop
 from aurl.train.precision import check_precision
 from aurl.train.task import Preview, Task
-from aurl.train.vae import VAETask, held_out_segments, latent_attributes, segment_metrics
+from aurl.train.vae import VAETask, latent_attributes
 from aurl.train.vae_gan import VAEGANTask
 
 if TYPE_CHECKING:
@@ -253,13 +254,13 @@ def _vae_measures(config, tokenizer, val_shard: Shard, device: torch.device):
     ELBO per token (an upper bound of the NLL) and the latent diagnostics."""
     count = config.train.eval_windows or VAE_EVAL_SEGMENTS
     seq_len, bars = config.data.seq_len, config.model.bars
-    val = held_out_segments(val_shard, tokenizer.vocab, seq_len, bars, count)
+    val = fixed_segments(val_shard, tokenizer.vocab, seq_len, bars, count)
 
     def evaluate(m: nn.Module) -> dict:
         return segment_metrics(m, val, device)
 
     def test(folder: ModelFolder, shard: Shard) -> dict:
-        segments = held_out_segments(shard, tokenizer.vocab, seq_len, bars, count)
+        segments = fixed_segments(shard, tokenizer.vocab, seq_len, bars, count)
         metrics = segment_metrics(folder.model, segments, device)
         return {"test_nll_per_token": metrics["val_loss"], "test_rec_per_token": metrics["val_rec"],
                 "test_token_accuracy": metrics["val_token_accuracy"],

@@ -1,29 +1,24 @@
 """The VAE recipe: reconstruction cross-entropy plus the KL of both latent levels, with free
-bits, a beta schedule and token dropout on the decoder's input; evaluation on held-out
-segments with the diagnostics of a latent model (KL per dimension, active units, and how
-much worse the decoder does with another segment's latents)."""
+bits, a beta schedule and token dropout on the decoder's input. Its evaluation is
+:func:`aurl.evaluate.latent.segment_metrics` over fixed held-out segments."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from aurl.data.shards import Shard
-from aurl.data.windows import SegmentWindows, WindowDataset
+from aurl.data.windows import fixed_segments
 from aurl.generate.attributes import attribute_vectors, segment_attributes
-from aurl.losses import gaussian_kl, kl_free_bits, next_token_cross_entropy, target_count
+from aurl.losses import kl_free_bits, next_token_cross_entropy, target_count
 from aurl.models.vae import VAE
 from aurl.tokens import PAD, Vocabulary
 from aurl.train.config import TrainConfig
 from aurl.train.loop import make_optimizer
 from aurl.train.schedule import beta_at
 from aurl.train.task import Task
-
-EVAL_SEED = 20_231  # held-out segments are drawn the same way at every evaluation
-ACTIVE = 0.01  # a latent dimension is active when its posterior mean varies more than this
 
 
 def drop_tokens(ids: torch.Tensor, rate: float, generator: torch.Generator | None = None
@@ -105,71 +100,13 @@ class VAETask(Task):
         self._export(metrics, progress)
 
 
-def held_out_segments(shard: Shard, vocab: Vocabulary, seq_len: int, bars: int,
-                      count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
-    """``count`` segments of a split, the same ones every time (no augmentation)."""
-    windows = WindowDataset(shard, vocab, seq_len, EVAL_SEED, transpose=0)
-    segments = SegmentWindows(windows, bars)
-    return [segments[i] for i in range(count)]
-
-
-@torch.no_grad()
-def segment_metrics(model: VAE, segments: list[tuple[torch.Tensor, torch.Tensor]],
-                    device: torch.device, batch: int = 16) -> dict[str, float]:  # fmt: skip
-    """Reconstruction and latent diagnostics over held-out segments, from posterior means.
-
-    ``val_loss`` is the negative ELBO per token (reconstruction + both KLs at beta 1);
-    ``rec_shuffled_gap`` is how much the reconstruction loss grows when each segment is
-    decoded with another segment's latents (near 0: the decoder ignores them).
-    """
-    model.eval()
-    rec = gap = kl_g = kl_b = correct = tokens = 0.0
-    mus_g, mus_b, kl_dims = [], [], []
-    for i in range(0, len(segments), batch):
-        x = torch.stack([s[0] for s in segments[i : i + batch]]).to(device)
-        y = torch.stack([s[1] for s in segments[i : i + batch]]).to(device)
-        post = model.encode(x)
-        zg, zb = post.mean()
-        logits = model.decode(x, zg, zb)
-        n = float(target_count(y, PAD))
-        rec += float(next_token_cross_entropy(logits, y, PAD)) * n
-        keep = y != PAD
-        correct += float(((logits.argmax(-1) == y) & keep).sum())
-        if len(x) > 1:
-            other = model.decode(x, zg.roll(1, 0), zb.roll(1, 0))
-            gap += float(next_token_cross_entropy(other, y, PAD)) * n
-        kg, kb = (
-            gaussian_kl(post.mu_global, post.logvar_global),
-            gaussian_kl(post.mu_bar, post.logvar_bar),
-        )
-        kl_g, kl_b, tokens = kl_g + float(kg.sum()), kl_b + float(kb.sum()), tokens + n
-        mus_g.append(zg.cpu())
-        mus_b.append(zb.flatten(0, 1).cpu())
-        kl_dims.append(torch.cat([kg, kb.flatten(1)], 1).cpu())
-    active_g = float((torch.cat(mus_g).var(0) > ACTIVE).float().mean())
-    active_b = float((torch.cat(mus_b).var(0) > ACTIVE).float().mean())
-    per_dim = torch.cat(kl_dims).mean(0)
-    return {
-        "val_loss": round((rec + kl_g + kl_b) / tokens, 5),
-        "val_rec": round(rec / tokens, 5),
-        "val_token_accuracy": round(correct / tokens, 4),
-        "val_kl_global": round(kl_g / len(segments), 4),
-        "val_kl_bar": round(kl_b / len(segments), 4),
-        "kl_per_dim_max": round(float(per_dim.max()), 4),
-        "kl_per_dim_min": round(float(per_dim.min()), 4),
-        "active_global": round(active_g, 3),
-        "active_bar": round(active_b, 3),
-        "rec_shuffled_gap": round((gap - rec) / tokens, 5) if gap else float(np.nan),
-    }
-
-
 @torch.no_grad()
 def latent_attributes(model: VAE, shard: Shard, vocab: Vocabulary, seq_len: int, bars: int,
                       device: torch.device, count: int = 512) -> dict[str, dict]:  # fmt: skip
     """Attribute vectors (see :mod:`aurl.generate.attributes`) from ``count`` segments of a
     split, for ``aurl vary --attribute``."""
     model.eval()
-    segments = held_out_segments(shard, vocab, seq_len, bars, count)
+    segments = fixed_segments(shard, vocab, seq_len, bars, count)
     values, means_g, means_b = [], [], []
     for i in range(0, len(segments), 32):
         x = torch.stack([s[0] for s in segments[i : i + 32]]).to(device)
