@@ -26,17 +26,20 @@ Reader = Callable[[Reference], Labels]
 
 
 def aurl_reader(params: HarmonyParams | None = None) -> Reader:
-    """Our analysis as a reader: the chord and local key of the beat holding each moment."""
+    """Our analysis as a reader: the chord of the half beat and the local key of the beat
+    holding each moment."""
 
     def read(ref: Reference) -> Labels:
         harmony = analyze_harmony(ref.piece, params)
-        at = np.searchsorted(harmony.beats, ref.beats, side="right") - 1
-        quality = harmony.chords.quality[at]
+        chords = harmony.half_beats
+        at = np.searchsorted(chords.starts, ref.beats, side="right") - 1
+        beat = np.searchsorted(harmony.beats, ref.beats, side="right") - 1
+        quality = chords.quality[at]
         return Labels(
-            root=harmony.chords.root[at],
+            root=chords.root[at],
             quality=[QUALITY_NAMES[q] if q >= 0 else "none" for q in quality],
-            inversion=harmony.chords.inversion[at],
-            local_key=harmony.local_key[at],
+            inversion=chords.inversion[at],
+            local_key=harmony.local_key[beat],
             global_key=harmony.key.index,
         )
 

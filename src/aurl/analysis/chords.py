@@ -13,19 +13,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aurl.analysis.chroma import chroma, extreme_pitch, overlaps, sounding_at_start
+from aurl.analysis.chroma import (
+    chroma,
+    extreme_pitch,
+    overlaps,
+    sounding_at_start,
+)
 from aurl.analysis.key import PITCH_NAMES, viterbi
 from aurl.analysis.piece import Piece
 
-# Name, intervals above the root, prior (simpler chords win ties).
+# Name, intervals above the root, prior (simpler chords win ties; a seventh needs evidence).
 QUALITIES: tuple[tuple[str, tuple[int, ...], float], ...] = (
     ("maj", (0, 4, 7), 0.06),
     ("min", (0, 3, 7), 0.05),
     ("dim", (0, 3, 6), 0.0),
     ("aug", (0, 4, 8), -0.08),
-    ("dom7", (0, 4, 7, 10), 0.03),
-    ("maj7", (0, 4, 7, 11), -0.04),
-    ("min7", (0, 3, 7, 10), -0.01),
+    ("dom7", (0, 4, 7, 10), 0.0),
+    ("maj7", (0, 4, 7, 11), -0.1),
+    ("min7", (0, 3, 7, 10), -0.05),
     ("hdim7", (0, 3, 6, 10), 0.0),
     ("dim7", (0, 3, 6, 9), 0.0),
     ("sus4", (0, 5, 7), -0.2),
@@ -58,6 +63,7 @@ class ChordParams:
     change_cost: float = 0.08  # Viterbi cost per chord change
     present_fraction: float = 0.08  # a pitch class under this share of the segment is absent
     passing_seventh_cost: float = 0.3  # a seventh that does not sound at the segment's start
+    half_beat_margin: float = 0.3  # score gain a chord struck on a half beat needs to take over
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,7 @@ _DIATONIC_MATRIX = diatonic_matrix()
 _SIZES = _TEMPLATES.sum(1)
 _PRIORS = np.repeat([q[2] for q in QUALITIES], 12)
 _ROOTS = np.tile(np.arange(12), len(QUALITIES))
+_MAJ, _MIN, _SUS4 = (QUALITY_NAMES.index(q) for q in ("maj", "min", "sus4"))
 _SEVENTH_PC = np.zeros((len(QUALITIES) * 12, 12))  # the seventh of every seventh chord
 for _q, (_, _iv, _) in enumerate(QUALITIES):
     if len(_iv) == 4:
@@ -168,29 +175,105 @@ def recognize_chords(
     """
     params = params or ChordParams()
     bounds = np.asarray(bounds, np.int64)
+    sound = segment_sound(piece, bounds, params)
+    scores = chord_scores(
+        sound.weights, sound.bass, np.asarray(keys, np.int64), params, sound.struck
+    )
+    scores[sound.silent] = 0.0
+    best = viterbi(scores, params.change_cost) if len(scores) else np.zeros(0, np.int64)
+    return _label(bounds, sound, resolve_fourths(best, sound.weights))
+
+
+def resolve_fourths(best: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Name a sus4 chord by its resolution where a third over the root sounds.
+
+    A fourth over the root is nearly always a suspension that falls to the third within the
+    beat or on the next; analysts name the chord of the resolution. The third with more weight
+    in the segment and the next decides between major and minor; with neither, the sus4
+    stays.
+
+    Args:
+        best: Template index (``quality * 12 + root``) of every segment.
+        weights: ``(n, 12)`` pitch-class weights of the segments.
+    """
+    root = best % 12
+    rows = np.arange(len(best))
+    following = np.zeros_like(weights)
+    following[:-1] = weights[1:]
+    weights = weights + following
+    major, minor = weights[rows, (root + 4) % 12], weights[rows, (root + 3) % 12]
+    triad = np.where(major >= minor, _MAJ, _MIN) * 12 + root
+    return np.where((best // 12 == _SUS4) & (np.maximum(major, minor) > 0), triad, best)
+
+
+def half_beat_chords(
+    piece: Piece, bounds: np.ndarray, keys: np.ndarray, beats: Chords, params: ChordParams
+) -> Chords:
+    """Chords on the half-beat grid: each beat's chord, changed on its second half where a
+    chord struck there fits clearly better (by ``params.half_beat_margin``).
+
+    Args:
+        piece: The piece.
+        bounds: Beat boundaries in steps (as given to :func:`recognize_chords`).
+        keys: Local key index of every beat.
+        beats: The beats' chords.
+        params: Score weights.
+    """
+    bounds = np.asarray(bounds, np.int64)
+    fine = np.empty(2 * len(bounds) - 1, np.int64)
+    fine[0::2], fine[1::2] = bounds, (bounds[:-1] + bounds[1:]) // 2
+    sound = segment_sound(piece, fine, params)
+    scores = chord_scores(sound.weights, sound.bass, np.repeat(keys, 2), params, sound.struck)
+    beat_best = np.maximum(beats.quality, 0) * 12 + np.maximum(beats.root, 0)
+    second = scores[1::2]
+    rows = np.arange(len(second))
+    new = np.argmax(second, 1)
+    split = second[rows, new] - second[rows, beat_best] > params.half_beat_margin
+    best = np.repeat(beat_best, 2)
+    best[1::2] = np.where(split, new, beat_best)
+    return _label(fine, sound, best)
+
+
+@dataclass(frozen=True)
+class SegmentSound:
+    """What sounds in each segment: weighted chroma, bass, top, struck pitch classes."""
+
+    weights: np.ndarray
+    bass: np.ndarray
+    high: np.ndarray
+    struck: np.ndarray
+    silent: np.ndarray
+
+
+def segment_sound(piece: Piece, bounds: np.ndarray, params: ChordParams) -> SegmentSound:
+    """The sound of every segment ``[bounds[i], bounds[i + 1])``."""
     ov = overlaps(piece, bounds)
     weights = chroma(piece, ov, params.held_weight)
     low = extreme_pitch(piece, ov, lowest=True)
-    high = extreme_pitch(piece, ov, lowest=False)
-    bass = np.where(low >= 0, low % 12, -1)
-    struck = sounding_at_start(piece, ov)
-    scores = chord_scores(weights, bass, np.asarray(keys, np.int64), params, struck)
-    silent = weights.sum(1) == 0
-    scores[silent] = 0.0
-    best = viterbi(scores, params.change_cost) if len(scores) else np.zeros(0, np.int64)
-    root = np.where(silent, -1, _ROOTS[best])
-    quality = np.where(silent, -1, best // 12)
-    total = np.maximum(weights.sum(1), 1e-9)
-    fit = (weights * _TEMPLATES[best]).sum(1) / total
+    return SegmentSound(
+        weights=weights,
+        bass=np.where(low >= 0, low % 12, -1),
+        high=extreme_pitch(piece, ov, lowest=False),
+        struck=sounding_at_start(piece, ov),
+        silent=weights.sum(1) == 0,
+    )
+
+
+def _label(bounds: np.ndarray, sound: SegmentSound, best: np.ndarray) -> Chords:
+    """Chords from the best template index of every segment."""
+    root = np.where(sound.silent, -1, _ROOTS[best])
+    quality = np.where(sound.silent, -1, best // 12)
+    total = np.maximum(sound.weights.sum(1), 1e-9)
+    fit = (sound.weights * _TEMPLATES[best]).sum(1) / total
     return Chords(
         starts=bounds[:-1],
         ends=bounds[1:],
         root=root,
         quality=quality,
-        bass=bass,
-        inversion=inversions(root, quality, bass),
-        soprano=high,
-        fit=np.where(silent, 0.0, fit),
+        bass=sound.bass,
+        inversion=inversions(root, quality, sound.bass),
+        soprano=sound.high,
+        fit=np.where(sound.silent, 0.0, fit),
     )
 
 

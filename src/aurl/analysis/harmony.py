@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aurl.analysis.chords import QUALITY_NAMES, ChordParams, Chords, recognize_chords
+from aurl.analysis.chords import (
+    QUALITY_NAMES,
+    ChordParams,
+    Chords,
+    half_beat_chords,
+    recognize_chords,
+)
 from aurl.analysis.chroma import chroma, duration_histogram, overlaps
 from aurl.analysis.key import DEFAULT_PROFILE, Key, find_key, local_keys
 from aurl.analysis.piece import Piece
@@ -25,7 +31,7 @@ class HarmonyParams:
 
     profile: str = DEFAULT_PROFILE
     key_half_width: int = 4  # beats on each side of the local-key window
-    key_switch_penalty: float = 1.0  # summed correlation a modulation must earn
+    key_switch_penalty: float = 0.7  # summed correlation a modulation must earn
     final_bass_bonus: float = 0.1  # added to keys whose tonic is the last bass note
     chords: ChordParams = ChordParams()
 
@@ -41,6 +47,8 @@ class Harmony:
         key_margin: Correlation margin of every beat's local key over the runner-up.
         chords: One chord per beat.
         numerals: Roman numeral of every beat's chord in its local key (``"N"`` if silent).
+        half_beats: One chord per half beat: the beat's chord, or on the second half the
+            chord struck there when it fits clearly better.
     """
 
     key: Key
@@ -49,6 +57,7 @@ class Harmony:
     key_margin: np.ndarray
     chords: Chords
     numerals: list[str]
+    half_beats: Chords
 
 
 def analyze_harmony(piece: Piece, params: HarmonyParams | None = None) -> Harmony:
@@ -79,4 +88,5 @@ def analyze_harmony(piece: Piece, params: HarmonyParams | None = None) -> Harmon
         )
         for r, q, i, k in zip(chords.root, chords.quality, chords.inversion, keys, strict=True)
     ]
-    return Harmony(key, beats, keys, margin, chords, numerals)
+    halves = half_beat_chords(piece, bounds, keys, chords, params.chords)
+    return Harmony(key, beats, keys, margin, chords, numerals, halves)
