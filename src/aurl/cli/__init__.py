@@ -179,15 +179,12 @@ def _one_line(error: object) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning expected failures into one line and exit code 2."""
-    from aurl.config import ConfigError
     from aurl.data.sources import SourceError
+    from aurl.errors import ConfigError, DivergedError, ModelLoadError
     from aurl.midi import MidiError
-    from aurl.models.folder import ModelLoadError
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("AURL_DEBUG"))
-    from aurl.train.loop import DivergedError
-
     expected = (ConfigError, SourceError, MidiError, ModelLoadError, FileNotFoundError, ValueError,
                 DivergedError)  # fmt: skip
     try:

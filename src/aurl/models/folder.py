@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
+from aurl.errors import ModelLoadError
 from aurl.fileio import atomic_dir
 from aurl.models.registry import DEFAULT_ARCH, build_model, model_config
 from aurl.tokens import Tokenizer
@@ -34,10 +35,6 @@ def _tied(model: torch.nn.Module) -> dict[str, str]:
         else:
             first[id(value)] = key
     return tied
-
-
-class ModelLoadError(Exception):
-    """A model folder that is missing, incomplete or not an Aurl model."""
 
 
 @dataclass

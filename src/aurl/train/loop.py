@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from aurl.errors import DivergedError
 from aurl.train import distributed as dd
 from aurl.train.anomaly import AnomalyGuard
 from aurl.train.checkpoint import (
@@ -36,10 +37,6 @@ from aurl.train.logger import RunLog, trim_metrics
 from aurl.train.precision import autocast, grad_scaler
 from aurl.train.schedule import lr_at
 from aurl.train.task import Batch, Task
-
-
-class DivergedError(Exception):
-    """Training kept producing bad steps after every allowed rollback."""
 
 
 @dataclass
