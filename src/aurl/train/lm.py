@@ -1,8 +1,10 @@
-"""The language-model recipe: corpus -> windows -> model -> train_loop -> model folder.
+"""Training runs: corpus -> windows -> model -> train_loop -> model folder.
 
 ``LMTask`` trains a next-token model on the data (``ce``) and, given a teacher, on the
 teacher's softened distribution too (``distill``). ``train_run`` sets a run up from its
-config, in one process or as one rank of a ``torchrun`` job.
+config, in one process or as one rank of a ``torchrun`` job, with the task its model's arch
+calls for: this one for the decoder, :class:`~aurl.train.vae.VAETask` for a VAE, and
+:class:`~aurl.train.vae_gan.VAEGANTask` when ``train.gan.enabled``.
 """
 
 from __future__ import annotations
