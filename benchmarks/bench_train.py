@@ -36,7 +36,8 @@ from aurl.models import build_model
 from aurl.tokens import PAD, Tokenizer
 from aurl.train.feed import BatchFeed
 from aurl.train.lm import LMTask, training_windows
-from aurl.train.loop import make_optimizer, train_loop
+from aurl.train.loop import train_loop
+from aurl.train.task import make_optimizer
 from common import RESULTS_DIR, machine_info, machine_markdown, median, write_results
 
 PACKAGES = ("aurl", "torch", "numpy")

@@ -33,7 +33,7 @@ from aurl.models import Transformer
 from aurl.tokens import Tokenizer
 from aurl.train.feed import BatchFeed
 from aurl.train.lm import training_windows
-from aurl.train.loop import make_optimizer
+from aurl.train.task import make_optimizer
 from common import RESULTS_DIR, machine_info, machine_markdown, median, write_results
 
 PACKAGES = ("aurl", "torch", "numpy")

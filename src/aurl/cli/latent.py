@@ -23,6 +23,14 @@ device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda
                              default="auto", show_default=True)  # fmt: skip
 
 
+def decoding_options(command):
+    """The options every latent command shares: model, seed, output and how to decode."""
+    for option in reversed((model_option, seed_option, out_option, sample_option,
+                            temperature_option, top_p_option, device_option)):  # fmt: skip
+        command = option(command)
+    return command
+
+
 def _sampling(sample: bool, temperature: float, top_p: float):
     from aurl.generate.sampler import SamplingConfig
 
@@ -44,13 +52,7 @@ def _write(result, out: str, stem: str) -> None:
               help="Pieces written, both ends included.")  # fmt: skip
 @click.option("--method", type=click.Choice(["slerp", "lerp"]), default="slerp", show_default=True,
               help="Spherical or straight-line interpolation of the latents.")  # fmt: skip
-@model_option
-@seed_option
-@out_option
-@sample_option
-@temperature_option
-@top_p_option
-@device_option
+@decoding_options
 def interpolate(first, second, steps, method, model, seed, out, sample, temperature, top_p,
                 device) -> None:  # fmt: skip
     """Write the interpolation between the first K bars of FIRST and of SECOND (K: the VAE's
@@ -73,13 +75,7 @@ def interpolate(first, second, steps, method, model, seed, out, sample, temperat
 @click.option("--attribute", default=None, metavar="NAME=AMOUNT",
               help="Move along an attribute learnt from the training set instead: density, "
                    "pitch, polyphony or activity, e.g. density=+1.5 (NUM steps up to it).")  # fmt: skip
-@model_option
-@seed_option
-@out_option
-@sample_option
-@temperature_option
-@top_p_option
-@device_option
+@decoding_options
 def vary(file, num, amount, attribute, model, seed, out, sample, temperature, top_p,
          device) -> None:  # fmt: skip
     """Write variations of the first K bars of FILE: latents drawn near its own, or moved

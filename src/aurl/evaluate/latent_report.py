@@ -82,9 +82,8 @@ def _means(folder: ModelFolder, segments, device) -> tuple[torch.Tensor, torch.T
         return folder.model.encode(x).mean()
 
 
-def reconstruction(folder: ModelFolder, segments, device) -> dict:
-    """Note F1 of each segment's greedy decode from its posterior mean."""
-    z = _means(folder, segments, device)
+def reconstruction(folder: ModelFolder, segments, z, device) -> dict:
+    """Note F1 of each segment's greedy decode from its posterior mean ``z``."""
     decoded = decode(folder, z, device)
     f1 = [
         note_f1(s[0].numpy(), d, folder.tokenizer) for s, d in zip(segments, decoded, strict=True)
@@ -92,13 +91,13 @@ def reconstruction(folder: ModelFolder, segments, device) -> dict:
     return {"note_f1": round(float(np.mean(f1)), 4), "segments": len(segments)}
 
 
-def interpolation(folder: ModelFolder, segments, device, pairs: int = 4, steps: int = 8) -> dict:
+def interpolation(folder: ModelFolder, segments, z, device, pairs: int = 4,
+                  steps: int = 8) -> dict:  # fmt: skip
     """Interpolations between the densest and the sparsest segments: the density's rank
     correlation with the step, and the share of steps the grammar accepts."""
     vocab, grammar = folder.tokenizer.vocab, folder.tokenizer.grammar
     density = np.array([segment_attributes(s[0].numpy(), vocab)["density"] for s in segments])
     order = np.argsort(density)
-    z = _means(folder, segments, device)
     rhos, valid = [], []
     for lo, hi in zip(order[:pairs], order[::-1][:pairs], strict=True):
         path = interpolate((z[0][lo : lo + 1], z[1][lo : lo + 1]),
@@ -113,12 +112,12 @@ def interpolation(folder: ModelFolder, segments, device, pairs: int = 4, steps: 
             "grammatical": round(float(np.mean(valid)), 4)}  # fmt: skip
 
 
-def attributes(folder: ModelFolder, segments, device, count: int = 8,
+def attributes(folder: ModelFolder, segments, z, device, count: int = 8,
                amounts: tuple[float, ...] = (-2, -1, 0, 1, 2)) -> dict:  # fmt: skip
     """Per attribute vector: the rank correlation of amount and realised attribute, and the
     other attributes' movement relative to it (spreads in their own standard deviations)."""
     vectors, vocab = folder.meta.get("attributes", {}), folder.tokenizer.vocab
-    z = _means(folder, segments[:count], device)
+    z = z[0][:count], z[1][:count]
     base = [segment_attributes(s[0].numpy(), vocab) for s in segments]
     scale = {a: float(np.std([b[a] for b in base])) or 1.0 for a in ATTRIBUTES}
     out = {}
@@ -156,13 +155,14 @@ def evaluate_latent(model: str | Path | None, folder: ModelFolder, device, data:
         test, folder.tokenizer.vocab, seq_len, folder.model.config.bars, count
     )
     diagnostics = segment_metrics(folder.model, segments, device)
+    z = _means(folder, segments, device)  # every measure below starts from these
     report = {
         "model": {"path": str(model), "parameters": folder.model.num_params(),
                   "evaluated_on": data or folder.meta.get("data_source")},
         "diagnostics": {k.removeprefix("val_"): v for k, v in diagnostics.items()},
-        "reconstruction": reconstruction(folder, segments, device),
-        "interpolation": interpolation(folder, segments, device),
-        "attributes": attributes(folder, segments, device),
+        "reconstruction": reconstruction(folder, segments, z, device),
+        "interpolation": interpolation(folder, segments, z, device),
+        "attributes": attributes(folder, segments, z, device),
         "targets": TARGETS,
     }  # fmt: skip
     report["timing_s"] = round(time.perf_counter() - t0, 1)

@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from aurl.models.transformer import Block, KVCache, Transformer, TransformerConfig, _norm
@@ -23,8 +23,9 @@ from aurl.models.transformer import Block, KVCache, Transformer, TransformerConf
 BAR_ID_UNSET = -1  # the VAE is told the Bar token's id by its config (``bar_id``)
 
 
-class VAEConfig(BaseModel):
-    """Shape of the VAE: the decoder's fields plus the encoder and the latents.
+class VAEConfig(TransformerConfig):
+    """Shape of the VAE: the decoder's fields (see :class:`TransformerConfig`) plus the
+    encoder and the latents.
 
     Attributes:
         bars: K, the bars of a segment (one latent each, plus one for the segment).
@@ -33,16 +34,7 @@ class VAEConfig(BaseModel):
         bar_id: the token id of ``Bar`` (segments are split into bars by it).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     arch: Literal["vae"] = "vae"
-    vocab_size: int = Field(545, ge=4)
-    n_layer: int = Field(4, ge=1, le=64)
-    n_head: int = Field(4, ge=1, le=64)
-    n_embd: int = Field(256, ge=8, le=8192)
-    max_seq_len: int = Field(1024, ge=8, le=65536)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    rope_base: float = Field(10000.0, gt=1.0)
     bars: int = Field(4, ge=1, le=64)
     enc_layers: int = Field(2, ge=1, le=64)
     z_global: int = Field(32, ge=1, le=4096)
@@ -50,9 +42,9 @@ class VAEConfig(BaseModel):
     bar_id: int = Field(BAR_ID_UNSET, ge=BAR_ID_UNSET)
 
     def decoder(self) -> TransformerConfig:
-        fields = self.model_dump(exclude={"arch", "bars", "enc_layers", "z_global", "z_bar",
-                                          "bar_id"})  # fmt: skip
-        return TransformerConfig(**fields)
+        """The decoder's own config (the fields the two share)."""
+        shared = set(TransformerConfig.model_fields) - {"arch"}
+        return TransformerConfig(**self.model_dump(include=shared))
 
 
 @dataclass

@@ -30,7 +30,7 @@ from aurl.evaluate.latent import segment_metrics
 from aurl.evaluate.likelihood import nll_per_token, test_nll
 from aurl.fileio import atomic_write_text
 from aurl.generate.sampler import SamplingConfig, sample
-from aurl.losses import distillation, next_token_cross_entropy, target_count
+from aurl.losses import distillation, next_token_cross_entropy
 from aurl.models import ModelFolder, build_model, load_model, save_model
 from aurl.models.discriminator import Discriminator, DiscriminatorConfig
 from aurl.render import piano_roll
@@ -39,9 +39,9 @@ from aurl.train import distributed as dd
 from aurl.train.checkpoint import CHECKPOINT
 from aurl.train.config import TrainConfig
 from aurl.train.feed import BatchFeed
-from aurl.train.loop import make_optimizer, train_loop
+from aurl.train.loop import train_loop
 from aurl.train.precision import check_precision
-from aurl.train.task import Preview, Task
+from aurl.train.task import Preview, Task, TokenTask
 from aurl.train.vae import VAETask, latent_attributes
 from aurl.train.vae_gan import VAEGANTask
 
@@ -54,7 +54,7 @@ PREVIEW_BARS, PREVIEW_TOKENS = 4, 384
 VAE_EVAL_SEGMENTS = 64  # held-out segments a VAE is measured on when eval_windows is 0
 
 
-class LMTask(Task):
+class LMTask(TokenTask):
     """Next-token prediction, optionally distilled from a teacher.
 
     Args:
@@ -73,17 +73,9 @@ class LMTask(Task):
                  evaluate: Callable[[nn.Module], dict], export: Callable[[dict, dict], None],
                  tokenizer: Tokenizer, teacher: nn.Module | None = None, alpha: float = 0.9,
                  temperature: float = 1.0):  # fmt: skip
-        self.model, self.train_model, self.device = model, model, device
-        self._optimizer = make_optimizer(model, cfg)
-        self._evaluate, self._export, self.tokenizer = evaluate, export, tokenizer
+        super().__init__(model, cfg, device, evaluate, export)
+        self.tokenizer = tokenizer
         self.teacher, self.alpha, self.temperature = teacher, alpha, temperature
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self._optimizer}
-
-    def distribute(self, wrap):
-        self.train_model = wrap(self.model)
-        return [self.train_model]
 
     def losses(self, phase, batch, step):
         x, y = (t.to(self.device, non_blocking=True) for t in batch)
@@ -97,20 +89,6 @@ class LMTask(Task):
 
     def loss_weights(self, step):
         return {} if self.teacher is None else {"ce": 1 - self.alpha, "distill": self.alpha}
-
-    def batch_weight(self, batch) -> float:
-        return float(target_count(batch[1], PAD))
-
-    def batch_tokens(self, batch) -> int:
-        return int(batch[0].numel())
-
-    def evaluate(self):
-        metrics = self._evaluate(self.model)
-        self.model.train()
-        return metrics
-
-    def export(self, metrics, progress):
-        self._export(metrics, progress)
 
     def preview(self) -> Preview:
         """A few bars sampled without the grammar mask from a fixed seed (the training RNG

@@ -4,10 +4,7 @@ bits, a beta schedule and token dropout on the decoder's input. Its evaluation i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import nn
 
 from aurl.data.shards import Shard
 from aurl.data.windows import fixed_segments
@@ -15,10 +12,8 @@ from aurl.generate.attributes import attribute_vectors, segment_attributes
 from aurl.losses import kl_free_bits, next_token_cross_entropy, target_count
 from aurl.models.vae import VAE
 from aurl.tokens import PAD, Vocabulary
-from aurl.train.config import TrainConfig
-from aurl.train.loop import make_optimizer
 from aurl.train.schedule import beta_at
-from aurl.train.task import Task
+from aurl.train.task import TokenTask
 
 
 def drop_tokens(ids: torch.Tensor, rate: float, generator: torch.Generator | None = None
@@ -32,7 +27,7 @@ def drop_tokens(ids: torch.Tensor, rate: float, generator: torch.Generator | Non
     return ids.masked_fill(drop, PAD)
 
 
-class VAETask(Task):
+class VAETask(TokenTask):
     """Trains a :class:`~aurl.models.vae.VAE` on K-bar segments (inputs, targets).
 
     Args:
@@ -42,19 +37,6 @@ class VAETask(Task):
         evaluate: validation metrics of the (unwrapped) model.
         export: saves the model with the given meta.
     """
-
-    def __init__(self, model: VAE, cfg: TrainConfig, device: torch.device,
-                 evaluate: Callable[[nn.Module], dict], export: Callable[[dict, dict], None]):  # fmt: skip
-        self.model, self.train_model, self.device, self.cfg = model, model, device, cfg
-        self._optimizer = make_optimizer(model, cfg)
-        self._evaluate, self._export = evaluate, export
-
-    def optimizers(self):
-        return {"model": self._optimizer}
-
-    def distribute(self, wrap):
-        self.train_model = wrap(self.model)
-        return [self.train_model]
 
     def losses(self, phase, batch, step):
         x, y = (t.to(self.device, non_blocking=True) for t in batch)
@@ -84,20 +66,6 @@ class VAETask(Task):
         v = self.cfg.vae
         beta = beta_at(step, v.beta_schedule, v.beta, v.beta_warmup, v.beta_cycle)
         return {"kl_global": beta, "kl_bar": beta}
-
-    def batch_weight(self, batch) -> float:
-        return float(target_count(batch[1], PAD))
-
-    def batch_tokens(self, batch) -> int:
-        return int(batch[0].numel())
-
-    def evaluate(self):
-        metrics = self._evaluate(self.model)
-        self.model.train()
-        return metrics
-
-    def export(self, metrics, progress):
-        self._export(metrics, progress)
 
 
 @torch.no_grad()
