@@ -24,6 +24,7 @@ from aurl.analysis.accuracy import aurl_reader, baseline_reader, evaluate
 from aurl.analysis.chords import ChordParams
 from aurl.analysis.groundtruth import SETS, load_references
 from aurl.analysis.harmony import HarmonyParams
+from aurl.analysis.nonchord import NonChordParams
 from aurl.fileio import atomic_write_json, atomic_write_text
 from common import RESULTS_DIR, machine_info, machine_markdown, median
 
@@ -45,6 +46,10 @@ VARIANTS = {
     "no diatonic bonus": HarmonyParams(chords=ChordParams(diatonic_bonus=0.0)),
     "no chord smoothing": HarmonyParams(chords=ChordParams(change_cost=0.0)),
     "wider key window (8 beats each side)": HarmonyParams(key_half_width=8),
+    "non-chord tones weighted less": HarmonyParams(chords=ChordParams(nonchord=NonChordParams())),
+    "suspensions weighted less": HarmonyParams(
+        chords=ChordParams(nonchord=NonChordParams(passing=1, accented=1, anticipation=1))
+    ),
 }
 
 

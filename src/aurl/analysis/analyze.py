@@ -105,20 +105,24 @@ def analyze_piece(piece: Piece, params: HarmonyParams | None = None) -> Analysis
 
 
 def _harmony_summary(piece: Piece, harmony: Harmony, melody: Melody, phrases: list) -> dict:
-    """Chord spans, per-beat labels, progression statistics and cadences at phrase ends."""
+    """Chord spans (a chord lasts as long as the harmony does, changes on half beats
+    included), per-beat labels, progression statistics and cadences at phrase ends."""
     chords, pos = harmony.chords, piece.position
     spans = chord_spans(chords, harmony.local_key)
+    fine = harmony.half_beats
+    fine_keys = harmony.local_key[np.searchsorted(harmony.beats, fine.starts, side="right") - 1]
     last_notes = [melody.time[b - 1] for _, b in phrases]
     ends = [int(np.searchsorted(harmony.beats, t, side="right") - 1) for t in last_notes]
     cadences = find_cadences(spans, ends, chords.soprano)
     degrees = [s.degree for s in spans]
     return {
+        "tactus_beats": harmony.tactus,
         "chords": [
             {
-                "start": pos(int(harmony.beats[s.first])),
-                "beats": s.end - s.first,
+                "start": pos(int(fine.starts[s.first])),
+                "beats": _beats(piece, int(fine.starts[s.first]), int(fine.ends[s.end - 1])),
                 "symbol": chord_symbol(
-                    s.root, QUALITY_NAMES.index(s.quality), int(chords.bass[s.first])
+                    s.root, QUALITY_NAMES.index(s.quality), int(fine.bass[s.first])
                 ),
                 "root": PITCH_NAMES[s.root],
                 "quality": s.quality,
@@ -126,7 +130,7 @@ def _harmony_summary(piece: Piece, harmony: Harmony, melody: Melody, phrases: li
                 "numeral": s.numeral,
                 "key": key_name(s.key),
             }
-            for s in spans
+            for s in chord_spans(fine, fine_keys)
         ],
         "per_beat": {
             "symbol": [
@@ -194,6 +198,12 @@ def _structure_summary(
         },
         "similarity": [[round(float(x), 3) for x in row] for row in sim],
     }
+
+
+def _beats(piece: Piece, start: int, end: int) -> float:
+    """Beats from ``start`` to ``end`` (steps), counted in the meter of the bar at ``start``."""
+    bar = max(int(np.searchsorted(piece.bar_starts, start, side="right")) - 1, 0)
+    return round((end - start) / int(piece.beat_steps[bar]), 3)
 
 
 def _pickup_beats(piece: Piece) -> float:

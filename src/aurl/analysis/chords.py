@@ -9,7 +9,7 @@ notes, a lone third).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from aurl.analysis.chroma import (
     sounding_at_start,
 )
 from aurl.analysis.key import PITCH_NAMES, viterbi
+from aurl.analysis.nonchord import NonChordParams, note_roles, overlap_weights
 from aurl.analysis.piece import Piece
 
 # Name, intervals above the root, prior (simpler chords win ties; a seventh needs evidence).
@@ -64,6 +65,7 @@ class ChordParams:
     present_fraction: float = 0.08  # a pitch class under this share of the segment is absent
     passing_seventh_cost: float = 0.3  # a seventh that does not sound at the segment's start
     half_beat_margin: float = 0.3  # score gain a chord struck on a half beat needs to take over
+    nonchord: NonChordParams | None = None  # weights of non-chord tones; None: all count fully
 
 
 @dataclass(frozen=True)
@@ -206,32 +208,44 @@ def resolve_fourths(best: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.where((best // 12 == _SUS4) & (np.maximum(major, minor) > 0), triad, best)
 
 
-def half_beat_chords(
-    piece: Piece, bounds: np.ndarray, keys: np.ndarray, beats: Chords, params: ChordParams
+def subdivide(bounds: np.ndarray) -> np.ndarray:
+    """Every segment ``[bounds[i], bounds[i + 1])`` split in two halves, or in three where its
+    length is a dotted value (a compound meter's beat: three eighths, three quarters)."""
+    bounds = np.asarray(bounds, np.int64)
+    length = np.diff(bounds)
+    third = length // 3
+    compound = (length % 3 == 0) & np.isin(third, (3, 6, 12, 24))
+    points = [bounds[:-1], np.where(compound, bounds[:-1] + third, (bounds[:-1] + bounds[1:]) // 2)]
+    points.append(np.where(compound, bounds[:-1] + 2 * third, bounds[:-1]))  # no third part
+    fine = np.unique(np.concatenate([*points, bounds[-1:]]))
+    return fine
+
+
+def refine_chords(
+    piece: Piece, coarse: Chords, fine: np.ndarray, keys: np.ndarray, params: ChordParams
 ) -> Chords:
-    """Chords on the half-beat grid: each beat's chord, changed on its second half where a
-    chord struck there fits clearly better (by ``params.half_beat_margin``).
+    """Chords on a finer grid nested in ``coarse``'s: each fine segment keeps the chord of the
+    coarse segment holding it, except where a chord struck on it (not at the coarse segment's
+    start) fits clearly better (by ``params.half_beat_margin``).
 
     Args:
         piece: The piece.
-        bounds: Beat boundaries in steps (as given to :func:`recognize_chords`).
-        keys: Local key index of every beat.
-        beats: The beats' chords.
+        coarse: Chords of the coarse segments.
+        fine: Fine segment boundaries in steps, containing every coarse boundary.
+        keys: Local key index of every fine segment.
         params: Score weights.
     """
-    bounds = np.asarray(bounds, np.int64)
-    fine = np.empty(2 * len(bounds) - 1, np.int64)
-    fine[0::2], fine[1::2] = bounds, (bounds[:-1] + bounds[1:]) // 2
-    sound = segment_sound(piece, fine, params)
-    scores = chord_scores(sound.weights, sound.bass, np.repeat(keys, 2), params, sound.struck)
-    beat_best = np.maximum(beats.quality, 0) * 12 + np.maximum(beats.root, 0)
-    second = scores[1::2]
-    rows = np.arange(len(second))
-    new = np.argmax(second, 1)
-    split = second[rows, new] - second[rows, beat_best] > params.half_beat_margin
-    best = np.repeat(beat_best, 2)
-    best[1::2] = np.where(split, new, beat_best)
-    return _label(fine, sound, best)
+    fine = np.asarray(fine, np.int64)
+    sound = segment_sound(piece, fine, replace(params, nonchord=None))
+    scores = chord_scores(sound.weights, sound.bass, np.asarray(keys, np.int64), params,
+                          sound.struck)  # fmt: skip
+    holder = np.searchsorted(coarse.starts, fine[:-1], side="right") - 1
+    kept = (np.maximum(coarse.quality, 0) * 12 + np.maximum(coarse.root, 0))[holder]
+    inner = fine[:-1] != coarse.starts[holder]
+    rows = np.arange(len(scores))
+    new = np.argmax(scores, 1)
+    split = inner & (scores[rows, new] - scores[rows, kept] > params.half_beat_margin)
+    return _label(fine, sound, np.where(split, new, kept))
 
 
 @dataclass(frozen=True)
@@ -248,7 +262,10 @@ class SegmentSound:
 def segment_sound(piece: Piece, bounds: np.ndarray, params: ChordParams) -> SegmentSound:
     """The sound of every segment ``[bounds[i], bounds[i + 1])``."""
     ov = overlaps(piece, bounds)
-    weights = chroma(piece, ov, params.held_weight)
+    factor = None
+    if params.nonchord is not None:
+        factor = overlap_weights(note_roles(piece, params.nonchord), ov.note, bounds[ov.segment])
+    weights = chroma(piece, ov, params.held_weight, factor)
     low = extreme_pitch(piece, ov, lowest=True)
     return SegmentSound(
         weights=weights,

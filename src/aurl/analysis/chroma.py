@@ -60,7 +60,8 @@ def overlaps(piece: Piece, bounds: np.ndarray) -> Overlaps:
     return Overlaps(note, seg, length, at_start, n_seg)
 
 
-def chroma(piece: Piece, ov: Overlaps, held_weight: float = 0.0) -> np.ndarray:
+def chroma(piece: Piece, ov: Overlaps, held_weight: float = 0.0,
+           factor: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Duration of every pitch class in every segment, shape ``(n_segments, 12)``.
 
     Args:
@@ -68,8 +69,11 @@ def chroma(piece: Piece, ov: Overlaps, held_weight: float = 0.0) -> np.ndarray:
         ov: Note-segment pairs.
         held_weight: Extra weight, as a fraction of the overlap, for notes sounding at the
             segment's start.
+        factor: A weight per overlap (default 1), e.g. less for non-chord tones.
     """
     weight = ov.length * (1.0 + held_weight * ov.at_start)
+    if factor is not None:
+        weight = weight * factor
     index = ov.segment * 12 + piece.pitch[ov.note] % 12
     flat = np.bincount(index, weights=weight, minlength=ov.n_segments * 12)
     return flat.reshape(ov.n_segments, 12)

@@ -16,8 +16,9 @@ from aurl.analysis.chords import (
     QUALITY_NAMES,
     ChordParams,
     Chords,
-    half_beat_chords,
     recognize_chords,
+    refine_chords,
+    subdivide,
 )
 from aurl.analysis.chroma import chroma, duration_histogram, overlaps
 from aurl.analysis.key import DEFAULT_PROFILE, Key, find_key, local_keys
@@ -33,6 +34,7 @@ class HarmonyParams:
     key_half_width: int = 4  # beats on each side of the local-key window
     key_switch_penalty: float = 0.7  # summed correlation a modulation must earn
     final_bass_bonus: float = 0.1  # added to keys whose tonic is the last bass note
+    slow_tactus: float = 1.75  # mean note length (beats, by duration) that makes it 2 beats
     chords: ChordParams = ChordParams()
 
 
@@ -47,8 +49,11 @@ class Harmony:
         key_margin: Correlation margin of every beat's local key over the runner-up.
         chords: One chord per beat.
         numerals: Roman numeral of every beat's chord in its local key (``"N"`` if silent).
-        half_beats: One chord per half beat: the beat's chord, or on the second half the
-            chord struck there when it fits clearly better.
+        half_beats: One chord per half beat (a third of a compound meter's beat): the
+            beat's chord, or the chord struck there when it fits clearly better.
+        tactus: Beats per harmonic beat: 2 where the music moves in half bars (a 4/4 madrigal
+            in half notes), else 1. Chords are decided per tactus and change inside it only
+            where a chord struck there fits clearly better.
     """
 
     key: Key
@@ -58,6 +63,7 @@ class Harmony:
     chords: Chords
     numerals: list[str]
     half_beats: Chords
+    tactus: int = 1
 
 
 def analyze_harmony(piece: Piece, params: HarmonyParams | None = None) -> Harmony:
@@ -77,7 +83,14 @@ def analyze_harmony(piece: Piece, params: HarmonyParams | None = None) -> Harmon
     keys, margin = local_keys(
         beat_chroma, params.profile, params.key_half_width, params.key_switch_penalty
     )
-    chords = recognize_chords(piece, bounds, keys, params.chords)
+    tactus = harmonic_beat(piece, beats, params.slow_tactus)
+    if tactus == 1:
+        chords = recognize_chords(piece, bounds, keys, params.chords)
+    else:
+        strong = np.flatnonzero(_beat_in_bar(piece, beats) % tactus == 0)
+        coarse = recognize_chords(piece, np.append(beats[strong], bounds[-1]), keys[strong],
+                                  params.chords)  # fmt: skip
+        chords = refine_chords(piece, coarse, bounds, keys, params.chords)
     numerals = [
         roman_numeral(
             int(r),
@@ -88,5 +101,26 @@ def analyze_harmony(piece: Piece, params: HarmonyParams | None = None) -> Harmon
         )
         for r, q, i, k in zip(chords.root, chords.quality, chords.inversion, keys, strict=True)
     ]
-    halves = half_beat_chords(piece, bounds, keys, chords, params.chords)
-    return Harmony(key, beats, keys, margin, chords, numerals, halves)
+    fine = subdivide(bounds)
+    beat_of = np.searchsorted(beats, fine[:-1], side="right") - 1
+    halves = refine_chords(piece, chords, fine, keys[beat_of], params.chords)
+    return Harmony(key, beats, keys, margin, chords, numerals, halves, tactus)
+
+
+def _beat_in_bar(piece: Piece, beats: np.ndarray) -> np.ndarray:
+    """Index of every beat within its bar (0 on the downbeat)."""
+    bar = np.clip(np.searchsorted(piece.bar_starts, beats, side="right") - 1, 0, None)
+    return (beats - piece.bar_starts[bar]) // piece.beat_steps[bar]
+
+
+def harmonic_beat(piece: Piece, beats: np.ndarray, slow: float) -> int:
+    """2 when the music moves in half bars, else 1: every bar has an even number of simple
+    beats and notes last ``slow`` beats or more on average (weighted by duration)."""
+    bar_len = np.diff(np.append(piece.bar_starts, piece.bar_starts[-1] + 1))[:-1]
+    if not len(bar_len) or np.any((bar_len // piece.beat_steps[:-1]) % 2):
+        return 1
+    if np.any((piece.beat_steps % 3 == 0) & np.isin(piece.beat_steps // 3, (6, 12))):
+        return 1  # compound beats
+    d = piece.duration.astype(float)
+    mean_beats = float((d * d).sum() / d.sum()) / float(np.median(piece.beat_steps))
+    return 2 if mean_beats >= slow else 1
