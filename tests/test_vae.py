@@ -40,18 +40,37 @@ def test_bar_index_counts_bars_and_clamps():
     assert bar_index(ids, BAR, 2).tolist() == [[0, 0, 0, 1, 1, 1, 1]]
 
 
-def test_cached_decoding_with_a_latent_equals_the_full_forward():
-    m, ids = vae(), segments()
+@pytest.mark.parametrize("condition", ["prefix", "tokens", "layers"])
+def test_cached_decoding_with_a_latent_equals_the_full_forward(condition):
+    from aurl.models.vae import LatentDecoder
+
+    m, ids = vae(condition=condition), segments()
     with torch.no_grad():
         zg, zb = m.encode(ids).mean()
         full = m.decode(ids, zg, zb)  # (B, T, V)
-        cache = m.new_cache(ids.shape[0])
-        parts = [m.decode(ids[:, :10], zg, zb, cache=cache)]
-        at = m.prefix_len + 10
-        for t in range(10, ids.shape[1]):
-            parts.append(m.decode(ids[:, t : t + 1], zg, zb, cache=cache, start=at))
-            at += 1
+        decoder = LatentDecoder(m, zg, zb)
+        assert torch.allclose(decoder(ids), full, atol=1e-5)
+        cache = decoder.new_cache(ids.shape[0])
+        parts = [decoder(ids[:, :10], cache=cache)]  # a prefill holding the first Bar
+        for t in range(10, ids.shape[1]):  # then one token at a time, across the second Bar
+            parts.append(decoder(ids[:, t : t + 1], cache=cache, start=t))
     assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
+
+
+def test_token_conditioning_reads_each_bars_own_latent():
+    """With ``tokens``, changing bar 1's latent changes the logits of bar 1's tokens far more
+    than a prefix alone does at initialisation (the vector is in their embeddings)."""
+    ids = segments()
+    moved = {}
+    for condition in ("prefix", "tokens"):
+        m = vae(condition=condition)
+        with torch.no_grad():
+            zg, zb = m.encode(ids).mean()
+            other = zb.clone()
+            other[:, 1] += 3.0
+            delta = (m.decode(ids, zg, other) - m.decode(ids, zg, zb)).abs()
+        moved[condition] = delta[0, 16:].mean().item()  # bar 1 starts at index 15
+    assert moved["tokens"] > 5 * moved["prefix"]
 
 
 def test_the_encoder_ignores_padding():
@@ -165,11 +184,12 @@ def test_segments_hold_k_bars_cut_at_bar_lines(small_corpus):
         assert x.shape == (256,) and (x[len(seg) :] == PAD).all()
 
 
-def test_the_sampler_decodes_latents_with_and_without_the_cache():
+@pytest.mark.parametrize("condition", ["prefix", "layers"])
+def test_the_sampler_decodes_latents_with_and_without_the_cache(condition):
     from aurl.generate.sampler import SamplingConfig, sample
     from aurl.models.vae import LatentDecoder
 
-    m = vae()
+    m = vae(condition=condition)
     g = torch.Generator().manual_seed(3)
     zg, zb = torch.randn(3, 8, generator=g), torch.randn(3, 2, 4, generator=g)
     decoder = LatentDecoder(m, zg, zb)

@@ -194,18 +194,26 @@ class Transformer(nn.Module):
         start: int = 0,
         last_only: bool = False,
         prefix: torch.Tensor | None = None,
+        add: torch.Tensor | None = None,
+        add_every_layer: bool = False,
     ) -> torch.Tensor:
         """Logits (B, T, V) for ``idx`` (B, T) placed at positions ``start..start+T-1``.
 
         With ``last_only`` only the last position's logits are computed: (B, 1, V). With
         ``prefix`` (B, P, C), those embeddings come first (a latent model's conditioning) and
-        the tokens take the positions after them; logits are for the tokens only. Losses are
+        the tokens take the positions after them; logits are for the tokens only. With ``add``
+        (B, T, C), those vectors are added to the tokens' embeddings (and, with
+        ``add_every_layer``, to every block's input too): per-token conditioning. Losses are
         not the model's business: see :mod:`aurl.losses`.
         """
         x = F.embedding(idx, self.embed.weight)  # (B, T, C)
+        if add is not None:
+            x = x + add.to(x.dtype)
         P = 0 if prefix is None else prefix.shape[1]
         if P:
             x = torch.cat([prefix.to(x.dtype), x], dim=1)
+        if add is not None and add_every_layer and P:
+            add = F.pad(add, (0, 0, P, 0))  # nothing is added to the prefix
         B, T = x.shape[:2]
         if start + T > self.config.max_seq_len:
             raise ValueError(
@@ -218,6 +226,8 @@ class Transformer(nn.Module):
         if self.training and self.config.dropout:
             x = F.dropout(x, self.config.dropout)
         for i, block in enumerate(self.blocks):
+            if i and add is not None and add_every_layer:
+                x = x + add.to(x.dtype)
             x = block.forward(x, cos, sin, None if cache is None else cache[i], start, dtype)
         x = _norm(self.norm, x[:, -1:] if last_only else x[:, P:])
         return F.linear(x, self.embed.weight)  # (B, T, V), tied to the embedding

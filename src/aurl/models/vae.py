@@ -4,8 +4,11 @@
 The encoder is the decoder's blocks without the causal mask, reading the segment's tokens;
 the posterior of the global latent pools every token, that of bar ``k``'s latent pools the
 tokens of bar ``k``. The decoder is :class:`~aurl.models.transformer.Transformer`; the latents
-reach it as ``1 + K`` prefix embeddings before the tokens, so every layer can attend to them
-and cached decoding works unchanged (the prefix is the first thing in the cache).
+always reach it as ``1 + K`` prefix embeddings before the tokens, so every layer can attend to
+them and cached decoding works unchanged (the prefix is the first thing in the cache). With
+``condition: tokens`` the vector of bar ``k`` is also added to the embedding of every token of
+bar ``k`` (``layers``: to every block's input as well), which the decoder cannot ignore the
+way it can learn to ignore a prefix (see the README's latent-model figures).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class VAEConfig(TransformerConfig):
         enc_layers: bidirectional blocks of the encoder.
         z_global, z_bar: sizes of the segment latent and of each bar latent.
         bar_id: the token id of ``Bar`` (segments are split into bars by it).
+        condition: how the latents reach the decoder: ``prefix`` embeddings only, or also
+            added to every token of their bar (``tokens``) or to every layer (``layers``).
     """
 
     arch: Literal["vae"] = "vae"
@@ -40,6 +45,7 @@ class VAEConfig(TransformerConfig):
     z_global: int = Field(32, ge=1, le=4096)
     z_bar: int = Field(16, ge=1, le=4096)
     bar_id: int = Field(BAR_ID_UNSET, ge=BAR_ID_UNSET)
+    condition: Literal["prefix", "tokens", "layers"] = "prefix"
 
     def decoder(self) -> TransformerConfig:
         """The decoder's own config (the fields the two share)."""
@@ -79,10 +85,15 @@ class VAEOutput:
     z_bar: torch.Tensor  # (B, K, Zb)
 
 
-def bar_index(ids: torch.Tensor, bar_id: int, bars: int) -> torch.Tensor:
+def bar_index(ids: torch.Tensor, bar_id: int, bars: int, before: torch.Tensor | None = None
+              ) -> torch.Tensor:  # fmt: skip
     """Which bar (0..bars-1) each token of ``ids`` (B, T) is in: tokens before the first Bar
-    belong to bar 0, and bars past the last count as the last."""
-    return ((ids == bar_id).long().cumsum(-1) - 1).clamp(0, bars - 1)
+    belong to bar 0, and bars past the last count as the last. ``before`` (B,) counts the Bar
+    tokens of each row that came before ``ids`` (a cached continuation)."""
+    count = (ids == bar_id).long().cumsum(-1)
+    if before is not None:
+        count = count + before[:, None]
+    return (count - 1).clamp(0, bars - 1)
 
 
 class VAE(nn.Module):
@@ -145,13 +156,21 @@ class VAE(nn.Module):
         return torch.cat([g, self.from_bar(both)], 1)
 
     def decode(self, ids: torch.Tensor, z_global: torch.Tensor, z_bar: torch.Tensor,
-               cache: list[KVCache] | None = None, start: int = 0,
-               last_only: bool = False) -> torch.Tensor:  # fmt: skip
+               cache: list[KVCache] | None = None, start: int = 0, last_only: bool = False,
+               bar_of: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Decoder logits for ``ids``. With ``start == 0`` the latents' prefix comes first;
         a cached continuation passes ``start`` counted with the prefix (its length is
-        :attr:`prefix_len`) and no latents are read again."""
-        prefix = self.prefix(z_global, z_bar) if start == 0 else None
-        return self.decoder(ids, cache=cache, start=start, last_only=last_only, prefix=prefix)
+        :attr:`prefix_len`). ``bar_of`` (B, T) is the bar of every token (default: counted
+        from ``ids``, which suits a whole segment), read unless ``condition`` is ``prefix``."""
+        cfg = self.config
+        vectors = self.prefix(z_global, z_bar)  # (B, 1 + K, C)
+        add = None
+        if cfg.condition != "prefix":
+            bar_of = bar_index(ids, cfg.bar_id, cfg.bars) if bar_of is None else bar_of
+            add = vectors[:, 1:].gather(1, bar_of[..., None].expand(-1, -1, vectors.shape[-1]))
+        return self.decoder(ids, cache=cache, start=start, last_only=last_only,
+                            prefix=vectors if start == 0 else None, add=add,
+                            add_every_layer=cfg.condition == "layers")  # fmt: skip
 
     def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
         return self.decoder.new_cache(batch, max_len)
@@ -162,7 +181,9 @@ class VAE(nn.Module):
         decode ``decoder_ids`` (default: ``ids``; token dropout passes a corrupted copy)."""
         post = self.encode(ids, pad_id)
         z_global, z_bar = post.sample() if sample else post.mean()
-        logits = self.decode(ids if decoder_ids is None else decoder_ids, z_global, z_bar)
+        bar_of = bar_index(ids, self.config.bar_id, self.config.bars)  # of the uncorrupted input
+        logits = self.decode(ids if decoder_ids is None else decoder_ids, z_global, z_bar,
+                             bar_of=bar_of)  # fmt: skip
         return VAEOutput(logits, post, z_global, z_bar)
 
 
@@ -181,6 +202,7 @@ class LatentDecoder(nn.Module):
         self.vae, self.z_global, self.z_bar = vae, z_global, z_bar
         cfg = vae.decoder.config
         self.config = cfg.model_copy(update={"max_seq_len": cfg.max_seq_len - vae.prefix_len})
+        self.bars_seen: torch.Tensor | None = None  # Bar tokens read so far, per row
 
     def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
         return self.vae.new_cache(batch, (max_len or self.config.max_seq_len) + self.vae.prefix_len)
@@ -188,4 +210,9 @@ class LatentDecoder(nn.Module):
     def forward(self, idx: torch.Tensor, cache: list[KVCache] | None = None, start: int = 0,
                 last_only: bool = False) -> torch.Tensor:  # fmt: skip
         at = 0 if start == 0 else start + self.vae.prefix_len  # a prefill starts with the prefix
-        return self.vae.decode(idx, self.z_global, self.z_bar, cache, at, last_only)
+        cfg = self.vae.config
+        before = None if start == 0 or self.bars_seen is None else self.bars_seen
+        bar_of = bar_index(idx, cfg.bar_id, cfg.bars, before)
+        seen = (idx == cfg.bar_id).sum(-1)
+        self.bars_seen = seen if before is None else before + seen
+        return self.vae.decode(idx, self.z_global, self.z_bar, cache, at, last_only, bar_of)
