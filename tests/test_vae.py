@@ -142,8 +142,14 @@ def test_a_tiny_vae_learns_to_reconstruct_and_logs_every_term(small_corpus, tmp_
     assert main(["generate", *model, "--bars", "2", "--num", "2", "--seed", "1", "--out",
                  str(out)]) == 0  # fmt: skip
     assert len(list(out.glob("*.mid"))) == 2
-    assert main(["generate", *model, "--bars", "3", "--out", str(out)]) == 2
+    # longer pieces: K bars at a time, each segment's latents from the one before, joined
+    from aurl.api import load
+
+    pieces = load(tmp_path / "vae").generate(bars=5, num=2, seed=3).pieces
+    for piece in pieces:  # three segments (2 + 2 + 1 bars), each of one bar at least
+        assert 3 <= piece.bars <= 5 and TK.grammar.validate(piece.ids) is None
     a, b = sorted(small_corpus.glob("*.mid"))[:2]
+    assert main(["generate", *model, "--prompt", str(a), "--out", str(out)]) == 2  # no prompts
     assert main(["interpolate", str(a), str(b), *model, "--steps", "3", "--out", str(out)]) == 0
     assert len(list(out.glob(f"{a.stem}-to-{b.stem}-*.mid"))) == 3
     assert main(["vary", str(a), *model, "--num", "2", "--sample", "--out", str(out)]) == 0

@@ -12,7 +12,7 @@ import torch
 
 from aurl.device import fast_attention_dtype, pick_device
 from aurl.generate.attributes import move
-from aurl.generate.latents import Latents
+from aurl.generate.latents import Latents, follow
 from aurl.generate.latents import interpolate as interpolate_latents
 from aurl.generate.latents import vary as vary_latents
 from aurl.generate.sampler import SamplingConfig, sample
@@ -22,9 +22,12 @@ from aurl.models.folder import ModelLoadError
 from aurl.models.vae import VAE, LatentDecoder
 from aurl.paths import resolve_model_path
 from aurl.tokens import EOS, PAD, TokenType
+from aurl.tokens.grammar import FOLLOWS
 
 MAX_BARS = 512
 TOKENS_PER_BAR_LIMIT = 512  # safety stop for a model that never closes its bars
+END_TYPES = [t for t, nxt in FOLLOWS.items() if TokenType.EOS in nxt]  # a piece may end there
+SEGMENT_DRIFT = 0.5  # how far a VAE's next segment moves from the last one's latents
 
 
 @dataclass
@@ -87,13 +90,45 @@ class Generator:
             np.array([self.tokenizer.vocab.offsets[TokenType.BOS]]) if prompt is None else prompt
         )
         batch = torch.as_tensor(np.tile(start, (num, 1)), dtype=torch.long, device=self.device)
-        model = self.model
-        if isinstance(model, VAE):
-            model = self._prior_decoder(bars, num, prompt, generator)
+        if isinstance(self.model, VAE):
+            if prompt is not None:
+                raise ValueError(f"{self.folder.path}: a VAE does not continue a prompt; use a "
+                                 "transformer model for --prompt")  # fmt: skip
+            return self._segments(bars, num, sampling or SamplingConfig(), generator)
         t0 = time.perf_counter()
-        out = sample(model, self.tokenizer.vocab, batch, prompt_bars + bars,
+        out = sample(self.model, self.tokenizer.vocab, batch, prompt_bars + bars,
                      bars * TOKENS_PER_BAR_LIMIT, sampling or SamplingConfig(), generator)  # fmt: skip
         return self._result(out, len(start), time.perf_counter() - t0)
+
+    def _segments(self, bars: int, num: int, sampling: SamplingConfig,
+                  generator: torch.Generator, drift: float = SEGMENT_DRIFT) -> GenerationResult:  # fmt: skip
+        """A VAE's pieces, K bars at a time: the first segment's latents from the prior, each
+        next segment's from the posterior of the one before, moved by ``drift`` (see
+        :func:`~aurl.generate.latents.follow`); the segments are joined at their bar lines."""
+        vae, vocab = self._vae(), self.tokenizer.vocab
+        cfg, bos = vae.config, int(vocab.offsets[TokenType.BOS])
+        prompt = torch.full((num, 1), bos, dtype=torch.long, device=self.device)
+        z = (torch.randn((num, cfg.z_global), generator=generator, device=self.device),
+             torch.randn((num, cfg.bars, cfg.z_bar), generator=generator, device=self.device))  # fmt: skip
+        rows: list[list[np.ndarray]] = [[np.array([bos])] for _ in range(num)]
+        t0 = time.perf_counter()
+        for first in range(0, bars, cfg.bars):
+            n = min(cfg.bars, bars - first)
+            decoder = LatentDecoder(vae, *z)
+            out = sample(decoder, vocab, prompt, n, _segment_tokens(decoder, n), sampling,
+                         generator)  # fmt: skip
+            for row, ids in zip(rows, out.cpu().numpy(), strict=True):
+                row.append(_complete(ids[(ids != PAD) & (ids != EOS) & (ids != bos)], vocab))
+            if first + cfg.bars < bars:
+                with torch.no_grad():
+                    segment = out.masked_fill(out == EOS, PAD)
+                    z = follow(vae.encode(segment).mean(), drift, generator)
+        width = max(sum(len(part) for part in row) for row in rows) + 1
+        joined = torch.full((num, width), PAD, dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids = np.concatenate([*row, [EOS]])
+            joined[i, : len(ids)] = torch.as_tensor(ids)
+        return self._result(joined, 1, time.perf_counter() - t0)
 
     def _result(self, out: torch.Tensor, start: int, wall: float) -> GenerationResult:
         """Pieces (scores and counts) from sampled rows that began with ``start`` ids."""
@@ -136,8 +171,9 @@ class Generator:
         bos = self.tokenizer.vocab.offsets[TokenType.BOS]
         prompt = torch.full((num, 1), bos, dtype=torch.long, device=self.device)
         t0 = time.perf_counter()
-        out = sample(LatentDecoder(vae, *latents), self.tokenizer.vocab, prompt, vae.config.bars,
-                     vae.config.bars * TOKENS_PER_BAR_LIMIT,
+        decoder = LatentDecoder(vae, *latents)
+        out = sample(decoder, self.tokenizer.vocab, prompt, vae.config.bars,
+                     _segment_tokens(decoder, vae.config.bars),
                      sampling or SamplingConfig(greedy=True), generator)  # fmt: skip
         return self._result(out, 1, time.perf_counter() - t0)
 
@@ -176,20 +212,18 @@ class Generator:
             return self.decode_latents(z, sampling, seed)
         return self.decode_latents(vary_latents(z, num, amount, generator), sampling, seed)
 
-    def _prior_decoder(self, bars: int, num: int, prompt, generator) -> LatentDecoder:
-        """A VAE's decoder with latents drawn from the prior, one per piece."""
-        cfg = self.model.config
-        if bars > cfg.bars:
-            raise ValueError(f"{self.folder.path}: this VAE writes {cfg.bars} bars at a time; "
-                             f"ask for --bars {cfg.bars} or fewer")  # fmt: skip
-        if prompt is not None:
-            raise ValueError(f"{self.folder.path}: a VAE does not continue a prompt; use a "
-                             "transformer model for --prompt")  # fmt: skip
 
-        def draw(*shape: int) -> torch.Tensor:
-            return torch.randn(shape, generator=generator, device=self.device)
+def _complete(ids: np.ndarray, vocab) -> np.ndarray:
+    """``ids`` up to the last token a bar line may follow (a segment cut short by its token
+    budget could end inside a note)."""
+    can_end = np.isin(vocab.types[ids], END_TYPES)
+    return ids[: int(np.flatnonzero(can_end)[-1]) + 1] if can_end.any() else ids[:0]
 
-        return LatentDecoder(self.model, draw(num, cfg.z_global), draw(num, cfg.bars, cfg.z_bar))
+
+def _segment_tokens(decoder: LatentDecoder, bars: int) -> int:
+    """Tokens a VAE segment of ``bars`` bars may take: no more than its decoder's context
+    (a segment is decoded in one pass under its latents, never restarted)."""
+    return min(bars * TOKENS_PER_BAR_LIMIT, decoder.config.max_seq_len - 1)
 
 
 def load(model: str | Path | None = None, device: str = "auto") -> Generator:

@@ -6,6 +6,8 @@ each of the two alike, vector by vector along the last dimension.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 Latents = tuple[torch.Tensor, torch.Tensor]
@@ -48,3 +50,18 @@ def vary(z: Latents, num: int, amount: float, generator: torch.Generator | None 
         return x + amount * noise
 
     return near(z[0]), near(z[1])
+
+
+def follow(z: Latents, drift: float, generator: torch.Generator | None = None) -> Latents:
+    """The latents of the segment after one whose latents are ``z``:
+    ``sqrt(1 - drift**2) * z + drift * N(0, 1)``, which keeps prior-distributed latents
+    prior-distributed (0: repeat the segment's latent, 1: independent of it)."""
+    if not 0 <= drift <= 1:
+        raise ValueError(f"drift must be between 0 and 1, got {drift}")
+    keep = math.sqrt(1 - drift**2)
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(x.shape, generator=generator, device=x.device)
+        return keep * x + drift * noise
+
+    return step(z[0]), step(z[1])
