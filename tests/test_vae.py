@@ -165,7 +165,8 @@ def test_a_tiny_vae_learns_to_reconstruct_and_logs_every_term(small_corpus, tmp_
     # aurl evaluate gives a latent model its own report
     assert main(["evaluate", *model, "--out", str(tmp_path / "report"), "--quiet"]) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert {"diagnostics", "reconstruction", "interpolation", "attributes"} <= set(report)
+    assert {"diagnostics", "reconstruction", "interpolation", "attributes", "prior"} <= set(report)
+    assert 0 <= report["prior"]["mean_oa"] <= 1 and report["prior"]["judge_nll"] > 0
     assert 0 <= report["reconstruction"]["note_f1"] <= 1
     assert "note F1" in (tmp_path / "report" / "report.md").read_text()
 
@@ -294,3 +295,15 @@ def test_note_f1_and_spearman():
     assert spearman(np.arange(5), np.array([1, 3, 4, 8, 9])) == pytest.approx(1.0)
     assert spearman(np.arange(4), np.array([4, 3, 2, 1])) == pytest.approx(-1.0)
     assert math.isnan(spearman(np.arange(3), np.ones(3)))
+
+
+def test_the_judge_prefers_a_chorale_to_noise_and_cuts_to_its_context(bach_source):
+    from aurl.evaluate.latent_samples import judge_nll
+    from aurl.midi import read_midi
+
+    judge = load_model(SHIPPED_MODEL)
+    chorale = TK.encode(read_midi(bach_source.files[0]))
+    noise = np.random.default_rng(0).integers(BAR + 1, TK.vocab_size, 300)
+    long = np.tile(chorale, 8)  # longer than the judge's context: cut, not an error
+    nll = judge_nll(judge, [chorale[:300], noise, long, chorale[:1]])
+    assert nll[0] < 2.0 < nll[1] and np.isfinite(nll[2]) and np.isnan(nll[3])

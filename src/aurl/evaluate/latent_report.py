@@ -7,7 +7,10 @@ measured on held-out segments, against the targets the design sets.
 - interpolation between segments far apart in note density: Spearman rho of the density
   along the steps (target 0.9) and the share of steps the grammar accepts;
 - attribute vectors: rho between the amount asked and the attribute realised (target 0.9)
-  and how much the other attributes move, relative to it (target: under a quarter).
+  and how much the other attributes move, relative to it (target: under a quarter);
+- with the shipped transformer as a judge (when it reads the same tokens): each
+  interpolation step's NLL per token against its endpoints' (target: at most 1.25 times);
+- prior samples against the test segments (:mod:`aurl.evaluate.latent_samples`).
 """
 
 from __future__ import annotations
@@ -23,16 +26,19 @@ from aurl.data.shards import Shard
 from aurl.data.windows import fixed_segments
 from aurl.evaluate.datasets import source_dataset, trained_dataset
 from aurl.evaluate.latent import segment_metrics
+from aurl.evaluate.latent_samples import judge_nll, prior_samples, same_vocabulary, sample_quality
 from aurl.fileio import atomic_write_json, atomic_write_text
 from aurl.generate.attributes import ATTRIBUTES, move, segment_attributes
 from aurl.generate.latents import interpolate
 from aurl.generate.sampler import SamplingConfig, sample
-from aurl.models import ModelFolder
+from aurl.models import ModelFolder, load_model
 from aurl.models.vae import LatentDecoder
+from aurl.paths import SHIPPED_MODEL
 from aurl.tokens import BOS, PAD, Tokenizer
 
 TARGETS = {"token_accuracy": 0.95, "note_f1": 0.8, "active_share": 0.5,
-           "interpolation_rho": 0.9, "attribute_rho": 0.9, "attribute_leak": 0.25}  # fmt: skip
+           "interpolation_rho": 0.9, "interpolation_nll_ratio": 1.25, "attribute_rho": 0.9,
+           "attribute_leak": 0.25}  # fmt: skip
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -91,14 +97,15 @@ def reconstruction(folder: ModelFolder, segments, z, device) -> dict:
     return {"note_f1": round(float(np.mean(f1)), 4), "segments": len(segments)}
 
 
-def interpolation(folder: ModelFolder, segments, z, device, pairs: int = 4,
-                  steps: int = 8) -> dict:  # fmt: skip
+def interpolation(folder: ModelFolder, segments, z, device, judge: ModelFolder | None = None,
+                  pairs: int = 4, steps: int = 8) -> dict:  # fmt: skip
     """Interpolations between the densest and the sparsest segments: the density's rank
-    correlation with the step, and the share of steps the grammar accepts."""
+    correlation with the step, the share of steps the grammar accepts, and (with a judge) the
+    worst ratio of an inner step's NLL per token to the mean of its endpoints'."""
     vocab, grammar = folder.tokenizer.vocab, folder.tokenizer.grammar
     density = np.array([segment_attributes(s[0].numpy(), vocab)["density"] for s in segments])
     order = np.argsort(density)
-    rhos, valid = [], []
+    rhos, valid, ratios = [], [], []
     for lo, hi in zip(order[:pairs], order[::-1][:pairs], strict=True):
         path = interpolate((z[0][lo : lo + 1], z[1][lo : lo + 1]),
                            (z[0][hi : hi + 1], z[1][hi : hi + 1]), steps)  # fmt: skip
@@ -106,10 +113,14 @@ def interpolation(folder: ModelFolder, segments, z, device, pairs: int = 4,
         realised = [segment_attributes(i, vocab)["density"] for i in ids]
         rhos.append(spearman(np.arange(steps), np.array(realised)))
         valid += [grammar.validate(i) is None for i in ids]
+        if judge is not None:
+            nll = judge_nll(judge, ids, device)
+            ratios.append(float(np.nanmax(nll[1:-1]) / np.mean(nll[[0, -1]])))
     known = [r for r in rhos if not np.isnan(r)]  # NaN: the decodes did not vary at all
     return {"density_rho": round(float(np.mean(known)), 4) if known else None,
             "rho_per_pair": [None if np.isnan(r) else round(r, 4) for r in rhos],
-            "grammatical": round(float(np.mean(valid)), 4)}  # fmt: skip
+            "grammatical": round(float(np.mean(valid)), 4),
+            "judge_nll_ratio_max": round(max(ratios), 4) if ratios else None}  # fmt: skip
 
 
 def attributes(folder: ModelFolder, segments, z, device, count: int = 8,
@@ -156,13 +167,21 @@ def evaluate_latent(model: str | Path | None, folder: ModelFolder, device, data:
     )
     diagnostics = segment_metrics(folder.model, segments, device)
     z = _means(folder, segments, device)  # every measure below starts from these
+    judge = load_model(SHIPPED_MODEL, device)
+    judge = judge if same_vocabulary(judge, folder) else None
+    train = fixed_segments(Shard(dataset.split("train")), folder.tokenizer.vocab, seq_len,
+                           folder.model.config.bars, 4 * count)  # fmt: skip
+    reference = [s[0].numpy() for s in segments]
+    samples = prior_samples(folder, count, _segment_len(folder), device=device)
     report = {
         "model": {"path": str(model), "parameters": folder.model.num_params(),
                   "evaluated_on": data or folder.meta.get("data_source")},
         "diagnostics": {k.removeprefix("val_"): v for k, v in diagnostics.items()},
         "reconstruction": reconstruction(folder, segments, z, device),
-        "interpolation": interpolation(folder, segments, z, device),
+        "interpolation": interpolation(folder, segments, z, device, judge),
         "attributes": attributes(folder, segments, z, device),
+        "prior": sample_quality(samples, [r[r != PAD] for r in reference],
+                                [t[0].numpy() for t in train], folder, judge, device),
         "targets": TARGETS,
     }  # fmt: skip
     report["timing_s"] = round(time.perf_counter() - t0, 1)
@@ -175,12 +194,15 @@ def write_latent_report(report: dict, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "report.json", report)
     d, r, i = report["diagnostics"], report["reconstruction"], report["interpolation"]
+    p = report["prior"]
     active = (d["active_global"] + d["active_bar"]) / 2
     rows = [("token accuracy (teacher forcing)", d["token_accuracy"], TARGETS["token_accuracy"]),
             ("note F1 of the greedy decode", r["note_f1"], TARGETS["note_f1"]),
             ("active latent dimensions (share)", round(active, 3), TARGETS["active_share"]),
             ("interpolation: density rho", i["density_rho"], TARGETS["interpolation_rho"]),
-            ("interpolation: grammatical share", i["grammatical"], 1.0)]  # fmt: skip
+            ("interpolation: grammatical share", i["grammatical"], 1.0),
+            ("interpolation: worst step NLL / endpoints' (judge)", i["judge_nll_ratio_max"],
+             TARGETS["interpolation_nll_ratio"])]  # fmt: skip
     rows += [(f"attribute {k}: rho / leak", f"{v['rho']} / {v['leak']}",
               f"{TARGETS['attribute_rho']} / {TARGETS['attribute_leak']}")
              for k, v in report["attributes"].items()]  # fmt: skip
@@ -196,6 +218,12 @@ reconstruction {d["rec"]}, KL {d["kl_global"]} (segment) and {d["kl_bar"]} (bars
 | measure | value | target |
 |---|---|---|
 {table}
+
+Prior samples ({p["samples"]}, temperature 1) against the test segments: mean overlapped area
+{p["mean_oa"]}, mean KL {p["mean_kl"]} over the features; NLL per token under the shipped
+transformer {p["judge_nll"]} (test segments: {p["reference_judge_nll"]}); share of
+K-bar windows found in the training segments {p["copied_window_share"]}; diversity (bar-content
+Jaccard distance) {p["diversity"]}.
 """,
     )
     return out
