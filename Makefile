@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 BARS   ?= 16
 
-.PHONY: setup run test lint format bench train-small ship clean
+.PHONY: setup run test lint format bench train-small train-vae ship clean
 
 # torch is pinned to 2.13.0: on the CPU machines we build on, that version resolves to the
 # CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
@@ -44,8 +44,14 @@ train-small: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
 
-# Copies the best weights of runs/bach-small into the package, in float16 (half the size).
+# Reproduces the shipped VAE (about an hour on 2 CPU cores).
+train-vae: $(STAMP)
+	$(VENV)/bin/aurl train --config configs/vae-small.yaml
+
+# Copies the best weights of runs/$(SHIP) into the package, in float16 (half the size):
+# `make ship` for the transformer, `make ship SHIP=vae-small` for the VAE.
+SHIP ?= bach-small
 ship: $(STAMP)
 	$(PY) -c "import torch; from aurl.models import load_model, save_model; \
-	f = load_model('runs/bach-small/model'); \
-	save_model(f.model, f.tokenizer, 'src/aurl/shipped/bach-small', f.meta, dtype=torch.float16)"
+	f = load_model('runs/$(SHIP)/model'); \
+	save_model(f.model, f.tokenizer, 'src/aurl/shipped/$(SHIP)', f.meta, dtype=torch.float16)"

@@ -23,7 +23,12 @@ BAR = int(TK.vocab.offsets[TokenType.BAR])
 
 
 def vae(**shape) -> VAE:
-    return debug_model("vae", bars=2, z_global=8, z_bar=4, bar_id=BAR, **shape)
+    """A debug VAE; with per-token conditioning, its projection is the identity (it starts at
+    zero, which would leave the per-token path untested)."""
+    m = debug_model("vae", bars=2, z_global=8, z_bar=4, bar_id=BAR, **shape)
+    if hasattr(m, "to_tokens"):
+        torch.nn.init.eye_(m.to_tokens.weight)
+    return m
 
 
 def segments(batch: int = 2, length: int = 40) -> torch.Tensor:
@@ -59,7 +64,10 @@ def test_cached_decoding_with_a_latent_equals_the_full_forward(condition):
 
 def test_token_conditioning_reads_each_bars_own_latent():
     """With ``tokens``, changing bar 1's latent changes the logits of bar 1's tokens far more
-    than a prefix alone does at initialisation (the vector is in their embeddings)."""
+    than a prefix alone does (the vector is in their embeddings); its projection starts at
+    zero, where the two are the same model."""
+    fresh = debug_model("vae", bars=2, z_global=8, z_bar=4, bar_id=BAR, condition="tokens")
+    assert not fresh.to_tokens.weight.any()
     ids = segments()
     moved = {}
     for condition in ("prefix", "tokens"):

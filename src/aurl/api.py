@@ -20,7 +20,7 @@ from aurl.midi import read_midi
 from aurl.models import ModelFolder, load_model
 from aurl.models.folder import ModelLoadError
 from aurl.models.vae import VAE, LatentDecoder
-from aurl.paths import resolve_model_path
+from aurl.paths import SHIPPED_MODEL, resolve_model_path
 from aurl.tokens import EOS, PAD, TokenType
 from aurl.tokens.grammar import FOLLOWS
 
@@ -226,13 +226,16 @@ def _segment_tokens(decoder: LatentDecoder, bars: int) -> int:
     return min(bars * TOKENS_PER_BAR_LIMIT, decoder.config.max_seq_len - 1)
 
 
-def load(model: str | Path | None = None, device: str = "auto") -> Generator:
-    """Load a model folder (the shipped model by default) for generation.
+def load(model: str | Path | None = None, device: str = "auto",
+         default: Path = SHIPPED_MODEL) -> Generator:  # fmt: skip
+    """Load a model folder for generation: a path, a run folder, the name of a shipped model
+    (``bach-small``, ``vae-small``), or with None ``default`` (the shipped transformer;
+    :data:`~aurl.paths.SHIPPED_VAE` for the latent commands).
 
     Raises:
         ModelLoadError: the folder is missing or not a model.
     """
-    path = resolve_model_path(model)
+    path = resolve_model_path(model, default)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model folder")
     dev = pick_device(device)

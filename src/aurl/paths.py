@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SHIPPED_MODEL = Path(__file__).parent / "shipped" / "bach-small"
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+SHIPPED_MODEL = SHIPPED_DIR / "bach-small"  # the transformer: generate, continue, judge
+SHIPPED_VAE = SHIPPED_DIR / "vae-small"  # the latent model: interpolate, vary
 
 
 def cache_dir() -> Path:
@@ -16,11 +18,20 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "aurl"
 
 
-def resolve_model_path(model: str | Path | None) -> Path:
-    """``None`` -> the shipped model; ``runs/NAME`` -> its exported ``model/`` folder."""
+def shipped_models() -> list[str]:
+    """Names of the model folders that ship inside the package."""
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def resolve_model_path(model: str | Path | None, default: Path = SHIPPED_MODEL) -> Path:
+    """``None`` -> ``default`` (the shipped transformer); ``runs/NAME`` -> its exported
+    ``model/`` folder; the name of a shipped model (``vae-small``) -> that folder, unless a
+    folder of that name exists here."""
     if model is None:
-        return SHIPPED_MODEL
+        return default
     path = Path(model)
     if (path / "model" / "config.json").is_file():
         return path / "model"
+    if not path.exists() and str(model) in shipped_models():
+        return SHIPPED_DIR / str(model)
     return path

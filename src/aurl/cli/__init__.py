@@ -103,7 +103,8 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
 @click.option(
     "--model",
     default=None,
-    help="Model folder or run folder (runs/NAME). Default: the shipped model.",
+    help="Model folder, run folder (runs/NAME) or shipped model (bach-small, vae-small). "
+    "Default: bach-small.",
 )
 @click.option(
     "--bars", type=click.IntRange(1, 512), default=8, show_default=True, help="New bars per piece."

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-model_option = click.option("--model", required=True,
-                            help="A VAE model folder or run folder (model.arch: vae).")  # fmt: skip
+model_option = click.option("--model", default=None,
+                            help="A VAE model folder or run folder (model.arch: vae). "
+                                 "Default: the shipped VAE (vae-small).")  # fmt: skip
 seed_option = click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None,
                            help="Random seed; the same seed gives the same music.")  # fmt: skip
 out_option = click.option("--out", type=click.Path(file_okay=False), default="outputs",
@@ -58,8 +59,9 @@ def interpolate(first, second, steps, method, model, seed, out, sample, temperat
     """Write the interpolation between the first K bars of FIRST and of SECOND (K: the VAE's
     segment), the ends included: FIRST's and SECOND's reconstructions."""
     from aurl.api import load
+    from aurl.paths import SHIPPED_VAE
 
-    gen = load(model, device)
+    gen = load(model, device, SHIPPED_VAE)
     result = gen.interpolate(first, second, steps, method, _sampling(sample, temperature, top_p),
                              seed)  # fmt: skip
     _write(result, out, f"{Path(first).stem}-to-{Path(second).stem}")
@@ -81,6 +83,7 @@ def vary(file, num, amount, attribute, model, seed, out, sample, temperature, to
     """Write variations of the first K bars of FILE: latents drawn near its own, or moved
     along an attribute (denser, higher, more voices, busier rhythm)."""
     from aurl.api import load
+    from aurl.paths import SHIPPED_VAE
 
     move = None
     if attribute is not None:
@@ -94,6 +97,6 @@ def vary(file, num, amount, attribute, model, seed, out, sample, temperature, to
             raise click.BadParameter(f"{attribute!r}: expected NAME=AMOUNT",
                                      param_hint="--attribute")  # fmt: skip
     amount = (0.0 if move else 0.5) if amount is None else amount
-    gen = load(model, device)
+    gen = load(model, device, SHIPPED_VAE)
     result = gen.vary(file, num, amount, _sampling(sample, temperature, top_p), seed, move)
     _write(result, out, f"{Path(file).stem}-{move[0] if move else 'var'}")

@@ -6,9 +6,9 @@ the posterior of the global latent pools every token, that of bar ``k``'s latent
 tokens of bar ``k``. The decoder is :class:`~aurl.models.transformer.Transformer`; the latents
 always reach it as ``1 + K`` prefix embeddings before the tokens, so every layer can attend to
 them and cached decoding works unchanged (the prefix is the first thing in the cache). With
-``condition: tokens`` the vector of bar ``k`` is also added to the embedding of every token of
-bar ``k`` (``layers``: to every block's input as well), which the decoder cannot ignore the
-way it can learn to ignore a prefix (see the README's latent-model figures).
+``condition: tokens`` a projection of bar ``k``'s vector (zero at initialisation, so training
+starts from the prefix model) is also added to the embedding of every token of bar ``k``
+(``layers``: to every block's input as well).
 """
 
 from __future__ import annotations
@@ -115,6 +115,9 @@ class VAE(nn.Module):
             nn.init.normal_(m.weight, std=0.02)
         for m in (self.to_global, self.to_bar, self.from_global, self.from_bar):
             nn.init.zeros_(m.bias)
+        if cfg.condition != "prefix":  # per-token conditioning starts at zero: it is learnt
+            self.to_tokens = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+            nn.init.zeros_(self.to_tokens.weight)
 
     @property
     def prefix_len(self) -> int:
@@ -167,7 +170,8 @@ class VAE(nn.Module):
         add = None
         if cfg.condition != "prefix":
             bar_of = bar_index(ids, cfg.bar_id, cfg.bars) if bar_of is None else bar_of
-            add = vectors[:, 1:].gather(1, bar_of[..., None].expand(-1, -1, vectors.shape[-1]))
+            per_bar = self.to_tokens(vectors[:, 1:])  # (B, K, C)
+            add = per_bar.gather(1, bar_of[..., None].expand(-1, -1, per_bar.shape[-1]))
         return self.decoder(ids, cache=cache, start=start, last_only=last_only,
                             prefix=vectors if start == 0 else None, add=add,
                             add_every_layer=cfg.condition == "layers")  # fmt: skip
