@@ -171,7 +171,8 @@ def test_a_tiny_vae_learns_to_reconstruct_and_logs_every_term(small_corpus, tmp_
     assert main(["vary", str(a), *model, "--attribute", "loudness=1", "--out", str(out)]) == 2
     assert main(["vary", str(a), *model, "--attribute", "density", "--out", str(out)]) == 2
     # aurl evaluate gives a latent model its own report
-    assert main(["evaluate", *model, "--out", str(tmp_path / "report"), "--quiet"]) == 0
+    assert main(["evaluate", *model, "--num", "16", "--out", str(tmp_path / "report"),
+                 "--quiet"]) == 0  # fmt: skip
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert {"diagnostics", "reconstruction", "interpolation", "attributes", "prior"} <= set(report)
     assert 0 <= report["prior"]["mean_oa"] <= 1 and report["prior"]["judge_nll"] > 0

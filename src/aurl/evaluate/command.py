@@ -72,8 +72,9 @@ def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quie
     sets of MIDI files. The folder gets report.json, report.md, PNG figures and the samples.
     The model's dataset is rebuilt from its source on the first run and cached after that.
     With --data, all of this uses the splits of that data instead, so that models can be
-    compared on the same pieces. A latent model (VAE) gets its own report instead:
-    reconstruction, latent diagnostics, interpolation and attribute vectors.
+    compared on the same pieces. A latent model (VAE) gets its own report instead, on NUM
+    test segments: reconstruction, latent diagnostics, interpolation, attribute vectors and
+    NUM prior samples against the test segments.
     """
     from aurl.evaluate.report import write_report
     from aurl.evaluate.run import EvalOptions, evaluate_files, evaluate_model
@@ -84,7 +85,7 @@ def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quie
         raise ValueError("give either --model (and --data) or --files/--reference, not both")
     log = (lambda _: None) if quiet else click.echo
     options = EvalOptions(num=num, bars=bars, seed=seed, validity_num=min(num, 16))
-    if files is None and _latent(model, data, out, device, quiet):
+    if files is None and _latent(model, data, out, device, quiet, num, seed):
         return
     if files is not None:
         result = evaluate_files(files, reference, options, log=log)
@@ -104,7 +105,7 @@ def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quie
     click.echo(f"wrote {path / 'report.md'}")
 
 
-def _latent(model, data, out, device, quiet) -> bool:
+def _latent(model, data, out, device, quiet, num: int, seed: int) -> bool:
     """Evaluate ``model`` as a latent model if it is one; False (nothing done) otherwise."""
     from aurl.device import pick_device
     from aurl.models import load_model
@@ -117,7 +118,7 @@ def _latent(model, data, out, device, quiet) -> bool:
         return False
     from aurl.evaluate.latent_report import evaluate_latent, write_latent_report
 
-    report = evaluate_latent(model, folder, dev, data, progress=not quiet)
+    report = evaluate_latent(model, folder, dev, data, count=num, seed=seed, progress=not quiet)
     path = write_latent_report(report, out)
     if not quiet:
         d, r = report["diagnostics"], report["reconstruction"]

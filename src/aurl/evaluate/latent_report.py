@@ -148,8 +148,9 @@ def attributes(folder: ModelFolder, segments, z, device, count: int = 8,
 
 
 def evaluate_latent(model: str | Path | None, folder: ModelFolder, device, data: str | None = None,
-                    count: int = 64, progress: bool = False) -> dict:  # fmt: skip
-    """Every measure above on ``count`` test segments of the model's data (or ``data``)."""
+                    count: int = 64, seed: int = 0, progress: bool = False) -> dict:  # fmt: skip
+    """Every measure above on ``count`` test segments of the model's data (or ``data``), and
+    ``count`` prior samples drawn with ``seed``."""
     t0 = time.perf_counter()
     dataset = (
         source_dataset(data, folder.tokenizer, progress)
@@ -172,7 +173,7 @@ def evaluate_latent(model: str | Path | None, folder: ModelFolder, device, data:
     train = fixed_segments(Shard(dataset.split("train")), folder.tokenizer.vocab, seq_len,
                            folder.model.config.bars, 4 * count)  # fmt: skip
     reference = [s[0].numpy() for s in segments]
-    samples = prior_samples(folder, count, _segment_len(folder), device=device)
+    samples = prior_samples(folder, count, _segment_len(folder), seed=seed, device=device)
     report = {
         "model": {"path": str(model), "parameters": folder.model.num_params(),
                   "evaluated_on": data or folder.meta.get("data_source")},
