@@ -33,13 +33,18 @@ def _chords(length: int, bars: int, beats_per_bar: int = 4):
 
 def test_music_in_half_notes_has_a_half_bar_tactus():
     halves, quarters = _chords(24, 4), _chords(12, 4)
-    assert harmonic_beat(halves, halves.beat_starts(), 1.75) == 2
-    assert harmonic_beat(quarters, quarters.beat_starts(), 1.75) == 1
+    assert harmonic_beat(halves, 1.75) == 2
+    assert harmonic_beat(quarters, 1.75) == 1
     waltz = _chords(24, 4, beats_per_bar=3)  # three beats to the bar: no half bar
-    assert harmonic_beat(waltz, waltz.beat_starts(), 1.75) == 1
+    assert harmonic_beat(waltz, 1.75) == 1
     h = analyze_harmony(halves)
     assert h.tactus == 2
     assert h.chords.root[:8].tolist() == [0, 0, 7, 7, 0, 0, 7, 7]  # each chord holds 2 beats
+    # with a one-beat pickup the half bars start on beat 2 of it: the pickup is covered too
+    t, d, p = halves.time + 12, halves.duration, halves.pitch
+    late = make_piece(np.r_[0, t], np.r_[12, d], np.r_[52, p], pickup=12)
+    h = analyze_harmony(late)
+    assert h.tactus == 2 and h.chords.root[0] == 4 and h.chords.root[1:5].tolist() == [0, 0, 7, 7]
 
 
 def test_passing_notes_suspensions_and_anticipations():

@@ -5,6 +5,7 @@ learns to reconstruct."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,7 +123,6 @@ def test_model_folder_round_trip(tmp_path):
 
 def test_a_tiny_vae_learns_to_reconstruct_and_logs_every_term(small_corpus, tmp_path):
     import json
-    from pathlib import Path
 
     from aurl.config import load_config
     from aurl.train.lm import train_run
@@ -316,3 +316,22 @@ def test_the_judge_prefers_a_chorale_to_noise_and_cuts_to_its_context(bach_sourc
     long = np.tile(chorale, 8)  # longer than the judge's context: cut, not an error
     nll = judge_nll(judge, [chorale[:300], noise, long, chorale[:1]])
     assert nll[0] < 2.0 < nll[1] and np.isfinite(nll[2]) and np.isnan(nll[3])
+
+
+def test_the_latent_commands_use_the_shipped_vae(tmp_path, bach_source, monkeypatch):
+    from aurl.cli import main
+    from aurl.paths import SHIPPED_VAE, resolve_model_path
+
+    assert resolve_model_path("vae-small") == SHIPPED_VAE
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vae-small").mkdir()  # a folder of that name here wins over the shipped one
+    assert resolve_model_path("vae-small") == Path("vae-small")
+    a, b = bach_source.files[:2]
+    out = tmp_path / "out"
+    assert main(["interpolate", str(a), str(b), "--steps", "3", "--out", str(out)]) == 0
+    assert len(list(out.glob(f"{a.stem}-to-{b.stem}-*.mid"))) == 3
+    assert main(["vary", str(a), "--num", "2", "--attribute", "density=1", "--out", str(out)]) == 0
+    assert len(list(out.glob(f"{a.stem}-density-*.mid"))) == 2
+    assert main(["generate", "--model", str(SHIPPED_VAE), "--bars", "6", "--seed", "0",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert len(list(out.glob("aurl-0-*.mid"))) == 1

@@ -83,11 +83,12 @@ def analyze_harmony(piece: Piece, params: HarmonyParams | None = None) -> Harmon
     keys, margin = local_keys(
         beat_chroma, params.profile, params.key_half_width, params.key_switch_penalty
     )
-    tactus = harmonic_beat(piece, beats, params.slow_tactus)
+    tactus = harmonic_beat(piece, params.slow_tactus)
     if tactus == 1:
         chords = recognize_chords(piece, bounds, keys, params.chords)
-    else:
+    else:  # a pickup's first beat starts a coarse segment too
         strong = np.flatnonzero(_beat_in_bar(piece, beats) % tactus == 0)
+        strong = np.union1d(strong, [0])
         coarse = recognize_chords(piece, np.append(beats[strong], bounds[-1]), keys[strong],
                                   params.chords)  # fmt: skip
         chords = refine_chords(piece, coarse, bounds, keys, params.chords)
@@ -113,10 +114,10 @@ def _beat_in_bar(piece: Piece, beats: np.ndarray) -> np.ndarray:
     return (beats - piece.bar_starts[bar]) // piece.beat_steps[bar]
 
 
-def harmonic_beat(piece: Piece, beats: np.ndarray, slow: float) -> int:
+def harmonic_beat(piece: Piece, slow: float) -> int:
     """2 when the music moves in half bars, else 1: every bar has an even number of simple
     beats and notes last ``slow`` beats or more on average (weighted by duration)."""
-    bar_len = np.diff(np.append(piece.bar_starts, piece.bar_starts[-1] + 1))[:-1]
+    bar_len = np.diff(piece.bar_starts)
     if not len(bar_len) or np.any((bar_len // piece.beat_steps[:-1]) % 2):
         return 1
     if np.any((piece.beat_steps % 3 == 0) & np.isin(piece.beat_steps // 3, (6, 12))):
