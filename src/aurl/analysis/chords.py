@@ -217,8 +217,7 @@ def subdivide(bounds: np.ndarray) -> np.ndarray:
     compound = (length % 3 == 0) & np.isin(third, (3, 6, 12, 24))
     points = [bounds[:-1], np.where(compound, bounds[:-1] + third, (bounds[:-1] + bounds[1:]) // 2)]
     points.append(np.where(compound, bounds[:-1] + 2 * third, bounds[:-1]))  # no third part
-    fine = np.unique(np.concatenate([*points, bounds[-1:]]))
-    return fine
+    return np.unique(np.concatenate([*points, bounds[-1:]]))
 
 
 def refine_chords(
@@ -236,6 +235,7 @@ def refine_chords(
         params: Score weights.
     """
     fine = np.asarray(fine, np.int64)
+    # every note counts here: a passing seventh struck on a half beat is a change (V -> V7)
     sound = segment_sound(piece, fine, replace(params, nonchord=None))
     scores = chord_scores(sound.weights, sound.bass, np.asarray(keys, np.int64), params,
                           sound.struck)  # fmt: skip
