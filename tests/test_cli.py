@@ -45,6 +45,17 @@ def test_generate_writes_readable_midi(tiny_run, tmp_path):
     assert "tokens/s" in result.stdout and result.stdout.count("wrote") == 2
 
 
+def test_a_piece_that_ends_short_of_its_bars_says_so(tiny_run, tmp_path, monkeypatch, capsys):
+    import aurl.api
+
+    monkeypatch.setattr(aurl.api, "TOKENS_PER_BAR_LIMIT", 3)  # far too few tokens for a bar
+    assert main(["generate", "--model", str(tiny_run), "--bars", "4", "--seed", "1", "--out",
+                 str(tmp_path)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "warning:" in err and "of 4 bars" in err
+    assert len(list(tmp_path.glob("*.mid"))) == 1  # what was made is still written
+
+
 def test_shipped_model_generates(tmp_path):
     assert (SHIPPED_MODEL / "config.json").is_file(), "the shipped model is missing"
     result = run("generate", "--bars", "4", "--seed", "1", "--out", str(tmp_path))

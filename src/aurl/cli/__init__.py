@@ -162,6 +162,9 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
         path = write_midi(piece.score, Path(out) / f"{stem}-{seed}-{i + 1:02d}.mid")
         line = f"wrote {path}: {piece.bars} bars, {piece.notes} notes, {piece.seconds:.1f} s"
         click.echo(f"{line} ({speed})" if num == 1 else line)
+        if piece.bars < taken + bars:
+            click.echo(f"warning: {path} stopped at {piece.bars} of {taken + bars} bars: the "
+                       "model did not close its bars within its token budget", err=True)  # fmt: skip
     if num > 1:
         click.echo(f"{num} pieces: {speed}")
 
