@@ -171,35 +171,39 @@ def _set_rows(sets: dict) -> list[str]:
     return lines
 
 
+def _share_table(sets: dict, title: str, columns, share) -> list[str]:
+    """A table of every set and reading against ``columns``; ``share(r, k)`` is a cell."""
+    lines = [title, "", "| set | reading | " + " | ".join(columns) + " |",
+             "|---|---|" + "---:|" * len(columns)]  # fmt: skip
+    for name, pair in sets.items():
+        for who, r in pair.items():
+            cells = [f"{share(r, k):.1%}" for k in columns]
+            lines.append(f"| {name} | {who} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _confusions(sets: dict) -> list[str]:
     intervals = sorted(
         {k for p in sets.values() for r in p.values() for k in r["root_error_intervals"]}, key=int
     )
-    lines = [
+    lines = _share_table(
+        sets,
         "Wrong roots by interval (found root minus reference root, semitones; -1: no chord), "
         "as a share of all compared moments:",
-        "",
-        "| set | reading | " + " | ".join(intervals) + " |",
-        "|---|---|" + "---:|" * len(intervals),
-    ]
-    for name, pair in sets.items():
-        for who, r in pair.items():
-            n = max(r["beats"], 1)
-            cells = [f"{r['root_error_intervals'].get(k, 0) / n:.1%}" for k in intervals]
-            lines.append(f"| {name} | {who} | " + " | ".join(cells) + " |")
+        intervals,
+        lambda r, k: r["root_error_intervals"].get(k, 0) / max(r["beats"], 1),
+    )
     families = ("triad", "seventh", "sus4", "other", "none")
-    lines += [
-        "",
-        "What each reading names where the analyst has a triad (share of those moments):",
-        "",
-        "| set | reading | " + " | ".join(families) + " |",
-        "|---|---|" + "---:|" * len(families),
-    ]
-    for name, pair in sets.items():
-        for who, r in pair.items():
-            cells = [f"{r['found_for_triads'].get(k, 0):.1%}" for k in families]
-            lines.append(f"| {name} | {who} | " + " | ".join(cells) + " |")
-    return lines
+    return (
+        lines
+        + [""]
+        + _share_table(
+            sets,
+            "What each reading names where the analyst has a triad (share of those moments):",
+            families,
+            lambda r, k: r["found_for_triads"].get(k, 0),
+        )
+    )
 
 
 def _accuracy_markdown(acc: dict) -> list[str]:

@@ -12,14 +12,14 @@ import torch
 
 from aurl.device import fast_attention_dtype, pick_device
 from aurl.generate.attributes import move
-from aurl.generate.latents import Latents, follow
+from aurl.generate.latents import Latents, follow, join, prior
 from aurl.generate.latents import interpolate as interpolate_latents
 from aurl.generate.latents import vary as vary_latents
-from aurl.generate.sampler import SamplingConfig, sample
+from aurl.generate.sampler import SamplingConfig, sample, sample_latents
 from aurl.midi import read_midi
 from aurl.models import ModelFolder, load_model
 from aurl.models.folder import ModelLoadError
-from aurl.models.vae import VAE, LatentDecoder
+from aurl.models.vae import VAE
 from aurl.paths import SHIPPED_MODEL, resolve_model_path
 from aurl.tokens import EOS, PAD, TokenType
 from aurl.tokens.grammar import FOLLOWS
@@ -107,16 +107,12 @@ class Generator:
         :func:`~aurl.generate.latents.follow`); the segments are joined at their bar lines."""
         vae, vocab = self._vae(), self.tokenizer.vocab
         cfg, bos = vae.config, int(vocab.offsets[TokenType.BOS])
-        prompt = torch.full((num, 1), bos, dtype=torch.long, device=self.device)
-        z = (torch.randn((num, cfg.z_global), generator=generator, device=self.device),
-             torch.randn((num, cfg.bars, cfg.z_bar), generator=generator, device=self.device))  # fmt: skip
+        z = prior(num, cfg.z_global, cfg.bars, cfg.z_bar, generator, self.device)
         rows: list[list[np.ndarray]] = [[np.array([bos])] for _ in range(num)]
         t0 = time.perf_counter()
         for first in range(0, bars, cfg.bars):
             n = min(cfg.bars, bars - first)
-            decoder = LatentDecoder(vae, *z)
-            out = sample(decoder, vocab, prompt, n, _segment_tokens(decoder, n), sampling,
-                         generator)  # fmt: skip
+            out = sample_latents(vae, vocab, z, n * TOKENS_PER_BAR_LIMIT, sampling, generator, n)
             for row, ids in zip(rows, out.cpu().numpy(), strict=True):
                 row.append(_complete(ids[(ids != PAD) & (ids != EOS) & (ids != bos)], vocab))
             if first + cfg.bars < bars:
@@ -167,14 +163,10 @@ class Generator:
         vae = self._vae()
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
-        num = latents[0].shape[0]
-        bos = self.tokenizer.vocab.offsets[TokenType.BOS]
-        prompt = torch.full((num, 1), bos, dtype=torch.long, device=self.device)
         t0 = time.perf_counter()
-        decoder = LatentDecoder(vae, *latents)
-        out = sample(decoder, self.tokenizer.vocab, prompt, vae.config.bars,
-                     _segment_tokens(decoder, vae.config.bars),
-                     sampling or SamplingConfig(greedy=True), generator)  # fmt: skip
+        out = sample_latents(vae, self.tokenizer.vocab, latents,
+                             vae.config.bars * TOKENS_PER_BAR_LIMIT,
+                             sampling or SamplingConfig(greedy=True), generator)  # fmt: skip
         return self._result(out, 1, time.perf_counter() - t0)
 
     def interpolate(self, a: str | Path, b: str | Path, steps: int = 8, method: str = "slerp",
@@ -205,10 +197,9 @@ class Generator:
                 known = ", ".join(vectors) or "none"
                 raise ValueError(f"{self.folder.path}: no attribute {name!r} (known: {known})")
             moved = [move(z, vectors[name], far * (i + 1) / num) for i in range(num)]
-            z = torch.cat([m[0] for m in moved]), torch.cat([m[1] for m in moved])
-            if amount:
-                z = tuple(x + amount * torch.randn(x.shape, generator=generator, device=x.device)
-                          for x in z)  # fmt: skip
+            z = join(moved)
+            if amount:  # noise around each step
+                z = vary_latents(z, num, amount, generator)
             return self.decode_latents(z, sampling, seed)
         return self.decode_latents(vary_latents(z, num, amount, generator), sampling, seed)
 
@@ -218,12 +209,6 @@ def _complete(ids: np.ndarray, vocab) -> np.ndarray:
     budget could end inside a note)."""
     can_end = np.isin(vocab.types[ids], END_TYPES)
     return ids[: int(np.flatnonzero(can_end)[-1]) + 1] if can_end.any() else ids[:0]
-
-
-def _segment_tokens(decoder: LatentDecoder, bars: int) -> int:
-    """Tokens a VAE segment of ``bars`` bars may take: no more than its decoder's context
-    (a segment is decoded in one pass under its latents, never restarted)."""
-    return min(bars * TOKENS_PER_BAR_LIMIT, decoder.config.max_seq_len - 1)
 
 
 def load(model: str | Path | None = None, device: str = "auto",

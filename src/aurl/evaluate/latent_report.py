@@ -29,12 +29,11 @@ from aurl.evaluate.latent import segment_metrics
 from aurl.evaluate.latent_samples import judge_nll, prior_samples, same_vocabulary, sample_quality
 from aurl.fileio import atomic_write_json, atomic_write_text
 from aurl.generate.attributes import ATTRIBUTES, move, segment_attributes
-from aurl.generate.latents import interpolate
-from aurl.generate.sampler import SamplingConfig, sample
+from aurl.generate.latents import interpolate, join
+from aurl.generate.sampler import SamplingConfig, sample_latents
 from aurl.models import ModelFolder, load_model
-from aurl.models.vae import LatentDecoder
 from aurl.paths import SHIPPED_MODEL
-from aurl.tokens import BOS, PAD, Tokenizer
+from aurl.tokens import PAD, Tokenizer
 
 TARGETS = {"token_accuracy": 0.95, "note_f1": 0.8, "active_share": 0.5,
            "interpolation_rho": 0.9, "interpolation_nll_ratio": 1.25, "attribute_rho": 0.9,
@@ -72,13 +71,11 @@ def _segment_len(folder: ModelFolder) -> int:
 
 
 @torch.no_grad()
-def decode(folder: ModelFolder, z: tuple[torch.Tensor, torch.Tensor], device) -> list[np.ndarray]:
+def decode(folder: ModelFolder, z: tuple[torch.Tensor, torch.Tensor]) -> list[np.ndarray]:
     """Greedy, grammar-masked K-bar decodes of latents ``z``, one id array per row, each cut
     at the longest segment the model was trained on."""
-    vae = folder.model
-    prompt = torch.full((z[0].shape[0], 1), BOS, dtype=torch.long, device=device)
-    out = sample(LatentDecoder(vae, *z), folder.tokenizer.vocab, prompt, vae.config.bars,
-                 _segment_len(folder), SamplingConfig(greedy=True))  # fmt: skip
+    out = sample_latents(folder.model, folder.tokenizer.vocab, z, _segment_len(folder),
+                         SamplingConfig(greedy=True))  # fmt: skip
     return [row[row != PAD] for row in out.cpu().numpy()]
 
 
@@ -88,9 +85,9 @@ def _means(folder: ModelFolder, segments, device) -> tuple[torch.Tensor, torch.T
         return folder.model.encode(x).mean()
 
 
-def reconstruction(folder: ModelFolder, segments, z, device) -> dict:
+def reconstruction(folder: ModelFolder, segments, z) -> dict:
     """Note F1 of each segment's greedy decode from its posterior mean ``z``."""
-    decoded = decode(folder, z, device)
+    decoded = decode(folder, z)
     f1 = [
         note_f1(s[0].numpy(), d, folder.tokenizer) for s, d in zip(segments, decoded, strict=True)
     ]
@@ -109,7 +106,7 @@ def interpolation(folder: ModelFolder, segments, z, device, judge: ModelFolder |
     for lo, hi in zip(order[:pairs], order[::-1][:pairs], strict=True):
         path = interpolate((z[0][lo : lo + 1], z[1][lo : lo + 1]),
                            (z[0][hi : hi + 1], z[1][hi : hi + 1]), steps)  # fmt: skip
-        ids = decode(folder, path, device)
+        ids = decode(folder, path)
         realised = [segment_attributes(i, vocab)["density"] for i in ids]
         rhos.append(spearman(np.arange(steps), np.array(realised)))
         valid += [grammar.validate(i) is None for i in ids]
@@ -123,7 +120,7 @@ def interpolation(folder: ModelFolder, segments, z, device, judge: ModelFolder |
             "judge_nll_ratio_max": round(max(ratios), 4) if ratios else None}  # fmt: skip
 
 
-def attributes(folder: ModelFolder, segments, z, device, count: int = 8,
+def attributes(folder: ModelFolder, segments, z, count: int = 8,
                amounts: tuple[float, ...] = (-2, -1, 0, 1, 2)) -> dict:  # fmt: skip
     """Per attribute vector: the rank correlation of amount and realised attribute, and the
     other attributes' movement relative to it (spreads in their own standard deviations)."""
@@ -134,8 +131,7 @@ def attributes(folder: ModelFolder, segments, z, device, count: int = 8,
     out = {}
     for name, vector in vectors.items():
         moved = [move(z, vector, a) for a in amounts]
-        ids = decode(folder, (torch.cat([m[0] for m in moved]), torch.cat([m[1] for m in moved])),
-                     device)  # fmt: skip
+        ids = decode(folder, join(moved))
         values = [segment_attributes(i, vocab) for i in ids]
         asked = np.repeat(amounts, len(z[0]))
         rho = spearman(asked, np.array([v[name] for v in values]))
@@ -178,9 +174,9 @@ def evaluate_latent(model: str | Path | None, folder: ModelFolder, device, data:
         "model": {"path": str(model), "parameters": folder.model.num_params(),
                   "evaluated_on": data or folder.meta.get("data_source")},
         "diagnostics": {k.removeprefix("val_"): v for k, v in diagnostics.items()},
-        "reconstruction": reconstruction(folder, segments, z, device),
+        "reconstruction": reconstruction(folder, segments, z),
         "interpolation": interpolation(folder, segments, z, device, judge),
-        "attributes": attributes(folder, segments, z, device),
+        "attributes": attributes(folder, segments, z),
         "prior": sample_quality(samples, [r[r != PAD] for r in reference],
                                 [t[0].numpy() for t in train], folder, judge, device),
         "targets": TARGETS,

@@ -16,10 +16,10 @@ from aurl.evaluate.compare import compare_sets
 from aurl.evaluate.features import set_features
 from aurl.evaluate.memorization import diversity, memorization
 from aurl.evaluate.notes import ids_to_notes
-from aurl.generate.sampler import SamplingConfig, sample
+from aurl.generate.latents import prior
+from aurl.generate.sampler import SamplingConfig, sample_latents
 from aurl.models import ModelFolder
-from aurl.models.vae import LatentDecoder
-from aurl.tokens import BOS, PAD
+from aurl.tokens import PAD
 
 
 @torch.no_grad()
@@ -31,12 +31,9 @@ def prior_samples(folder: ModelFolder, count: int, max_tokens: int, temperature:
     generator = torch.Generator(device=device).manual_seed(seed)
     out: list[np.ndarray] = []
     for start in range(0, count, batch):
-        n = min(batch, count - start)
-        z = (torch.randn((n, cfg.z_global), generator=generator, device=device),
-             torch.randn((n, cfg.bars, cfg.z_bar), generator=generator, device=device))  # fmt: skip
-        prompt = torch.full((n, 1), BOS, dtype=torch.long, device=device)
-        ids = sample(LatentDecoder(vae, *z), folder.tokenizer.vocab, prompt, cfg.bars, max_tokens,
-                     SamplingConfig(temperature=temperature), generator)  # fmt: skip
+        z = prior(min(batch, count - start), cfg.z_global, cfg.bars, cfg.z_bar, generator, device)
+        ids = sample_latents(vae, folder.tokenizer.vocab, z, max_tokens,
+                             SamplingConfig(temperature=temperature), generator)  # fmt: skip
         out += [row[row != PAD] for row in ids.cpu().numpy()]
     return out
 

@@ -65,3 +65,15 @@ def follow(z: Latents, drift: float, generator: torch.Generator | None = None) -
         return keep * x + drift * noise
 
     return step(z[0]), step(z[1])
+
+
+def prior(num: int, z_global: int, bars: int, z_bar: int,
+          generator: torch.Generator | None = None, device="cpu") -> Latents:  # fmt: skip
+    """``num`` latents drawn from the prior N(0, 1): (num, z_global) and (num, bars, z_bar)."""
+    return (torch.randn((num, z_global), generator=generator, device=device),
+            torch.randn((num, bars, z_bar), generator=generator, device=device))  # fmt: skip
+
+
+def join(parts: list[Latents]) -> Latents:
+    """Latents of several batches as one batch, in order."""
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

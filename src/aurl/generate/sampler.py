@@ -14,6 +14,7 @@ import torch
 from aurl.generate import filters
 from aurl.generate.filters import NEG_INF
 from aurl.models import Transformer
+from aurl.models.vae import VAE, LatentDecoder
 from aurl.tokens import EOS, PAD, TokenType, Vocabulary
 from aurl.tokens.mask import GrammarState
 
@@ -118,3 +119,22 @@ def _restart_point(window: torch.Tensor, bar_id: int, ctx: int) -> int:
     bars = (window == bar_id).nonzero().flatten().tolist()
     candidates = [b for b in bars if ctx // 4 <= b <= 3 * ctx // 4]
     return candidates[0] if candidates else ctx // 2
+
+
+def sample_latents(
+    vae: VAE,
+    vocab: Vocabulary,
+    z: tuple[torch.Tensor, torch.Tensor],
+    max_tokens: int,
+    config: SamplingConfig | None = None,
+    generator: torch.Generator | None = None,
+    bars: int | None = None,
+) -> torch.Tensor:
+    """One segment of ``bars`` bars (default: the VAE's K) per row of latents ``z``, from BOS,
+    with at most ``max_tokens`` tokens and never more than the decoder's context (a segment is
+    decoded in one pass under its latents). Returns (B, T) ids as :func:`sample` does."""
+    decoder = LatentDecoder(vae, *z)
+    bos = int(vocab.offsets[TokenType.BOS])
+    prompt = torch.full((z[0].shape[0], 1), bos, dtype=torch.long, device=z[0].device)
+    max_tokens = min(max_tokens, decoder.config.max_seq_len - 1)
+    return sample(decoder, vocab, prompt, bars or vae.config.bars, max_tokens, config, generator)

@@ -15,26 +15,22 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from aurl.models.transformer import Block, TransformerConfig, _norm, rope_tables
+from aurl.models.transformer import Block, TransformerConfig, _norm, group_means, rope_tables
 
 SCALES = ("bar", "phrase", "segment")
 
 
-class DiscriminatorConfig(BaseModel):
-    """Shape of the discriminator."""
-
-    model_config = ConfigDict(extra="forbid")
+class DiscriminatorConfig(TransformerConfig):
+    """Shape of the discriminator: the blocks' fields (see :class:`TransformerConfig`), smaller
+    by default, and the bars of a segment."""
 
     arch: Literal["discriminator"] = "discriminator"
-    vocab_size: int = Field(545, ge=4)
     n_layer: int = Field(2, ge=1, le=64)
-    n_head: int = Field(4, ge=1, le=64)
     n_embd: int = Field(128, ge=8, le=8192)
-    max_seq_len: int = Field(1024, ge=8, le=65536)
     bars: int = Field(4, ge=1, le=64)
 
 
@@ -47,26 +43,17 @@ class Judgement:
     features: list[torch.Tensor]
 
 
-def _masked_means(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` (B, T, C) over the positions of each group: ``groups`` (B, T, G) weights
-    -> (B, G, C); an empty group gives zeros."""
-    return groups.transpose(1, 2) @ x / groups.sum(1)[..., None].clamp(min=1)
-
-
 class Discriminator(nn.Module):
     """Scores K-bar segments given as distributions over the vocabulary."""
 
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
         self.config = cfg
-        blocks = TransformerConfig(vocab_size=cfg.vocab_size, n_layer=cfg.n_layer,
-                                   n_head=cfg.n_head, n_embd=cfg.n_embd,
-                                   max_seq_len=cfg.max_seq_len)  # fmt: skip
         self.embed = spectral_norm(nn.Linear(cfg.vocab_size, cfg.n_embd, bias=False))
-        self.blocks = nn.ModuleList(Block(blocks) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = nn.LayerNorm(cfg.n_embd, bias=False)
         self.heads = nn.ModuleDict({s: spectral_norm(nn.Linear(cfg.n_embd, 1)) for s in SCALES})
-        cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.max_seq_len, 10000.0)
+        cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.max_seq_len, cfg.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
 
@@ -81,14 +68,14 @@ class Discriminator(nn.Module):
         features = []
         for block in self.blocks:
             x = block.forward(x, cos, sin, mask=mask)
-            features.append(_masked_means(x, whole)[:, 0])
+            features.append(group_means(x, whole)[:, 0])
         x = _norm(self.norm, x)
         per_bar = F.one_hot(bars, K).float() * weight
         per_phrase = F.one_hot(bars // 2, (K + 1) // 2).float() * weight
         pooled = {
-            "bar": _masked_means(x, per_bar),
-            "phrase": _masked_means(x, per_phrase),
-            "segment": _masked_means(x, whole),
+            "bar": group_means(x, per_bar),
+            "phrase": group_means(x, per_phrase),
+            "segment": group_means(x, whole),
         }
         scores = {s: self.heads[s](pooled[s]).squeeze(-1) for s in SCALES}
         return Judgement(scores, features)

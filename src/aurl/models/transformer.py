@@ -76,6 +76,12 @@ def _norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(x, norm.normalized_shape, norm.weight, None, norm.eps)
 
 
+def group_means(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` (B, T, C) over the positions of each group: ``groups`` (B, T, G) weights
+    -> (B, G, C); an empty group gives zeros (pooling per bar, per phrase, per segment)."""
+    return groups.transpose(1, 2) @ x / groups.sum(1)[..., None].clamp(min=1)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()

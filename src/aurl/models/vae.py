@@ -21,7 +21,14 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from aurl.models.transformer import Block, KVCache, Transformer, TransformerConfig, _norm
+from aurl.models.transformer import (
+    Block,
+    KVCache,
+    Transformer,
+    TransformerConfig,
+    _norm,
+    group_means,
+)
 
 BAR_ID_UNSET = -1  # the VAE is told the Bar token's id by its config (``bar_id``)
 
@@ -145,35 +152,46 @@ class VAE(nn.Module):
         pooled = x.sum(1) / count  # (B, C)
         which = F.one_hot(bar_index(ids, cfg.bar_id, cfg.bars), cfg.bars).float()
         which = which * keep[..., None]  # (B, T, K)
-        per_bar = which.transpose(1, 2) @ x / which.sum(1)[..., None].clamp(min=1)  # (B, K, C)
+        per_bar = group_means(x, which)  # (B, K, C)
         g = self.to_global(pooled)
         b = self.to_bar(torch.cat([per_bar, pooled[:, None].expand_as(per_bar)], -1))
         mu_g, logvar_g = g.chunk(2, -1)
         mu_b, logvar_b = b.chunk(2, -1)
         return Posterior(mu_g, logvar_g.clamp(-10, 10), mu_b, logvar_b.clamp(-10, 10))
 
-    def prefix(self, z_global: torch.Tensor, z_bar: torch.Tensor) -> torch.Tensor:
-        """The decoder's conditioning (B, 1 + K, C) from the latents."""
+    def conditioning(self, z_global: torch.Tensor, z_bar: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """What the decoder reads of the latents: the prefix (B, 1 + K, C) and, unless
+        ``condition`` is ``prefix``, the per-bar vectors added to the tokens (B, K, C)."""
         g = self.from_global(z_global)[:, None]  # (B, 1, C)
         both = torch.cat([z_bar, z_global[:, None].expand(-1, z_bar.shape[1], -1)], -1)
-        return torch.cat([g, self.from_bar(both)], 1)
+        prefix = torch.cat([g, self.from_bar(both)], 1)
+        per_bar = None if self.config.condition == "prefix" else self.to_tokens(prefix[:, 1:])
+        return prefix, per_bar
 
     def decode(self, ids: torch.Tensor, z_global: torch.Tensor, z_bar: torch.Tensor,
                cache: list[KVCache] | None = None, start: int = 0, last_only: bool = False,
                bar_of: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """Decoder logits for ``ids``. With ``start == 0`` the latents' prefix comes first;
-        a cached continuation passes ``start`` counted with the prefix (its length is
-        :attr:`prefix_len`). ``bar_of`` (B, T) is the bar of every token (default: counted
-        from ``ids``, which suits a whole segment), read unless ``condition`` is ``prefix``."""
-        cfg = self.config
-        vectors = self.prefix(z_global, z_bar)  # (B, 1 + K, C)
+        """Decoder logits for ``ids`` under latents: see :meth:`decode_with`."""
+        cond = self.conditioning(z_global, z_bar)
+        return self.decode_with(ids, cond, cache, start, last_only, bar_of)
+
+    def decode_with(self, ids: torch.Tensor, cond: tuple[torch.Tensor, torch.Tensor | None],
+                    cache: list[KVCache] | None = None, start: int = 0,
+                    last_only: bool = False, bar_of: torch.Tensor | None = None
+                    ) -> torch.Tensor:  # fmt: skip
+        """Decoder logits for ``ids`` given :meth:`conditioning`'s ``cond``. With
+        ``start == 0`` the prefix comes first; a cached continuation passes ``start`` counted
+        with the prefix (its length is :attr:`prefix_len`). ``bar_of`` (B, T) is the bar of
+        every token (default: counted from ``ids``, which suits a whole segment), read unless
+        ``condition`` is ``prefix``."""
+        cfg, (prefix, per_bar) = self.config, cond
         add = None
-        if cfg.condition != "prefix":
+        if per_bar is not None:
             bar_of = bar_index(ids, cfg.bar_id, cfg.bars) if bar_of is None else bar_of
-            per_bar = self.to_tokens(vectors[:, 1:])  # (B, K, C)
             add = per_bar.gather(1, bar_of[..., None].expand(-1, -1, per_bar.shape[-1]))
         return self.decoder(ids, cache=cache, start=start, last_only=last_only,
-                            prefix=vectors if start == 0 else None, add=add,
+                            prefix=prefix if start == 0 else None, add=add,
                             add_every_layer=cfg.condition == "layers")  # fmt: skip
 
     def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
@@ -207,6 +225,7 @@ class LatentDecoder(nn.Module):
         cfg = vae.decoder.config
         self.config = cfg.model_copy(update={"max_seq_len": cfg.max_seq_len - vae.prefix_len})
         self.bars_seen: torch.Tensor | None = None  # Bar tokens read so far, per row
+        self.cond: tuple[torch.Tensor, torch.Tensor | None] | None = None  # made once
 
     def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
         return self.vae.new_cache(batch, (max_len or self.config.max_seq_len) + self.vae.prefix_len)
@@ -219,4 +238,6 @@ class LatentDecoder(nn.Module):
         bar_of = bar_index(idx, cfg.bar_id, cfg.bars, before)
         seen = (idx == cfg.bar_id).sum(-1)
         self.bars_seen = seen if before is None else before + seen
-        return self.vae.decode(idx, self.z_global, self.z_bar, cache, at, last_only, bar_of)
+        if self.cond is None:
+            self.cond = self.vae.conditioning(self.z_global, self.z_bar)
+        return self.vae.decode_with(idx, self.cond, cache, at, last_only, bar_of)
