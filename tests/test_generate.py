@@ -45,7 +45,7 @@ def test_fast_top_p_equals_full_sort():
 
 
 def test_drawing_among_nucleus_candidates_matches_the_full_row():
-    from aurl.generate.sampler import _draw
+    from aurl.generate.engine import _draw
 
     logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0] + [-8.0] * 94])
     config = SamplingConfig(top_p=0.9)

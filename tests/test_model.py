@@ -28,7 +28,7 @@ def test_cache_prefill_then_50_steps_equals_full_forward(batch):
         full = m(x)
         cache = m.new_cache(batch)
         steps = [m(x[:, :30], cache=cache)]
-        steps += [m(x[:, t : t + 1], cache=cache, start=t) for t in range(30, 80)]
+        steps += [m(x[:, t : t + 1], cache=cache) for t in range(30, 80)]
     assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
 
 
@@ -38,8 +38,8 @@ def test_cache_chunk_after_prefix_equals_full_forward():
     with torch.no_grad():
         full = m(x)
         cache = m.new_cache(2)
-        parts = [m(x[:, :25], cache=cache), m(x[:, 25:40], cache=cache, start=25),
-                 m(x[:, 40:], cache=cache, start=40)]  # fmt: skip
+        parts = [m(x[:, :25], cache=cache), m(x[:, 25:40], cache=cache),
+                 m(x[:, 40:], cache=cache)]  # fmt: skip
     assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
 
 
@@ -115,11 +115,11 @@ def test_bfloat16_attention_keeps_cache_and_full_forward_together():
     with torch.no_grad():
         full = m(x)
         cache = m.new_cache(2)
-        assert cache[0].k.dtype == torch.bfloat16
+        assert cache.k.dtype == torch.bfloat16
         steps = [m(x[:, :20], cache=cache)]
-        steps += [m(x[:, t : t + 1], cache=cache, start=t) for t in range(20, 70)]
+        steps += [m(x[:, t : t + 1], cache=cache) for t in range(20, 70)]
         reference = model()(x)  # float32 attention
     assert torch.allclose(torch.cat(steps, dim=1), full, atol=2e-2)
     assert torch.allclose(full, reference, atol=5e-2)
     m.train()  # training always attends in the weights' type
-    assert m.new_cache(1)[0].k.dtype == torch.float32
+    assert m.new_cache(1).k.dtype == torch.float32

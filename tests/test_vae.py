@@ -59,7 +59,7 @@ def test_cached_decoding_with_a_latent_equals_the_full_forward(condition):
         cache = decoder.new_cache(ids.shape[0])
         parts = [decoder(ids[:, :10], cache=cache)]  # a prefill holding the first Bar
         for t in range(10, ids.shape[1]):  # then one token at a time, across the second Bar
-            parts.append(decoder(ids[:, t : t + 1], cache=cache, start=t))
+            parts.append(decoder(ids[:, t : t + 1], cache=cache))
     assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
 
 

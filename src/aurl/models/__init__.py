@@ -2,7 +2,8 @@
 
 from aurl.models.folder import ModelFolder, ModelLoadError, load_model, save_model
 from aurl.models.registry import ARCHS, build_model, config_class, model_config
-from aurl.models.transformer import KVCache, Transformer, TransformerConfig
+from aurl.models.cache import KVCache
+from aurl.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "ARCHS",

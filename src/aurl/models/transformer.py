@@ -1,7 +1,9 @@
 """A compact pre-norm decoder-only transformer with rotary positions and an explicit KV cache.
 
 Follows nanoGPT's model.py (pre-norm blocks, tied embeddings, GPT-2 style init) and litgpt's
-KVCache (preallocated key/value buffers written in place at a given position).
+KVCache (preallocated key/value buffers written in place: :mod:`aurl.models.cache`). Attention
+is full (causal) or, with ``window``, a causal sliding window of that many tokens, trained as
+such and cached in a ring buffer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from aurl.models.cache import KVCache, LayerCache
 
 
 class TransformerConfig(BaseModel):
@@ -28,29 +32,18 @@ class TransformerConfig(BaseModel):
     max_seq_len: int = Field(1024, ge=8, le=65536)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     rope_base: float = Field(10000.0, gt=1.0)
+    window: int = Field(0, ge=0, le=65536)  # 0: full attention; else a sliding window
 
     def model_post_init(self, _context) -> None:
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must split into n_head ({self.n_head}) heads of even size"
             )
+        if self.window > self.max_seq_len:
+            raise ValueError(
+                f"window ({self.window}) must not exceed max_seq_len ({self.max_seq_len})"
+            )
 
-
-class KVCache(nn.Module):
-    """Preallocated keys and values for one attention layer: (B, H, max_len, D) each."""
-
-    def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, device, dtype):
-        super().__init__()
-        shape = (batch, n_head, max_len, head_dim)
-        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
-
-    def update(self, start: int, k: torch.Tensor, v: torch.Tensor):
-        """Write (B, H, T, D) keys/values at ``start``; return all keys/values up to the end."""
-        end = start + k.shape[2]
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
-        return self.k[:, :, :end], self.v[:, :, :end]
 
 
 def rope_tables(head_dim: int, max_len: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,10 +84,11 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, start: int = 0, dtype=None,
+    def forward(self, x, cos, sin, cache: LayerCache | None = None, dtype=None,
                 mask: torch.Tensor | None = None):  # fmt: skip
-        """``mask`` (B, 1, 1, T) of keys to attend to makes attention bidirectional (an encoder);
-        without it attention is causal."""
+        """``mask`` (B or 1, 1, T, S) of the keys each query may see; without a mask or a
+        cache attention is causal. ``cache``: where this call's keys go and what to attend
+        over (its plan says)."""
         B, T, C = x.shape
         qkv = F.linear(x, self.qkv.weight).view(B, T, 3, self.n_head, self.head_dim)
         qk = apply_rope(qkv[:, :, :2], cos, sin)  # (B, T, 2, H, D): q and k rotated together
@@ -102,18 +96,12 @@ class Attention(nn.Module):
         v = qkv[:, :, 2].transpose(1, 2)
         if dtype is not None:  # attention in a narrower type (inference only)
             q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+        causal = mask is None and T > 1
         if cache is not None:
-            k, v = cache.update(start, k, v)
+            k, v, mask, causal = cache.attend_inputs(k, v)
         drop = self.dropout if self.training else 0.0
-        if mask is not None:  # bidirectional over the unmasked keys
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        elif T == 1:  # one new token sees everything before it
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        elif start == 0:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
-        else:  # a chunk after a cached prefix: causal within the chunk
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop,
+                                           is_causal=causal)  # fmt: skip
         return F.linear(y.transpose(1, 2).reshape(B, T, C).to(x.dtype), self.proj.weight)
 
 
@@ -136,10 +124,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.dropout = cfg.dropout
 
-    def forward(self, x, cos, sin, cache=None, start=0, dtype=None, mask=None):
-        x = x + self._drop(
-            self.attn.forward(_norm(self.norm1, x), cos, sin, cache, start, dtype, mask)
-        )
+    def forward(self, x, cos, sin, cache=None, dtype=None, mask=None):
+        x = x + self._drop(self.attn.forward(_norm(self.norm1, x), cos, sin, cache, dtype, mask))
         return x + self._drop(self.mlp.forward(_norm(self.norm2, x)))
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
@@ -183,34 +169,63 @@ class Transformer(nn.Module):
     def _attention_dtype(self) -> torch.dtype | None:
         return None if self.training else self.attention_dtype
 
-    def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
-        """One KV cache per layer for ``batch`` sequences of up to ``max_len`` tokens."""
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        """A KV cache for ``batch`` sequences: a ring of ``window`` slots, or up to
+        ``max_len`` tokens (default and at most the context) for full attention."""
         cfg, w = self.config, self.embed.weight
-        max_len = min(max_len or cfg.max_seq_len, cfg.max_seq_len)
+        size = cfg.window or min(max_len or cfg.max_seq_len, cfg.max_seq_len)
         dtype = self._attention_dtype() or w.dtype
-        return [
-            KVCache(batch, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, dtype)
-            for _ in range(cfg.n_layer)
-        ]
+        return KVCache(cfg.n_layer, batch, cfg.n_head, size, cfg.n_embd // cfg.n_head,
+                       w.device, dtype, cfg.window)  # fmt: skip
+
+    def rope(self, positions: torch.Tensor | int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for ``T`` tokens from ``positions``: a shared start (-> (T, 1, 1, D))
+        or (B, T) positions per row (-> (B, T, 1, 1, D)). The tables grow on demand (a
+        sliding-window model has no longest sequence); they are computed the same way at
+        every length, so cached and uncached positions agree exactly."""
+        top = positions + T if isinstance(positions, int) else int(positions.max()) + 1
+        if top > self.rope_cos.shape[0]:
+            size = max(top, 2 * self.rope_cos.shape[0])
+            cos, sin = rope_tables(self.config.n_embd // self.config.n_head, size,
+                                   self.config.rope_base)  # fmt: skip
+            self.rope_cos, self.rope_sin = cos.to(self.rope_cos.device), sin.to(self.rope_cos.device)
+        if isinstance(positions, int):
+            return (self.rope_cos[positions : positions + T, None, None],
+                    self.rope_sin[positions : positions + T, None, None])  # fmt: skip
+        return self.rope_cos[positions][:, :, None, None], self.rope_sin[positions][:, :, None, None]
+
+    def causal_mask(self, start: int, T: int) -> torch.Tensor | None:
+        """The uncached mask of ``T`` tokens from ``start``: None (plain causal) unless the
+        sliding window cuts it, then (1, 1, T, T) with each token seeing its last ``window``."""
+        W = self.config.window
+        if not W or T <= W:
+            return None
+        i = torch.arange(T, device=self.embed.weight.device)
+        return ((i[None] <= i[:, None]) & (i[None] > i[:, None] - W))[None, None]
 
     def forward(
         self,
         idx: torch.Tensor,
-        cache: list[KVCache] | None = None,
+        cache: KVCache | None = None,
         start: int = 0,
         last_only: bool = False,
         prefix: torch.Tensor | None = None,
         add: torch.Tensor | None = None,
         add_every_layer: bool = False,
+        lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits (B, T, V) for ``idx`` (B, T) placed at positions ``start..start+T-1``.
+        """Logits (B, T, V) for ``idx`` (B, T).
 
-        With ``last_only`` only the last position's logits are computed: (B, 1, V). With
-        ``prefix`` (B, P, C), those embeddings come first (a latent model's conditioning) and
-        the tokens take the positions after them; logits are for the tokens only. With ``add``
-        (B, T, C), those vectors are added to the tokens' embeddings (and, with
-        ``add_every_layer``, to every block's input too): per-token conditioning. Losses are
-        not the model's business: see :mod:`aurl.losses`.
+        Without a cache the tokens sit at positions ``start..start+T-1``; with ``cache`` they
+        follow what each row of the cache holds (rows may be at different positions), and
+        the cache takes them in. ``lengths`` (B,) says how many of each row's tokens are real
+        (right padding; with a cache only). With ``last_only`` only each row's last (real)
+        token's logits are computed: (B, 1, V). With ``prefix`` (B, P, C), those embeddings
+        come first (a latent model's conditioning) and the tokens take the positions after
+        them; logits are for the tokens only. With ``add`` (B, T, C), those vectors are added
+        to the tokens' embeddings (and, with ``add_every_layer``, to every block's input
+        too): per-token conditioning. Losses are not the model's business: see
+        :mod:`aurl.losses`.
         """
         x = F.embedding(idx, self.embed.weight)  # (B, T, C)
         if add is not None:
@@ -221,19 +236,28 @@ class Transformer(nn.Module):
         if add is not None and add_every_layer and P:
             add = F.pad(add, (0, 0, P, 0))  # nothing is added to the prefix
         B, T = x.shape[:2]
-        if start + T > self.config.max_seq_len:
-            raise ValueError(
-                f"sequence of {start + T} tokens exceeds max_seq_len {self.config.max_seq_len}"
-            )
-        # (T, 1, 1, D): broadcast over the q/k pair and the heads
-        cos = self.rope_cos[start : start + T, None, None]
-        sin = self.rope_sin[start : start + T, None, None]
+        if lengths is not None and P:
+            lengths = lengths + P
+        mask = None
+        if cache is not None:
+            cos, sin = self.rope(cache.plan(T, lengths).positions, T)
+        else:
+            if not self.config.window and start + T > self.config.max_seq_len:
+                raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len "
+                                 f"{self.config.max_seq_len}")  # fmt: skip
+            cos, sin = self.rope(start, T)
+            mask = self.causal_mask(start, T)
         dtype = self._attention_dtype()
         if self.training and self.config.dropout:
             x = F.dropout(x, self.config.dropout)
         for i, block in enumerate(self.blocks):
             if i and add is not None and add_every_layer:
                 x = x + add.to(x.dtype)
-            x = block.forward(x, cos, sin, None if cache is None else cache[i], start, dtype)
-        x = _norm(self.norm, x[:, -1:] if last_only else x[:, P:])
-        return F.linear(x, self.embed.weight)  # (B, T, V), tied to the embedding
+            x = block.forward(x, cos, sin, None if cache is None else cache[i], dtype, mask)
+        if cache is not None:
+            cache.commit()
+        if last_only:
+            x = x[:, -1:] if lengths is None else x[torch.arange(B), lengths - 1][:, None]
+        else:
+            x = x[:, P:]
+        return F.linear(_norm(self.norm, x), self.embed.weight)  # (B, T, V), tied

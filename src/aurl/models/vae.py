@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from aurl.models.cache import KVCache
 from aurl.models.transformer import (
     Block,
-    KVCache,
     Transformer,
     TransformerConfig,
     _norm,
@@ -170,31 +170,31 @@ class VAE(nn.Module):
         return prefix, per_bar
 
     def decode(self, ids: torch.Tensor, z_global: torch.Tensor, z_bar: torch.Tensor,
-               cache: list[KVCache] | None = None, start: int = 0, last_only: bool = False,
+               cache: KVCache | None = None, last_only: bool = False,
                bar_of: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Decoder logits for ``ids`` under latents: see :meth:`decode_with`."""
         cond = self.conditioning(z_global, z_bar)
-        return self.decode_with(ids, cond, cache, start, last_only, bar_of)
+        return self.decode_with(ids, cond, cache, last_only, bar_of)
 
     def decode_with(self, ids: torch.Tensor, cond: tuple[torch.Tensor, torch.Tensor | None],
-                    cache: list[KVCache] | None = None, start: int = 0,
-                    last_only: bool = False, bar_of: torch.Tensor | None = None
-                    ) -> torch.Tensor:  # fmt: skip
-        """Decoder logits for ``ids`` given :meth:`conditioning`'s ``cond``. With
-        ``start == 0`` the prefix comes first; a cached continuation passes ``start`` counted
-        with the prefix (its length is :attr:`prefix_len`). ``bar_of`` (B, T) is the bar of
-        every token (default: counted from ``ids``, which suits a whole segment), read unless
+                    cache: KVCache | None = None, last_only: bool = False,
+                    bar_of: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """Decoder logits for ``ids`` given :meth:`conditioning`'s ``cond``. Without a cache,
+        or into an empty one, the prefix comes first; a cached continuation follows it (the
+        prefix's length is :attr:`prefix_len`). ``bar_of`` (B, T) is the bar of every token
+        (default: counted from ``ids``, which suits a whole segment), read unless
         ``condition`` is ``prefix``."""
         cfg, (prefix, per_bar) = self.config, cond
         add = None
         if per_bar is not None:
             bar_of = bar_index(ids, cfg.bar_id, cfg.bars) if bar_of is None else bar_of
             add = per_bar.gather(1, bar_of[..., None].expand(-1, -1, per_bar.shape[-1]))
-        return self.decoder(ids, cache=cache, start=start, last_only=last_only,
-                            prefix=prefix if start == 0 else None, add=add,
+        first = cache is None or cache.empty
+        return self.decoder(ids, cache=cache, last_only=last_only,
+                            prefix=prefix if first else None, add=add,
                             add_every_layer=cfg.condition == "layers")  # fmt: skip
 
-    def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         return self.decoder.new_cache(batch, max_len)
 
     def forward(self, ids: torch.Tensor, decoder_ids: torch.Tensor | None = None,
@@ -227,17 +227,19 @@ class LatentDecoder(nn.Module):
         self.bars_seen: torch.Tensor | None = None  # Bar tokens read so far, per row
         self.cond: tuple[torch.Tensor, torch.Tensor | None] | None = None  # made once
 
-    def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         return self.vae.new_cache(batch, (max_len or self.config.max_seq_len) + self.vae.prefix_len)
 
-    def forward(self, idx: torch.Tensor, cache: list[KVCache] | None = None, start: int = 0,
-                last_only: bool = False) -> torch.Tensor:  # fmt: skip
-        at = 0 if start == 0 else start + self.vae.prefix_len  # a prefill starts with the prefix
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+                ) -> torch.Tensor:  # fmt: skip
+        """Logits for ``idx``: the whole segment so far without a cache; with one, the tokens
+        after what it holds (the prefix goes in with the first call)."""
         cfg = self.vae.config
-        before = None if start == 0 or self.bars_seen is None else self.bars_seen
+        first = cache is None or cache.empty
+        before = None if first or self.bars_seen is None else self.bars_seen
         bar_of = bar_index(idx, cfg.bar_id, cfg.bars, before)
         seen = (idx == cfg.bar_id).sum(-1)
         self.bars_seen = seen if before is None else before + seen
         if self.cond is None:
             self.cond = self.vae.conditioning(self.z_global, self.z_bar)
-        return self.vae.decode_with(idx, self.cond, cache, at, last_only, bar_of)
+        return self.vae.decode_with(idx, self.cond, cache, last_only, bar_of)

@@ -6,6 +6,8 @@ Built from the same table as :mod:`aurl.tokens.grammar`; tests check it against
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from aurl.tokens.grammar import _BAR_NO_SIG, _START, follow_table
@@ -54,19 +56,53 @@ class GrammarState:
         self.sig = torch.zeros(batch, dtype=torch.long, device=device)
         self.bars = torch.zeros(batch, dtype=torch.long, device=device)
 
-    def update(self, tokens: torch.Tensor) -> None:
-        """Advance every sequence by one token. ``tokens``: (B,) ids."""
+    _ROWS = ("last", "pos", "sig", "bars")  # the per-sequence tensors
+
+    def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
+        """Advance every sequence by one token (only where ``active``, if given).
+        ``tokens``: (B,) ids."""
         kind, keep_pos, new_pos, is_sig, sig, is_bar = self.step_table[tokens].unbind(1)
-        self.pos = torch.where(keep_pos.bool(), self.pos, new_pos)
+        if active is not None:
+            keep_pos, is_sig = keep_pos.bool() | ~active, is_sig.bool() & active
+            is_bar = is_bar * active
+        pos = torch.where(keep_pos.bool(), self.pos, new_pos)
         self.sig = torch.where(is_sig.bool(), sig, self.sig)
         self.bars = self.bars + is_bar
         no_sig = is_bar.bool() & (self.sig == 0)
-        self.last = torch.where(no_sig, _BAR_NO_SIG, kind)
+        last = torch.where(no_sig, _BAR_NO_SIG, kind)
+        self.pos = pos
+        self.last = last if active is None else torch.where(active, last, self.last)
 
-    def feed(self, ids: torch.Tensor) -> None:
-        """Advance by a whole prompt. ``ids``: (B, T)."""
+    def feed(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """Advance by a whole prompt. ``ids``: (B, T); with ``lengths`` (B,) only the first
+        ``lengths[b]`` tokens of row b (right padding)."""
         for t in range(ids.shape[1]):
-            self.update(ids[:, t])
+            self.update(ids[:, t], None if lengths is None else lengths > t)
+
+    def fresh(self, batch: int) -> GrammarState:
+        """A state for ``batch`` new sequences sharing this one's tables."""
+        other = copy.copy(self)
+        device = self.last.device
+        other.last = torch.full((batch,), _START, dtype=torch.long, device=device)
+        other.pos = torch.full((batch,), -1, dtype=torch.long, device=device)
+        other.sig = torch.zeros(batch, dtype=torch.long, device=device)
+        other.bars = torch.zeros(batch, dtype=torch.long, device=device)
+        return other
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep, repeat or reorder rows: row i becomes old row ``index[i]``."""
+        for name in self._ROWS:
+            setattr(self, name, getattr(self, name)[index])
+
+    def extend(self, other: GrammarState) -> None:
+        """Append the rows of ``other``."""
+        for name in self._ROWS:
+            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
+
+    def put(self, rows: torch.Tensor, other: GrammarState) -> None:
+        """Replace rows ``rows`` with the rows of ``other``, in order."""
+        for name in self._ROWS:
+            getattr(self, name)[rows] = getattr(other, name)
 
     def mask(self) -> torch.Tensor:
         """(B, V) boolean mask of the legal next tokens."""

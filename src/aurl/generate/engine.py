@@ -1,0 +1,296 @@
+"""The batched step engine: one token per sequence per step, each sequence at its own place.
+
+Everything that generates goes through :class:`Engine`: :func:`~aurl.generate.sampler.sample`,
+streaming, beam search and best-of-N. Each row has its own prompt, bar limit, token budget and
+position, so sequences with different prompts share a batch, and new sequences can join a
+running batch between steps (:meth:`Engine.add`) into the slots of finished ones.
+
+A row stops at EOS, when it is about to start one bar more than asked for (that Bar becomes
+EOS), or when its token budget is spent. A full-attention model whose context fills restarts
+that row alone from a bar line near the middle of its window; a sliding-window model never
+restarts (its cache is a ring buffer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from aurl.generate import filters
+from aurl.generate.filters import NEG_INF
+from aurl.tokens import EOS, PAD, TokenType, Vocabulary
+from aurl.tokens.mask import GrammarState
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to pick each next token."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    greedy: bool = False
+    grammar: bool = True
+    use_cache: bool = True
+    fill_bars: bool = True  # forbid EOS before the last bar has started
+    beams: int = 1  # beam search with this many beams (1: sample)
+    length_penalty: float = 1.0  # beam scores are log p / length ** length_penalty
+    best_of: int = 1  # sample this many candidates per piece, keep the most likely
+
+
+class Engine:
+    """A batch of sequences decoded together.
+
+    Args:
+        model: a :class:`~aurl.models.Transformer` (or anything shaped like one: a latent
+            decoder) in eval mode.
+        vocab: the vocabulary the model speaks.
+        config: the sampling settings.
+        generator: the random source of every draw.
+    """
+
+    def __init__(self, model, vocab: Vocabulary, config: SamplingConfig | None = None,
+                 generator: torch.Generator | None = None):  # fmt: skip
+        self.model, self.vocab = model, vocab
+        self.config = config or SamplingConfig()
+        self.generator = generator
+        self.device = model.embed.weight.device if hasattr(model, "embed") else _device(model)
+        self.ctx = model.config.max_seq_len
+        self.window = getattr(model.config, "window", 0)
+        self.bar_id = int(vocab.offsets[TokenType.BAR])
+        self.state = GrammarState(vocab, 0, self.device)
+        self.seq = torch.full((0, 0), PAD, dtype=torch.long, device=self.device)
+        z = lambda dtype=torch.long: torch.zeros(0, dtype=dtype, device=self.device)  # noqa: E731
+        self.length, self.offset, self.prompt_len = z(), z(), z()
+        self.max_bars, self.stop_at = z(), z()
+        self.done = z(torch.bool)
+        self.logp = z(torch.float32)  # the model's log-likelihood of each row's new tokens
+        self.logits = torch.zeros(0, vocab.size, device=self.device)  # (B, V) next-token logits
+        self.cache = None
+        self.tokens = z()  # the tokens of the last step, PAD for rows already done
+
+    @property
+    def batch(self) -> int:
+        return self.seq.shape[0]
+
+    # -- joining ------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def add(self, prompts: list[torch.Tensor], max_bars: int | list[int],
+            max_tokens: int | list[int]) -> list[int]:  # fmt: skip
+        """Start sequences from ``prompts`` (1-D ids each); a row ends after ``max_bars`` bars
+        in all (prompt included) or ``max_tokens`` new tokens. New rows take the slots of
+        finished ones first. Returns their row indices."""
+        n = len(prompts)
+        bars = torch.as_tensor(_per_row(max_bars, n), device=self.device)
+        budget = torch.as_tensor(_per_row(max_tokens, n), device=self.device)
+        lengths = torch.tensor([len(p) for p in prompts], device=self.device)
+        offsets = torch.tensor([self._first_offset(p) for p in prompts], device=self.device)
+        width = int((lengths + budget).max())
+        ids = torch.full((n, width), PAD, dtype=torch.long, device=self.device)
+        for i, p in enumerate(prompts):
+            ids[i, : len(p)] = p.to(self.device)
+        state = self.state.fresh(n)
+        state.feed(ids[:, : int(lengths.max())], lengths)
+        logits, cache = self._prefill(ids, offsets, lengths)
+        rows = self._place(n, width)
+        self.seq[rows, :width] = ids
+        for name, value in (("length", lengths), ("offset", offsets), ("prompt_len", lengths),
+                            ("max_bars", bars), ("stop_at", lengths + budget)):  # fmt: skip
+            getattr(self, name)[rows] = value
+        self.done[rows] = budget <= 0
+        self.logp[rows] = 0.0
+        self.logits[rows] = logits.float()
+        self.state.put(rows, state)
+        if cache is not None:
+            self._put_cache(rows, cache)
+        return rows.tolist()
+
+    def _place(self, n: int, width: int) -> torch.Tensor:
+        """Row indices for ``n`` new sequences of up to ``width`` tokens: finished rows first,
+        then new rows at the end (every per-row tensor grows)."""
+        free = self.done.nonzero().flatten()[:n]
+        extra = n - len(free)
+        if extra:
+            grow = lambda t, fill: torch.cat([t, torch.full((extra, *t.shape[1:]), fill,  # noqa: E731
+                                              dtype=t.dtype, device=t.device)])  # fmt: skip
+            for name in ("length", "offset", "prompt_len", "max_bars", "stop_at", "logp"):
+                setattr(self, name, grow(getattr(self, name), 0))
+            self.done, self.tokens = grow(self.done, True), grow(self.tokens, PAD)
+            self.logits = grow(self.logits, 0.0)
+            self.seq = grow(self.seq, PAD)
+            self.state.extend(self.state.fresh(extra))
+        if width > self.seq.shape[1]:
+            pad = torch.full((self.batch, width - self.seq.shape[1]), PAD, dtype=torch.long,
+                             device=self.device)  # fmt: skip
+            self.seq = torch.cat([self.seq, pad], 1)
+        rows = torch.cat([free, torch.arange(self.batch - extra, self.batch, device=self.device)])
+        self.seq[rows] = PAD
+        return rows
+
+    def _put_cache(self, rows: torch.Tensor, cache) -> None:
+        if self.cache is None:
+            self.cache = cache
+            return
+        if self.cache.batch < self.batch:
+            self.cache.extend(self.model.new_cache(self.batch - self.cache.batch, self.ctx))
+        self.cache.put(rows, cache)
+
+    def _first_offset(self, prompt: torch.Tensor) -> int:
+        """Where a prompt's context starts: 0, or for a prompt longer than a full-attention
+        context, a bar line near the middle of its last ``ctx`` tokens."""
+        if self.window or len(prompt) <= self.ctx:
+            return 0
+        tail = len(prompt) - self.ctx
+        return tail + restart_point(prompt[tail:], self.bar_id, self.ctx)
+
+    def _prefill(self, ids: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor):
+        """Next-token logits (n, V) after each row's context ``ids[offset:length]``, and a
+        cache holding those contexts (None without the cache)."""
+        width = int((lengths - offsets).max())
+        index = (offsets[:, None] + torch.arange(width, device=self.device)).clamp(
+            max=ids.shape[1] - 1
+        )
+        context = ids.gather(1, index)  # (n, width), right-padded
+        sizes = lengths - offsets
+        if not self.config.use_cache:
+            return self._uncached(context, sizes), None
+        cache = self.model.new_cache(len(ids), self.ctx)
+        ragged = bool((sizes != width).any())
+        kwargs = {"lengths": sizes} if ragged else {}
+        return self.model(context, cache=cache, last_only=True, **kwargs)[:, -1], cache
+
+    def _uncached(self, context: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """The slow twin of the cache: each row's whole context through the model."""
+        width = context.shape[1]
+        if bool((sizes == width).all()):
+            return self.model(context, last_only=True)[:, -1]
+        rows = [self.model(context[i : i + 1, : int(n)], last_only=True)[:, -1]
+                for i, n in enumerate(sizes.tolist())]  # fmt: skip
+        return torch.cat(rows)
+
+    # -- stepping -----------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self) -> torch.Tensor:
+        """Pick one token for every row that is not done and advance. Returns (B,) tokens
+        (PAD for rows that were already done); rows that end set :attr:`done`."""
+        live = ~self.done
+        logits = self.next_logits()
+        tok = logits.argmax(-1) if self.config.greedy else _draw(logits, self.config,
+                                                                  self.generator)  # fmt: skip
+        self.advance(tok, live)
+        return self.tokens
+
+    def next_logits(self) -> torch.Tensor:
+        """The logits the next token is drawn from: the grammar mask and EOS gating applied."""
+        logits = self.logits
+        if self.config.grammar:
+            logits = filters.apply_mask(logits, self.state.mask())
+        if self.config.fill_bars:
+            logits = logits.clone() if logits is self.logits else logits
+            early = self.state.bars < self.max_bars
+            logits[:, EOS] = torch.where(early, NEG_INF, logits[:, EOS])
+        return logits
+
+    def advance(self, tok: torch.Tensor, live: torch.Tensor) -> None:
+        """Append ``tok`` (B,) to the live rows, end the rows that end, and compute the next
+        logits (restarting rows whose context is full)."""
+        over = (tok == self.bar_id) & (self.state.bars >= self.max_bars)
+        tok = torch.where(live, torch.where(over, EOS, tok), PAD)
+        if self.config.best_of > 1:  # the model's own likelihood, before any filter
+            logp = torch.log_softmax(self.logits.float(), -1).gather(1, tok[:, None])[:, 0]
+            self.logp += torch.where(live, logp, 0.0)
+        rows = torch.arange(self.batch, device=self.device)
+        at = self.length.clamp(max=self.seq.shape[1] - 1)
+        self.seq[rows, at] = torch.where(live, tok, self.seq[rows, at])
+        self.length += live.long()
+        self.state.update(tok, live)
+        self.done |= live & ((tok == EOS) | (self.length >= self.stop_at))
+        self.tokens = tok
+        if bool(self.done.all()):
+            return
+        restart = ~self.done & (self.length - self.offset >= self.ctx) if not self.window else None
+        if self.config.use_cache:
+            self.logits = self.model(tok[:, None], cache=self.cache, last_only=True)[:, -1].float()
+        if restart is not None and bool(restart.any()):
+            self._restart(restart.nonzero().flatten())
+        if not self.config.use_cache:
+            self.logits = self._uncached_step()
+
+    def _uncached_step(self) -> torch.Tensor:
+        width = int((self.length - self.offset).max())
+        index = (self.offset[:, None] + torch.arange(width, device=self.device)).clamp(
+            max=self.seq.shape[1] - 1
+        )
+        return self._uncached(self.seq.gather(1, index), self.length - self.offset).float()
+
+    def _restart(self, rows: torch.Tensor) -> None:
+        """Rows whose context is full keep their last bars (from a bar line near the middle
+        of the window, each row its own) and rebuild their cache from there."""
+        for r in rows.tolist():
+            start = int(self.offset[r])
+            window = self.seq[r, start : int(self.length[r])]
+            self.offset[r] = start + restart_point(window, self.bar_id, self.ctx)
+        if not self.config.use_cache:
+            return
+        logits, cache = self._prefill(self.seq[rows], self.offset[rows], self.length[rows])
+        self.cache.put(rows, cache)
+        self.logits[rows] = logits.float()
+
+    # -- results ------------------------------------------------------------------------
+
+    def row(self, r: int) -> torch.Tensor:
+        """Row ``r``'s ids so far, prompt included."""
+        return self.seq[r, : int(self.length[r])]
+
+    def padded(self, rows: list[int] | None = None) -> torch.Tensor:
+        """Rows (default: all) as one (n, T) tensor padded with PAD."""
+        rows = list(range(self.batch)) if rows is None else rows
+        width = int(self.length[rows].max()) if rows else 0
+        return self.seq[rows, :width].clone()
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep, repeat or reorder rows (beam search): row i becomes old row ``index[i]``."""
+        for name in ("seq", "length", "offset", "prompt_len", "max_bars", "stop_at", "done",
+                     "logp", "logits", "tokens"):  # fmt: skip
+            setattr(self, name, getattr(self, name)[index])
+        self.state.select(index)
+        if self.cache is not None:
+            self.cache.select(index)
+
+
+def run(engine: Engine, progress=None) -> None:
+    """Step ``engine`` until every row is done, calling ``progress(engine)`` after each step."""
+    while not bool(engine.done.all()):
+        engine.step()
+        if progress is not None:
+            progress(engine)
+
+
+def restart_point(window: torch.Tensor, bar_id: int, ctx: int) -> int:
+    """Index in ``window`` of a Bar near its middle, to keep the last bars as context."""
+    bars = (window == bar_id).nonzero().flatten().tolist()
+    candidates = [b for b in bars if ctx // 4 <= b <= 3 * ctx // 4]
+    return candidates[0] if candidates else ctx // 2
+
+
+def _draw(logits: torch.Tensor, config: SamplingConfig, generator) -> torch.Tensor:
+    """One token per row after temperature, top-k and top-p. (B, V) -> (B,)."""
+    logits = filters.top_k(filters.temperature(logits, config.temperature), config.top_k)
+    if config.top_p >= 1:
+        return filters.gumbel_sample(logits, generator)
+    nucleus = filters.top_p_candidates(logits, config.top_p)
+    if nucleus is None:  # the candidates hold too little mass: sort whole rows
+        return filters.gumbel_sample(filters.top_p_sorted(logits, config.top_p), generator)
+    top, ids = nucleus  # draw among the candidates only: (B, K) instead of (B, V)
+    return ids.gather(-1, filters.gumbel_sample(top, generator).unsqueeze(-1)).squeeze(-1)
+
+
+def _per_row(value: int | list[int], n: int) -> list[int]:
+    return [value] * n if isinstance(value, int) else list(value)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
