@@ -94,6 +94,8 @@ class Engine:
         state = self.state.fresh(n)
         state.feed(ids[:, : int(lengths.max())], lengths)
         logits, cache = self._prefill(ids, offsets, lengths)
+        if self.logits.shape[1] != logits.shape[1]:  # the model's vocabulary may be smaller
+            self.logits = torch.zeros(self.batch, logits.shape[1], device=self.device)
         rows = self._place(n, width)
         self.seq[rows, :width] = ids
         for name, value in (("length", lengths), ("offset", offsets), ("prompt_len", lengths),
