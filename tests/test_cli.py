@@ -51,9 +51,46 @@ def test_a_piece_that_ends_short_of_its_bars_says_so(tiny_run, tmp_path, monkeyp
     monkeypatch.setattr(aurl.api, "TOKENS_PER_BAR_LIMIT", 3)  # far too few tokens for a bar
     assert main(["generate", "--model", str(tiny_run), "--bars", "4", "--seed", "1", "--out",
                  str(tmp_path)]) == 0  # fmt: skip
-    err = capsys.readouterr().err
-    assert "warning:" in err and "of 4 bars" in err
+    out = capsys.readouterr().out
+    assert "of 4 bars (ended short" in out
     assert len(list(tmp_path.glob("*.mid"))) == 1  # what was made is still written
+    from aurl.api import load
+
+    piece = load(tiny_run).generate(bars=4, seed=1).pieces[0]
+    assert piece.short and piece.asked_bars == 4 and piece.bars < 4  # the API says so too
+
+
+def test_stream_writes_a_valid_file_after_every_bar(tiny_run, tmp_path, monkeypatch, capsys):
+    import aurl.cli
+    from aurl.midi import write_midi
+
+    seen = []
+
+    def spy(score, path):  # the file on disk after each bar
+        write_midi(score, path)
+        seen.append(symusic.Score(str(path)).note_num())
+
+    monkeypatch.setattr(aurl.cli, "_write", spy)
+    args = ["generate", "--bars", "3", "--seed", "4"]  # the shipped model closes its bars
+    assert main([*args, "--stream", "--out", str(tmp_path / "s")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == ["bar 1/3", "bar 2/3", "bar 3/3"]
+    assert "x real time" in lines[0] and len(seen) == 3 and seen == sorted(seen)
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0  # the same seed without streaming
+    (a,), (b,) = (tmp_path / "s").glob("*.mid"), (tmp_path / "b").glob("*.mid")
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_beams_and_best_of_write_valid_music(tiny_run, tmp_path):
+    from aurl.tokens import Tokenizer
+
+    tk = Tokenizer()
+    for option in (["--beams", "3"], ["--best-of", "3", "--num", "2"]):
+        out = tmp_path / option[0]
+        assert main(["generate", "--model", str(tiny_run), "--bars", "2", "--seed", "2", *option,
+                     "--out", str(out)]) == 0  # fmt: skip
+        for f in out.glob("*.mid"):
+            assert tk.grammar.validate(tk.encode(symusic.Score(str(f)))) is None
 
 
 def test_shipped_model_generates(tmp_path):

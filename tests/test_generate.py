@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from aurl.generate import filters
@@ -133,3 +135,31 @@ def test_the_old_shipped_folder_generates_what_it_always_did():
     for p, top in zip(expected["positions"], expected["logits_top5"], strict=True):
         got = torch.topk(logits[p], 5).values
         assert torch.allclose(got, torch.tensor(top), atol=1e-2), (p, got, top)  # bf16 attention
+
+
+def test_streaming_yields_every_bar_of_every_piece_and_ends_as_generate_does():
+    from aurl.api import load
+
+    gen = load(device="cpu")
+    events = list(gen.stream(bars=3, num=2, seed=11))
+    for piece in (0, 1):
+        mine = [e for e in events if e.piece == piece]
+        assert [e.bar for e in mine] == [1, 2, 3] and [e.last for e in mine] == [0, 0, 1]
+        assert all(e.bar_seconds > 0 for e in mine)
+        for e in mine:  # the score so far holds that many bars
+            assert int((TK.vocab.types[e.ids] == TokenType.BAR).sum()) == e.bar
+    whole = gen.generate(bars=3, num=2, seed=11).pieces
+    finals = {e.piece: e.ids for e in events if e.last}
+    assert all(finals[i].tolist() == whole[i].ids.tolist() for i in (0, 1))
+
+
+def test_bar_seconds_follow_time_signature_and_tempo():
+    from aurl.generate.stream import bar_seconds
+
+    v = TK.vocab
+    sig34 = v.offsets[TokenType.TIMESIG] + v.signature_index[(3, 4)]
+    tempo = int(np.argmin(np.abs(v.tempo_values - 60))) + v.offsets[TokenType.TEMPO]
+    bar = v.offsets[TokenType.BAR]
+    ids = np.array([BOS, bar, sig34, bar, sig34, tempo, EOS])
+    qpm = float(v.tempo_values[tempo - v.offsets[TokenType.TEMPO]])
+    assert bar_seconds(ids, v) == pytest.approx([1.5, 3 * 60 / qpm])

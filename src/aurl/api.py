@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import torch
 
 from aurl.device import fast_attention_dtype, pick_device
 from aurl.generate.attributes import move
+from aurl.generate.engine import Engine
 from aurl.generate.latents import Latents, follow, join, prior
 from aurl.generate.latents import interpolate as interpolate_latents
 from aurl.generate.latents import vary as vary_latents
 from aurl.generate.sampler import SamplingConfig, sample, sample_latents
+from aurl.generate.stream import bar_seconds, finished_bars
 from aurl.midi import read_midi
 from aurl.models import ModelFolder, load_model
 from aurl.models.folder import ModelLoadError
@@ -32,13 +35,35 @@ SEGMENT_DRIFT = 0.5  # how far a VAE's next segment moves from the last one's la
 
 @dataclass
 class Piece:
-    """One generated piece: its ids, its score and a few numbers about it."""
+    """One generated piece: its ids, its score and a few numbers about it. ``asked_bars``
+    is how many bars it should have had (prompt included); ``short`` says it ended before
+    (the model did not close its bars within its token budget)."""
 
     ids: np.ndarray
     score: symusic.Score
     bars: int
     notes: int
     seconds: float
+    asked_bars: int = 0
+
+    @property
+    def short(self) -> bool:
+        return self.bars < self.asked_bars
+
+
+@dataclass
+class BarEvent:
+    """A bar just finished while streaming: piece ``piece`` now holds ``bar`` bars (``ids``
+    and ``score`` up to the end of that bar), ``elapsed`` seconds after the start, and the
+    bar plays for ``bar_seconds``; ``last`` marks the piece's end."""
+
+    piece: int
+    bar: int
+    ids: np.ndarray
+    score: symusic.Score
+    elapsed: float
+    bar_seconds: float
+    last: bool
 
 
 @dataclass
@@ -80,25 +105,63 @@ class Generator:
         seed: int | None = None,
         prompt: np.ndarray | None = None,
         prompt_bars: int = 0,
+        progress: Callable[[Engine], None] | None = None,
     ) -> GenerationResult:
-        """Sample ``num`` pieces of ``bars`` new bars, optionally continuing ``prompt`` ids."""
+        """Sample ``num`` pieces of ``bars`` new bars, optionally continuing ``prompt`` ids.
+        ``progress(engine)`` is called after every step (a transformer's pieces only)."""
+        batch, generator = self._start(bars, num, seed, prompt)
+        if isinstance(self.model, VAE):
+            return self._segments(bars, num, sampling or SamplingConfig(), generator)
+        t0 = time.perf_counter()
+        out = sample(self.model, self.tokenizer.vocab, batch, prompt_bars + bars,
+                     bars * TOKENS_PER_BAR_LIMIT, sampling or SamplingConfig(), generator,
+                     progress)  # fmt: skip
+        return self._result(out, batch.shape[1], time.perf_counter() - t0, prompt_bars + bars)
+
+    def stream(
+        self,
+        bars: int = 8,
+        num: int = 1,
+        sampling: SamplingConfig | None = None,
+        seed: int | None = None,
+        prompt: np.ndarray | None = None,
+        prompt_bars: int = 0,
+    ) -> Iterator[BarEvent]:
+        """Generate as :meth:`generate` does (sampling only: no beams, no best-of), yielding
+        every bar of every piece as soon as it is finished."""
+        batch, generator = self._start(bars, num, seed, prompt)
+        if isinstance(self.model, VAE):
+            raise ValueError(f"{self.folder.path}: streaming needs a transformer model")
+        sampling = sampling or SamplingConfig()
+        if sampling.beams > 1 or sampling.best_of > 1:
+            raise ValueError("streaming samples one candidate per piece: no beams or best-of")
+        vocab = self.tokenizer.vocab
+        engine = Engine(self.model, vocab, sampling, generator)
+        engine.add(list(batch), prompt_bars + bars, bars * TOKENS_PER_BAR_LIMIT)
+        t0 = time.perf_counter()
+        for row, bar, last in finished_bars(engine, [prompt_bars] * num):
+            ids = engine.row(row).cpu().numpy()
+            if not last:  # the Bar just drawn opens the next bar
+                ids = ids[:-1]
+            lengths = bar_seconds(ids, vocab)
+            yield BarEvent(row, bar, ids, self.tokenizer.decode(ids), time.perf_counter() - t0,
+                           lengths[-1] if lengths else 0.0, last)  # fmt: skip
+
+    def _start(self, bars: int, num: int, seed: int | None, prompt: np.ndarray | None
+               ) -> tuple[torch.Tensor, torch.Generator]:  # fmt: skip
+        """Check the request; the (num, T0) prompt batch and the seeded generator."""
         if not 1 <= bars <= MAX_BARS:
             raise ValueError(f"bars must be between 1 and {MAX_BARS}, got {bars}")
+        if isinstance(self.model, VAE) and prompt is not None:
+            raise ValueError(f"{self.folder.path}: a VAE does not continue a prompt; use a "
+                             "transformer model for --prompt")  # fmt: skip
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
         start = (
             np.array([self.tokenizer.vocab.offsets[TokenType.BOS]]) if prompt is None else prompt
         )
         batch = torch.as_tensor(np.tile(start, (num, 1)), dtype=torch.long, device=self.device)
-        if isinstance(self.model, VAE):
-            if prompt is not None:
-                raise ValueError(f"{self.folder.path}: a VAE does not continue a prompt; use a "
-                                 "transformer model for --prompt")  # fmt: skip
-            return self._segments(bars, num, sampling or SamplingConfig(), generator)
-        t0 = time.perf_counter()
-        out = sample(self.model, self.tokenizer.vocab, batch, prompt_bars + bars,
-                     bars * TOKENS_PER_BAR_LIMIT, sampling or SamplingConfig(), generator)  # fmt: skip
-        return self._result(out, len(start), time.perf_counter() - t0)
+        return batch, generator
 
     def _segments(self, bars: int, num: int, sampling: SamplingConfig,
                   generator: torch.Generator, drift: float = SEGMENT_DRIFT) -> GenerationResult:  # fmt: skip
@@ -124,10 +187,12 @@ class Generator:
         for i, row in enumerate(rows):
             ids = np.concatenate([*row, [EOS]])
             joined[i, : len(ids)] = torch.as_tensor(ids)
-        return self._result(joined, 1, time.perf_counter() - t0)
+        return self._result(joined, 1, time.perf_counter() - t0, bars)
 
-    def _result(self, out: torch.Tensor, start: int, wall: float) -> GenerationResult:
-        """Pieces (scores and counts) from sampled rows that began with ``start`` ids."""
+    def _result(self, out: torch.Tensor, start: int, wall: float, asked: int = 0
+                ) -> GenerationResult:  # fmt: skip
+        """Pieces (scores and counts) from sampled rows that began with ``start`` ids and
+        should have had ``asked`` bars."""
         pieces, new_tokens = [], 0
         for row in out.cpu().numpy():
             ids = row[row != PAD]
@@ -135,7 +200,7 @@ class Generator:
             score = self.tokenizer.decode(ids)
             n_bars = int((self.tokenizer.vocab.types[ids] == TokenType.BAR).sum())
             seconds = score.to("second").end() if score.note_num() else 0.0
-            pieces.append(Piece(ids, score, n_bars, score.note_num(), float(seconds)))
+            pieces.append(Piece(ids, score, n_bars, score.note_num(), float(seconds), asked))
         return GenerationResult(pieces, new_tokens, wall)
 
     def _vae(self) -> VAE:
@@ -167,7 +232,7 @@ class Generator:
         out = sample_latents(vae, self.tokenizer.vocab, latents,
                              vae.config.bars * TOKENS_PER_BAR_LIMIT,
                              sampling or SamplingConfig(greedy=True), generator)  # fmt: skip
-        return self._result(out, 1, time.perf_counter() - t0)
+        return self._result(out, 1, time.perf_counter() - t0, vae.config.bars)
 
     def interpolate(self, a: str | Path, b: str | Path, steps: int = 8, method: str = "slerp",
                     sampling: SamplingConfig | None = None,

@@ -15,6 +15,7 @@ import click
 from aurl import __version__
 from aurl.analysis.command import analyze
 from aurl.cli.latent import interpolate, vary
+from aurl.cli.progress import GenerationProgress
 from aurl.cli.train import distill, finetune, train
 from aurl.cli.tune import tune
 from aurl.evaluate.command import evaluate
@@ -137,36 +138,80 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
 @click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True,
               help="Folder for the MIDI files.")  # fmt: skip
 @click.option("--no-grammar", is_flag=True, help="Sample without the grammar mask (the raw model).")
+@click.option("--beams", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Beam search with this many beams instead of sampling (most likely piece).")  # fmt: skip
+@click.option("--length-penalty", type=click.FloatRange(0, 5), default=1.0, show_default=True,
+              help="Beam search: score = log p / tokens ** this (0 favours short pieces).")  # fmt: skip
+@click.option("--best-of", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Sample this many candidates per piece and keep the one the model finds most likely.")  # fmt: skip
+@click.option("--stream", is_flag=True,
+              help="Write each piece bar by bar (a valid MIDI after every bar) and print each bar's time.")  # fmt: skip
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: when stderr is a terminal).")  # fmt: skip
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
 def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_bars, out,
-             no_grammar, device) -> None:  # fmt: skip
+             no_grammar, beams, length_penalty, best_of, stream, progress, device) -> None:  # fmt: skip
     """Generate new music with the shipped model or your own, and write MIDI files."""
     import random
 
     from aurl.api import load
     from aurl.generate.sampler import SamplingConfig
-    from aurl.midi import write_midi
 
     gen = load(model, device)
     seed = seed if seed is not None else random.randrange(2**31)
     prompt_ids, taken = (None, 0) if prompt is None else gen.prompt_ids(prompt, prompt_bars)
-    sampling = SamplingConfig(
-        temperature=temperature, top_k=top_k, top_p=top_p, grammar=not no_grammar
-    )
-    result = gen.generate(bars, num, sampling, seed, prompt_ids, taken)
+    sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
+                              grammar=not no_grammar, beams=beams, length_penalty=length_penalty,
+                              best_of=best_of)  # fmt: skip
     stem = f"{Path(prompt).stem}-cont" if prompt else "aurl"
+    paths = [Path(out) / f"{stem}-{seed}-{i + 1:02d}.mid" for i in range(num)]
+    if stream:
+        _stream(gen, paths, bars, sampling, seed, prompt_ids, taken)
+        return
+    show = sys.stderr.isatty() if progress is None else progress
+    with GenerationProgress(num * bars, taken, enabled=show) as bar:
+        result = gen.generate(bars, num, sampling, seed, prompt_ids, taken, progress=bar.update)
     speed = f"{result.new_tokens} tokens at {result.tokens_per_second:.0f} tokens/s, seed {seed}"
-    for i, piece in enumerate(result.pieces):
-        path = write_midi(piece.score, Path(out) / f"{stem}-{seed}-{i + 1:02d}.mid")
-        line = f"wrote {path}: {piece.bars} bars, {piece.notes} notes, {piece.seconds:.1f} s"
+    for path, piece in zip(paths, result.pieces, strict=True):
+        _write(piece.score, path)
+        line = f"wrote {path}: {_bars(piece.bars, piece.asked_bars)}, {piece.notes} notes, {piece.seconds:.1f} s"
         click.echo(f"{line} ({speed})" if num == 1 else line)
-        if piece.bars < taken + bars:
-            click.echo(f"warning: {path} stopped at {piece.bars} of {taken + bars} bars: the "
-                       "model did not close its bars within its token budget", err=True)  # fmt: skip
     if num > 1:
         click.echo(f"{num} pieces: {speed}")
+
+
+def _bars(bars: int, asked: int) -> str:
+    """``16 bars``, or ``3 of 16 bars (ended short: ...)`` for a piece that stopped early."""
+    if bars >= asked:
+        return f"{bars} bars"
+    return (f"{bars} of {asked} bars (ended short: the model did not close its bars within its "
+            "token budget)")  # fmt: skip
+
+
+def _write(score, path: Path) -> None:
+    from aurl.midi import write_midi
+
+    write_midi(score, path)
+
+
+def _stream(gen, paths: list[Path], bars: int, sampling, seed: int, prompt_ids, taken: int
+            ) -> None:  # fmt: skip
+    """Write every piece bar by bar and print each bar's time against its length."""
+    total = taken + bars
+    last_at = [0.0] * len(paths)
+    for event in gen.stream(bars, len(paths), sampling, seed, prompt_ids, taken):
+        _write(event.score, paths[event.piece])
+        took, last_at[event.piece] = event.elapsed - last_at[event.piece], event.elapsed
+        where = f"{paths[event.piece]}" if len(paths) > 1 else "bar"
+        speed = (f"{took:.2f} s for {event.bar_seconds:.2f} s of music"
+                 f" ({event.bar_seconds / max(took, 1e-9):.1f}x real time)")  # fmt: skip
+        click.echo(f"{where} {event.bar}/{total}: {speed}")
+        if event.last:
+            notes = event.score.note_num()
+            click.echo(f"wrote {paths[event.piece]}: {_bars(event.bar, total)}, {notes} notes, "
+                       f"seed {seed}")  # fmt: skip
 
 
 cli.add_command(analyze)

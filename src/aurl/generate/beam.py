@@ -4,7 +4,9 @@ Every step extends each live beam by every legal token and keeps the ``beams`` b
 log-probability; a hypothesis that ends (EOS, the bar limit, the token budget) is scored as
 ``log p / new_tokens ** length_penalty``. A live beam is dropped once no continuation of it
 can beat the best finished hypothesis (log-probabilities only fall as a sequence grows), so
-with enough beams the search is exact.
+with enough beams the search is exact. The search also ends once ``beams`` hypotheses have
+ended and no live beam scores better at its current length than the best of them (the usual
+stopping rule: with a length penalty, a live beam could in principle still overtake).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def beam_search(model, vocab: Vocabulary, prompt: torch.Tensor, max_bars: int, m
     bar_id, K, alpha = int(vocab.offsets[TokenType.BAR]), config.beams, config.length_penalty
     scores = torch.zeros(1, device=engine.device)  # (live,) total log p of each live beam
     best: tuple[float, torch.Tensor] | None = None
+    ended = 0  # hypotheses finished so far
     for step in range(1, max_tokens + 1):
         logp = _step_logp(engine, bar_id)  # (live, V)
         V = logp.shape[1]
@@ -38,15 +41,15 @@ def beam_search(model, vocab: Vocabulary, prompt: torch.Tensor, max_bars: int, m
         for i, total in zip(top.tolist(), cand[top].tolist(), strict=True):
             beam, tok = divmod(i, V)
             if tok == EOS or step == max_tokens:
-                score = total / step**alpha
+                score, ended = total / step**alpha, ended + 1
                 if best is None or score > best[0]:
                     best = (score, torch.cat([engine.row(beam), _id(tok, engine)]))
             elif len(keep) < K and (best is None or _bound(total, step, max_tokens, alpha)
                                     > best[0]):  # fmt: skip
                 keep.append(i)
                 kept_scores.append(total)
-        if not keep:
-            break
+        if not keep or (ended >= K and max(kept_scores) / step**alpha < best[0]):
+            break  # nothing left, or K ended and no live beam is ahead of the best
         index = torch.tensor(keep, device=engine.device)
         engine.reorder(index // V)
         engine.advance(index % V, torch.ones(len(keep), dtype=torch.bool, device=engine.device))

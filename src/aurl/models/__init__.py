@@ -1,8 +1,8 @@
 """Models: the transformer, its KV cache, the architecture registry, and model folders."""
 
+from aurl.models.cache import KVCache
 from aurl.models.folder import ModelFolder, ModelLoadError, load_model, save_model
 from aurl.models.registry import ARCHS, build_model, config_class, model_config
-from aurl.models.cache import KVCache
 from aurl.models.transformer import Transformer, TransformerConfig
 
 __all__ = [

@@ -45,7 +45,6 @@ class TransformerConfig(BaseModel):
             )
 
 
-
 def rope_tables(head_dim: int, max_len: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables of shape (max_len, head_dim) for rotate-half RoPE."""
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
@@ -188,11 +187,16 @@ class Transformer(nn.Module):
             size = max(top, 2 * self.rope_cos.shape[0])
             cos, sin = rope_tables(self.config.n_embd // self.config.n_head, size,
                                    self.config.rope_base)  # fmt: skip
-            self.rope_cos, self.rope_sin = cos.to(self.rope_cos.device), sin.to(self.rope_cos.device)
+            self.rope_cos, self.rope_sin = (
+                cos.to(self.rope_cos.device),
+                sin.to(self.rope_cos.device),
+            )
         if isinstance(positions, int):
             return (self.rope_cos[positions : positions + T, None, None],
                     self.rope_sin[positions : positions + T, None, None])  # fmt: skip
-        return self.rope_cos[positions][:, :, None, None], self.rope_sin[positions][:, :, None, None]
+        return self.rope_cos[positions][:, :, None, None], self.rope_sin[positions][
+            :, :, None, None
+        ]
 
     def causal_mask(self, start: int, T: int) -> torch.Tensor | None:
         """The uncached mask of ``T`` tokens from ``start``: None (plain causal) unless the
