@@ -199,3 +199,41 @@ def test_best_of_keeps_the_most_likely_candidate():
             logp = torch.log_softmax(m(ids[None, :-1])[0], -1)
         assert float(logp.gather(1, ids[1:, None]).sum()) == pytest.approx(
             float(engine.logp[r]), abs=1e-3)  # fmt: skip
+
+
+def _musical_model(**shape):
+    v = TK.vocab
+    first, count = int(v.offsets[TokenType.POSITION]), int(v.counts[TokenType.POSITION])
+    return debug_model(musical_positions=True, bar_id=BAR, position_ids=(first, count),
+                       bar_cycle=4, **shape)  # fmt: skip
+
+
+def test_musical_positions_are_the_grammars_timeline():
+    m = _musical_model()
+    ids = _music(2, beats=12)
+    bars, step = m.timeline.timeline(ids[None])
+    bar_ref, pos_ref = TK.grammar.timeline(ids.numpy())
+    assert bars[0].tolist() == (bar_ref + 1).tolist()
+    assert step[0].tolist() == (pos_ref + 1).tolist()
+    half = len(ids) // 2  # continuing from a state gives the same as the whole
+    b1, s1 = m.timeline.timeline(ids[None, :half])
+    b2, s2 = m.timeline.timeline(ids[None, half:], b1[:, -1], s1[:, -1])
+    assert torch.equal(torch.cat([b1, b2], 1), bars) and torch.equal(torch.cat([s1, s2], 1), step)
+
+
+def test_musical_positions_cached_equal_uncached_and_change_the_output():
+    m = _musical_model(max_seq_len=128)
+    torch.nn.init.normal_(m.timeline.bar.weight, std=0.5)  # make them matter
+    ids = _music(1, beats=40)[None, :100].repeat(2, 1)
+    with torch.no_grad():
+        full = m(ids)
+        cache = m.new_cache(2)
+        parts = [m(ids[:, :37], cache=cache)] + [m(ids[:, t : t + 1], cache=cache)
+                                                 for t in range(37, 100)]  # fmt: skip
+        assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
+        plain = debug_model(max_seq_len=128)
+        assert not torch.allclose(plain(ids), full, atol=1e-3)
+    prompts = [ids[0, :30], ids[0, :55]]  # ragged prompts, restarts past the context
+    a = sample(m, TK.vocab, prompts, 100, 150, GREEDY)
+    b = sample(m, TK.vocab, prompts, 100, 150, SamplingConfig(greedy=True, use_cache=False))
+    assert a.shape[1] > 128 and torch.equal(a, b)

@@ -53,6 +53,7 @@ class KVCache:
         self.common: int | None = 0  # the position every row is at, None when they differ
         self.filled = 0  # slots that may be in use in some row (an upper bound)
         self._plan: Plan | None = None
+        self.rows: dict[str, tuple[torch.Tensor, ...]] = {}  # more per-row state (a model's)
 
     @property
     def batch(self) -> int:
@@ -149,6 +150,7 @@ class KVCache:
         """Keep (or repeat, or reorder) rows: row i becomes old row ``index[i]``."""
         self.k, self.v = self.k[:, index], self.v[:, index]
         self.pos, self.slot_pos = self.pos[index], self.slot_pos[index]
+        self.rows = {name: tuple(t[index] for t in ts) for name, ts in self.rows.items()}
         self._resync()
 
     def extend(self, other: KVCache) -> None:
@@ -157,13 +159,26 @@ class KVCache:
         self.v = torch.cat([self.v, other.v], 1)
         self.pos = torch.cat([self.pos, other.pos])
         self.slot_pos = torch.cat([self.slot_pos, other.slot_pos])
+        self.rows = {name: tuple(torch.cat([a, b]) for a, b in zip(ts, other._row_state(name, ts),
+                                                                 strict=True))
+                     for name, ts in self.rows.items()}  # fmt: skip
         self._resync()
 
     def put(self, rows: torch.Tensor, other: KVCache) -> None:
         """Replace rows ``rows`` with the rows of ``other``, in order."""
         self.k[:, rows], self.v[:, rows] = other.k, other.v
         self.pos[rows], self.slot_pos[rows] = other.pos, other.slot_pos
+        for name, theirs in other.rows.items():
+            mine = self.rows.setdefault(name, tuple(torch.zeros(self.batch, dtype=t.dtype,
+                                                                device=t.device) for t in theirs))  # fmt: skip
+            for a, b in zip(mine, theirs, strict=True):
+                a[rows] = b
         self._resync()
+
+    def _row_state(self, name: str, like: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """This cache's state ``name`` (zeros, shaped like ``like``'s, where it has none)."""
+        return self.rows.get(name) or tuple(torch.zeros(self.batch, dtype=t.dtype,
+                                                        device=t.device) for t in like)  # fmt: skip
 
 
 class LayerCache:

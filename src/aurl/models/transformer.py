@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from aurl.models.cache import KVCache, LayerCache
+from aurl.models.timeline import MusicalPositions
 
 
 class TransformerConfig(BaseModel):
@@ -33,12 +34,20 @@ class TransformerConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     rope_base: float = Field(10000.0, gt=1.0)
     window: int = Field(0, ge=0, le=65536)  # 0: full attention; else a sliding window
+    # Musical positions (bar in phrase, step in bar) added to the token embeddings; they need
+    # the Bar id and the Position ids, which training fills in from the tokenizer.
+    musical_positions: bool = False
+    bar_cycle: int = Field(16, ge=1, le=1024)
+    bar_id: int = Field(-1, ge=-1)
+    position_ids: tuple[int, int] = (0, 0)  # (first Position id, how many)
 
     def model_post_init(self, _context) -> None:
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must split into n_head ({self.n_head}) heads of even size"
             )
+        if self.musical_positions and (self.bar_id < 0 or self.position_ids[1] < 1):
+            raise ValueError("musical_positions needs bar_id and position_ids (the tokenizer's)")
         if self.window > self.max_seq_len:
             raise ValueError(
                 f"window ({self.window}) must not exceed max_seq_len ({self.max_seq_len})"
@@ -142,6 +151,10 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(cfg.n_embd, bias=False)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied
+        self.timeline = None
+        if cfg.musical_positions:
+            self.timeline = MusicalPositions(cfg.n_embd, cfg.bar_id, *cfg.position_ids,
+                                             cfg.bar_cycle)  # fmt: skip
         cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.max_seq_len, cfg.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -207,6 +220,18 @@ class Transformer(nn.Module):
         i = torch.arange(T, device=self.embed.weight.device)
         return ((i[None] <= i[:, None]) & (i[None] > i[:, None] - W))[None, None]
 
+    def _musical(self, idx: torch.Tensor, cache: KVCache | None, lengths: torch.Tensor | None
+                 ) -> torch.Tensor:  # fmt: skip
+        """The musical-position embeddings of ``idx``, continuing what ``cache`` holds (and
+        leaving there each row's bar count and step after its last real token)."""
+        before = (None, None) if cache is None else cache.rows.get("timeline", (None, None))
+        bars, step = self.timeline.timeline(idx, *before)
+        if cache is not None:
+            last = idx.shape[1] - 1 if lengths is None else lengths - 1
+            rows = torch.arange(idx.shape[0], device=idx.device)
+            cache.rows["timeline"] = (bars[rows, last], step[rows, last])
+        return self.timeline(bars, step).to(self.embed.weight.dtype)
+
     def forward(
         self,
         idx: torch.Tensor,
@@ -232,6 +257,8 @@ class Transformer(nn.Module):
         :mod:`aurl.losses`.
         """
         x = F.embedding(idx, self.embed.weight)  # (B, T, C)
+        if self.timeline is not None:
+            x = x + self._musical(idx, cache, lengths)
         if add is not None:
             x = x + add.to(x.dtype)
         P = 0 if prefix is None else prefix.shape[1]

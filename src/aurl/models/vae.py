@@ -30,8 +30,6 @@ from aurl.models.transformer import (
     group_means,
 )
 
-BAR_ID_UNSET = -1  # the VAE is told the Bar token's id by its config (``bar_id``)
-
 
 class VAEConfig(TransformerConfig):
     """Shape of the VAE: the decoder's fields (see :class:`TransformerConfig`) plus the
@@ -51,7 +49,6 @@ class VAEConfig(TransformerConfig):
     enc_layers: int = Field(2, ge=1, le=64)
     z_global: int = Field(32, ge=1, le=4096)
     z_bar: int = Field(16, ge=1, le=4096)
-    bar_id: int = Field(BAR_ID_UNSET, ge=BAR_ID_UNSET)
     condition: Literal["prefix", "tokens", "layers"] = "prefix"
 
     def decoder(self) -> TransformerConfig:

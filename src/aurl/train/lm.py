@@ -153,9 +153,10 @@ def _build(config: RunConfig, tokenizer: Tokenizer, device: torch.device,
            init_from: ModelFolder | None) -> nn.Module:  # fmt: skip
     """The model of ``config`` (seeded), with ``init_from``'s weights when fine-tuning."""
     torch.manual_seed(config.train.seed)
-    update = {"vocab_size": tokenizer.vocab_size}
-    if config.model.arch == "vae":
-        update["bar_id"] = int(tokenizer.vocab.offsets[TokenType.BAR])
+    vocab = tokenizer.vocab
+    update = {"vocab_size": tokenizer.vocab_size, "bar_id": int(vocab.offsets[TokenType.BAR]),
+              "position_ids": (int(vocab.offsets[TokenType.POSITION]),
+                               int(vocab.counts[TokenType.POSITION]))}  # fmt: skip
     model_cfg = config.model.model_copy(update=update)
     model = build_model(model_cfg)
     if init_from is not None:
