@@ -34,7 +34,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
-	for b in tokenize generate prepare train_feed train analysis evaluate recipes; do \
+	for b in tokenize generate long prepare train_feed train analysis evaluate recipes; do \
 		$(PY) benchmarks/bench_$$b.py || exit 1; done
 
 # Reproduces the shipped model (about an hour on 2 CPU cores).

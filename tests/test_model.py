@@ -123,3 +123,26 @@ def test_bfloat16_attention_keeps_cache_and_full_forward_together():
     assert torch.allclose(full, reference, atol=5e-2)
     m.train()  # training always attends in the weights' type
     assert m.new_cache(1).k.dtype == torch.float32
+
+
+def test_attention_dtype_is_measured_once_and_can_be_forced(monkeypatch, tmp_path):
+    import aurl.device as device
+
+    monkeypatch.setenv("AURL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(device, "_bf16_instructions", lambda: True)
+    calls = []
+    monkeypatch.setattr(device, "attention_speed_ratio",
+                        lambda *a: calls.append(a) or 0.5)  # fmt: skip
+    cpu = torch.device("cpu")
+    assert device.fast_attention_dtype(cpu, CFG) == torch.bfloat16  # faster: taken
+    assert device.fast_attention_dtype(cpu, CFG) == torch.bfloat16
+    assert calls == [(4, 16)]  # measured once for this shape, then remembered
+    monkeypatch.setattr(device, "attention_speed_ratio", lambda *a: 2.5)
+    assert device.fast_attention_dtype(cpu, CFG.model_copy(update={"n_head": 2})) is None
+    monkeypatch.setenv("AURL_ATTENTION_DTYPE", "bfloat16")
+    assert device.fast_attention_dtype(cpu, CFG.model_copy(update={"n_head": 2})) == torch.bfloat16
+    monkeypatch.setenv("AURL_ATTENTION_DTYPE", "float32")
+    assert device.fast_attention_dtype(cpu, CFG) is None
+    monkeypatch.setenv("AURL_ATTENTION_DTYPE", "half")
+    with pytest.raises(ValueError, match="AURL_ATTENTION_DTYPE"):
+        device.fast_attention_dtype(cpu, CFG)

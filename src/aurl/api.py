@@ -290,5 +290,5 @@ def load(model: str | Path | None = None, device: str = "auto",
         raise ModelLoadError(f"{path}: no such model folder")
     dev = pick_device(device)
     folder = load_model(path, dev)
-    folder.model.set_attention_dtype(fast_attention_dtype(dev))
+    folder.model.set_attention_dtype(fast_attention_dtype(dev, folder.model.config))
     return Generator(folder, dev)

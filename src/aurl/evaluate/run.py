@@ -262,7 +262,9 @@ def evaluate_model(
     m, g, u = (likelihood[k]["nll_per_token"] for k in ("model", "ngram", "uniform"))
     order = likelihood["ngram"]["order"]
     log(f"test NLL per token: model {m:.4f}, {order}-gram {g:.4f}, uniform {u:.4f}")
-    folder.model.set_attention_dtype(fast_attention_dtype(dev))  # for sampling only
+    folder.model.set_attention_dtype(
+        fast_attention_dtype(dev, folder.model.config)
+    )  # for sampling only
     budget = token_budget(splits["train"], options.bars)
     validity = _validity(folder, dev, options, budget, clock, log)
     t = time.perf_counter()

@@ -197,19 +197,19 @@ class Transformer(nn.Module):
         every length, so cached and uncached positions agree exactly."""
         top = positions + T if isinstance(positions, int) else int(positions.max()) + 1
         if top > self.rope_cos.shape[0]:
-            size = max(top, 2 * self.rope_cos.shape[0])
-            cos, sin = rope_tables(self.config.n_embd // self.config.n_head, size,
-                                   self.config.rope_base)  # fmt: skip
-            self.rope_cos, self.rope_sin = (
-                cos.to(self.rope_cos.device),
-                sin.to(self.rope_cos.device),
-            )
+            head_dim, device = self.config.n_embd // self.config.n_head, self.rope_cos.device
+            with torch.inference_mode(False):  # usable by training afterwards too
+                cos, sin = rope_tables(head_dim, max(top, 2 * self.rope_cos.shape[0]),
+                                       self.config.rope_base)  # fmt: skip
+            self.rope_cos, self.rope_sin = cos.to(device), sin.to(device)
         if isinstance(positions, int):
-            return (self.rope_cos[positions : positions + T, None, None],
-                    self.rope_sin[positions : positions + T, None, None])  # fmt: skip
-        return self.rope_cos[positions][:, :, None, None], self.rope_sin[positions][
-            :, :, None, None
-        ]
+            cos, sin = (
+                self.rope_cos[positions : positions + T],
+                self.rope_sin[positions : positions + T],
+            )
+        else:
+            cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        return cos[..., None, None, :], sin[..., None, None, :]
 
     def causal_mask(self, start: int, T: int) -> torch.Tensor | None:
         """The uncached mask of ``T`` tokens from ``start``: None (plain causal) unless the

@@ -1,0 +1,245 @@
+"""Long and live generation on CPU: sliding-window cost at any length, beam search, streaming
+against real time, the public API against Hugging Face ``generate()``, and threads beside a
+busy neighbour.
+
+    .venv/bin/python benchmarks/bench_long.py [--rounds 3]
+
+Every figure is measured ``--rounds`` times in this one process (each round runs every
+measurement once, so the rounds interleave) and reported as the range over rounds, worst
+first. Ratios are taken within a round.
+
+- Sliding window: the shipped model's shape with a 256-token window (random weights: speed
+  does not depend on them), EOS forbidden, batch 1: ms/token over generated tokens 1-256
+  and over tokens 7,937-8,192 of one 8,192-token run. The shipped full-attention model over
+  the same 8,192 tokens restarts its cache every ~256 tokens; its mean ms/token is beside it.
+- Beam search: the shipped model, 4 bars from BOS; tokens/s of the best beam (4 beams)
+  against one sampled sequence (top-p 0.95) over the same bars.
+- Streaming: ``Generator.stream`` of the shipped model, 16 bars, batch 1: time to the first
+  bar, and the time per bar against the bar's duration at its tempo.
+- Public API: ``aurl.api.load().generate`` of the shipped model, top-p 0.95, 12 bars (past one
+  context length), batch 1 and 16, new tokens/s; Hugging Face ``generate()`` on Llama- and
+  GPT-2-shaped models of the same width, depth, heads and vocabulary making the same number
+  of tokens per sequence.
+- Threads: batch-1 and batch-16 sampling (384 tokens) with 1 and 2 torch threads, on an idle
+  machine and beside one busy process (a pure-Python loop on one of the cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+import torch
+
+from aurl.api import load
+from aurl.generate.engine import Engine, SamplingConfig
+from aurl.models import Transformer
+from bench_generate import NoEOS, hf_generate, hf_model, run_sampler
+from common import machine_info, machine_markdown, write_results
+
+PACKAGES = ("aurl", "torch", "numpy", "transformers")
+TOP_P = SamplingConfig(top_p=0.95)
+
+
+def step_times(model, vocab, tokens: int) -> list[float]:
+    """Seconds of every step of one batch-1 run of ``tokens`` new tokens from BOS."""
+    engine = Engine(model, vocab, TOP_P, torch.Generator().manual_seed(0))
+    engine.add([torch.tensor([1])], 10**9, tokens)
+    times = []
+    while not bool(engine.done.all()):
+        t0 = time.perf_counter()
+        engine.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def window_round(window_model, full_model, vocab, tokens: int) -> dict:
+    w = step_times(window_model, vocab, tokens)
+    f = step_times(full_model, vocab, tokens)
+    first, last = 1000 * sum(w[:256]) / 256, 1000 * sum(w[-256:]) / 256
+    return {"window_first_256_ms": first, "window_last_256_ms": last, "ratio": last / first,
+            "window_mean_ms": 1000 * sum(w) / len(w), "full_mean_ms": 1000 * sum(f) / len(f)}  # fmt: skip
+
+
+def beam_round(gen) -> dict:
+    out = {}
+    for name, cfg in (("sampled", TOP_P), ("beam 4", SamplingConfig(beams=4))):
+        t0 = time.perf_counter()
+        result = gen.generate(bars=4, sampling=cfg, seed=0)
+        wall = time.perf_counter() - t0
+        out[name] = {"tokens": result.new_tokens, "tokens_per_s": result.new_tokens / wall}
+    out["ratio"] = out["beam 4"]["tokens_per_s"] / out["sampled"]["tokens_per_s"]
+    return out
+
+
+def stream_round(gen, bars: int, seed: int) -> dict:
+    t0, last, per_bar = time.perf_counter(), 0.0, []
+    first = None
+    for event in gen.stream(bars=bars, seed=seed):
+        took, last = event.elapsed - last, event.elapsed
+        first = event.elapsed if first is None else first
+        per_bar.append((took, event.bar_seconds))
+    factor = [music / max(took, 1e-9) for took, music in per_bar]
+    return {"first_bar_s": first, "wall_s": time.perf_counter() - t0, "bars": len(per_bar),
+            "bar_s_mean": sum(t for t, _ in per_bar) / len(per_bar),
+            "bar_s_max": max(t for t, _ in per_bar),
+            "music_s_per_bar": sum(m for _, m in per_bar) / len(per_bar),
+            "slowest_bar_real_time_factor": min(factor)}  # fmt: skip
+
+
+def api_round(gen, cfg, refs: dict) -> dict:
+    out = {}
+    for batch in (1, 16):
+        t0 = time.perf_counter()
+        result = gen.generate(bars=12, num=batch, sampling=TOP_P, seed=0)
+        wall = time.perf_counter() - t0
+        per_row = max(1, result.new_tokens // batch)
+        row = {"aurl_tokens_per_s": result.new_tokens / wall, "tokens_per_row": per_row}
+        for kind, model in refs.items():
+            t0 = time.perf_counter()
+            hf_generate(model, batch, per_row)
+            hf = batch * per_row / (time.perf_counter() - t0)
+            row[f"{kind}_tokens_per_s"], row[f"vs_{kind}"] = hf, row["aurl_tokens_per_s"] / hf
+        out[f"batch_{batch}"] = row
+    return out
+
+
+def thread_round(model, vocab) -> dict:
+    out = {}
+    for neighbour in (False, True):
+        busy = (subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                if neighbour else None)  # fmt: skip
+        try:
+            time.sleep(0.5 if neighbour else 0)
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                for batch in (1, 16):
+                    t0 = time.perf_counter()
+                    run_sampler(model, vocab, batch, 384, TOP_P, 0)
+                    key = f"{'busy' if neighbour else 'idle'}_threads{threads}_batch{batch}"
+                    out[key] = batch * 384 / (time.perf_counter() - t0)
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+    torch.set_num_threads(2)
+    return out
+
+
+def span(values: list[float], worst_high: bool = True, fmt: str = "{:.2f}") -> str:
+    """The range over rounds, worst first."""
+    lo, hi = min(values), max(values)
+    a, b = (hi, lo) if worst_high else (lo, hi)
+    return f"{fmt.format(a)}-{fmt.format(b)}" if a != b else fmt.format(a)
+
+
+def render(rounds: list[dict], info: dict, tokens: int) -> str:
+    get = lambda *keys: [_dig(r, keys) for r in rounds]  # noqa: E731
+    lines = [
+        "# Long and live generation (CPU)",
+        "",
+        f"{len(rounds)} rounds in one process; each figure is the range over rounds, worst "
+        "first. torch threads 2 unless the row says otherwise.",
+        "",
+        f"## Sliding window: cost per token at any length (batch 1, {tokens:,} tokens)",
+        "",
+        "| | ms/token |",
+        "|---|---:|",
+        f"| window 256, tokens 1-256 | {span(get('window', 'window_first_256_ms'))} |",
+        f"| window 256, tokens {tokens - 255:,}-{tokens:,} | "
+        f"{span(get('window', 'window_last_256_ms'))} |",
+        f"| window 256, mean | {span(get('window', 'window_mean_ms'))} |",
+        f"| full attention (context 512, restarts), mean | {span(get('window', 'full_mean_ms'))} |",
+        "",
+        f"Last 256 against first 256: **{span(get('window', 'ratio'))}x** (target within 1.2x).",
+        "",
+        "## Beam search (shipped model, 4 bars)",
+        "",
+        f"- sampled (top-p 0.95): {span(get('beam', 'sampled', 'tokens_per_s'), False, '{:.0f}')}"
+        " tokens/s",
+        f"- best of 4 beams: {span(get('beam', 'beam 4', 'tokens_per_s'), False, '{:.0f}')} "
+        "tokens/s of the kept sequence",
+        f"- ratio: {span(get('beam', 'ratio'), False)}",
+        "",
+        "## Streaming (shipped model, 16 bars, batch 1, a new seed each round)",
+        "",
+        f"- time to the first bar: {span(get('stream', 'first_bar_s'))} s",
+        f"- time per bar: mean {span(get('stream', 'bar_s_mean'))} s, slowest "
+        f"{span(get('stream', 'bar_s_max'))} s, for "
+        f"{span(get('stream', 'music_s_per_bar'), False)} s of music per bar",
+        f"- slowest bar against real time: **{span(get('stream', 'slowest_bar_real_time_factor'), False, '{:.1f}')}x**"
+        " faster than it plays",
+        "",
+        "## Public API against Hugging Face generate() (12 bars, top-p 0.95)",
+        "",
+        "| batch | aurl tokens/s | HF Llama tokens/s | HF GPT-2 tokens/s | vs Llama | vs GPT-2 |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in (1, 16):
+        k = f"batch_{b}"
+        lines.append(
+            f"| {b} | {span(get('api', k, 'aurl_tokens_per_s'), False, '{:.0f}')} | "
+            f"{span(get('api', k, 'llama_tokens_per_s'), False, '{:.0f}')} | "
+            f"{span(get('api', k, 'gpt2_tokens_per_s'), False, '{:.0f}')} | "
+            f"{span(get('api', k, 'vs_llama'), False)}x | {span(get('api', k, 'vs_gpt2'), False)}x |"
+        )
+    lines += [
+        "",
+        "HF models: randomly initialised, fp32, tied embeddings, sampling with top-p 0.95 and "
+        "the KV cache, made to produce as many tokens per sequence as aurl did in that round.",
+        "",
+        "## Threads beside a busy neighbour (tokens/s, 384 tokens, top-p 0.95)",
+        "",
+        "| machine | threads | batch 1 | batch 16 |",
+        "|---|---:|---:|---:|",
+    ]
+    for state in ("idle", "busy"):
+        for t in (1, 2):
+            lines.append(
+                f"| {state} | {t} | "
+                f"{span(get('threads', f'{state}_threads{t}_batch1'), False, '{:.0f}')} | "
+                f"{span(get('threads', f'{state}_threads{t}_batch16'), False, '{:.0f}')} |"
+            )
+    lines += ["", machine_markdown(info)]
+    return "\n".join(lines)
+
+
+def _dig(d: dict, keys: tuple):
+    for k in keys:
+        d = d[k]
+    return d
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=8192)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    gen = load(device="cpu")
+    cfg, vocab = gen.model.config, gen.tokenizer.vocab
+    torch.manual_seed(0)
+    window = Transformer(cfg.model_copy(update={"window": 256})).eval()
+    window.set_attention_dtype(gen.model.attention_dtype)
+    long_cfg = cfg.model_copy(update={"max_seq_len": 4096})  # GPT-2's learned positions
+    refs = {kind: hf_model(kind, long_cfg) for kind in ("llama", "gpt2")}
+    rounds = []
+    for k in range(args.rounds):
+        print(f"round {k + 1} ...", flush=True)
+        rounds.append({
+            "window": window_round(NoEOS(window), NoEOS(gen.model), vocab, args.tokens),
+            "beam": beam_round(gen),
+            "stream": stream_round(gen, 16, seed=k),
+            "api": api_round(gen, cfg, refs),
+            "threads": thread_round(NoEOS(gen.model), vocab),
+        })  # fmt: skip
+    info = machine_info(PACKAGES)
+    md = render(rounds, info, args.tokens)
+    print(md)
+    write_results("long", {"benchmark": "long", "machine": info, "rounds": rounds}, md)
+
+
+if __name__ == "__main__":
+    main()
