@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -112,7 +113,5 @@ def _read_calibration() -> dict:
 
 
 def _write_calibration(known: dict) -> None:
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache folder: measure again next time
         atomic_write_json(_calibration_path(), known)
-    except OSError:
-        pass  # a read-only cache folder: measure again next time
