@@ -1,11 +1,13 @@
 """Attention variants on the chorales: the same shape, steps and data for each, then test NLL
 and how 96-bar pieces hold together.
 
-    .venv/bin/python benchmarks/bench_attention.py [--steps 400] [--bars 96] [--pieces 8]
+    .venv/bin/python benchmarks/bench_attention.py [--steps 300] [--bars 96] [--pieces 8] [--keep]
 
 Variants (overrides of ``configs/ablation.yaml``): full attention (restarting from a bar near
 the middle of the window when the context fills), a sliding window of 128 tokens (a ring
-buffer: no restarts), and each with musical positions (bar in phrase, step in bar). For each:
+buffer: no restarts), hierarchical attention (the window plus one summary per finished
+bar), and each with musical positions (bar in phrase, step in bar). Results are written
+after every variant; ``--keep`` skips the variants already measured with the same settings. For each:
 the test NLL over the test split's 512-token windows, then ``--pieces`` pieces of ``--bars``
 bars (top-p 0.95, one batch, seed 0) measured by :mod:`aurl.evaluate.long_pieces` against the
 16-bar windows of the test split: main-key share, cadences at phrase ends, the longest
@@ -15,6 +17,7 @@ verbatim repeat, and feature overlap per 16-bar window, first and last windows s
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -32,14 +35,20 @@ from aurl.generate.sampler import SamplingConfig, sample
 from aurl.models import load_model
 from aurl.tokens import BOS, PAD, Tokenizer
 from aurl.train.lm import train_run
-from common import machine_info, machine_markdown, write_results
+from common import RESULTS_DIR, machine_info, machine_markdown, write_results
 
 ROOT = Path(__file__).parents[1]
 VARIANTS = {
     "full attention": [],
     "sliding window 128": ["model.window=128"],
+    "hierarchical (window 128 + bar summaries)": ["model.window=128", "model.bar_summaries=true"],
     "full + musical positions": ["model.musical_positions=true"],
     "window 128 + musical positions": ["model.window=128", "model.musical_positions=true"],
+    "hierarchical + musical positions": [
+        "model.window=128",
+        "model.bar_summaries=true",
+        "model.musical_positions=true",
+    ],
 }
 PACKAGES = ("aurl", "torch", "numpy")
 
@@ -123,10 +132,13 @@ def _num(x) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--bars", type=int, default=96)
     parser.add_argument("--pieces", type=int, default=8)
     parser.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the variants already in results/attention.json"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     base = load_config(ROOT / "configs" / "ablation.yaml")
@@ -136,15 +148,28 @@ def main() -> None:
     reference = [ids_to_notes(test.piece(i), vocab) for i in range(test.num_pieces)]
     results = {"steps": args.steps, "bars": args.bars, "pieces": args.pieces,
                "batch": base.train.batch_size, "seq_len": base.data.seq_len, "variants": {}}  # fmt: skip
+    previous = RESULTS_DIR / "attention.json"
+    if args.keep and previous.is_file():  # variants measured before with the same settings
+        old = json.loads(previous.read_text())["results"]
+        same = all(old.get(k) == results[k] for k in ("steps", "bars", "pieces"))
+        results["variants"] = old["variants"] if same else {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
+            if name in results["variants"]:
+                continue
             results["variants"][name] = run_variant(name, VARIANTS[name], Path(tmp), args.steps,
                                                     reference, args.bars, args.pieces)  # fmt: skip
+            save(results)  # a variant at a time: a killed run keeps what it measured
+    md = save(results)
+    print(md)
+
+
+def save(results: dict) -> str:
     results["parameters"] = next(iter(results["variants"].values()))["parameters"] or 0
     info = machine_info(PACKAGES)
     md = render(results, info)
-    print(md)
     write_results("attention", {"benchmark": "attention", "machine": info, "results": results}, md)
+    return md
 
 
 if __name__ == "__main__":

@@ -237,3 +237,42 @@ def test_musical_positions_cached_equal_uncached_and_change_the_output():
     a = sample(m, TK.vocab, prompts, 100, 150, GREEDY)
     b = sample(m, TK.vocab, prompts, 100, 150, SamplingConfig(greedy=True, use_cache=False))
     assert a.shape[1] > 128 and torch.equal(a, b)
+
+
+def _hierarchical_model(**shape):
+    return debug_model(window=16, bar_summaries=True, bar_id=BAR, **shape)
+
+
+def test_hierarchical_cache_equals_the_full_forward_past_several_windows():
+    m = _hierarchical_model(max_seq_len=64)
+    x = torch.stack([_music(n, beats=40)[:110] for n in (1, 2, 3)])  # bars at different places
+    with torch.no_grad():
+        full = m(x)
+        cache = m.new_cache(3)
+        parts = [m(x[:, :30], cache=cache)] + [m(x[:, t : t + 1], cache=cache)
+                                               for t in range(30, 110)]  # fmt: skip
+    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-4)
+
+
+def test_bar_summaries_let_a_token_see_past_its_window():
+    m = _hierarchical_model(max_seq_len=128)
+    x = _music(1, beats=40)[None, :100]
+    y = x.clone()
+    y[0, 3:8] = x[0, 3:8] + 1  # notes of the first bar only, far outside the last window
+    plain = debug_model(max_seq_len=128, window=16)
+    with torch.no_grad():
+        assert torch.allclose(plain(x)[0, -1], plain(y)[0, -1], atol=1e-6)
+        assert not torch.allclose(m(x)[0, -1], m(y)[0, -1], atol=1e-5)
+
+
+def test_hierarchical_sampling_with_ragged_prompts_cached_equals_uncached():
+    m = _hierarchical_model(max_seq_len=64)
+    prompts = [_music(1)[:20], _music(2)[:45], torch.tensor([BOS])]
+    a = sample(m, TK.vocab, prompts, 1000, 90, GREEDY)
+    b = sample(m, TK.vocab, prompts, 1000, 90, SamplingConfig(greedy=True, use_cache=False))
+    assert torch.equal(a, b)
+
+
+def test_bar_summaries_need_a_window():
+    with pytest.raises(ValueError, match="window"):
+        debug_model(bar_summaries=True, bar_id=BAR)

@@ -54,6 +54,7 @@ class KVCache:
         self.filled = 0  # slots that may be in use in some row (an upper bound)
         self._plan: Plan | None = None
         self.rows: dict[str, tuple[torch.Tensor, ...]] = {}  # more per-row state (a model's)
+        self.memory = None  # bar summaries (hierarchical attention), rows kept in step
 
     @property
     def batch(self) -> int:
@@ -151,6 +152,8 @@ class KVCache:
         self.k, self.v = self.k[:, index], self.v[:, index]
         self.pos, self.slot_pos = self.pos[index], self.slot_pos[index]
         self.rows = {name: tuple(t[index] for t in ts) for name, ts in self.rows.items()}
+        if self.memory is not None:
+            self.memory.select(index)
         self._resync()
 
     def extend(self, other: KVCache) -> None:
@@ -162,6 +165,8 @@ class KVCache:
         self.rows = {name: tuple(torch.cat([a, b]) for a, b in zip(ts, other._row_state(name, ts),
                                                                  strict=True))
                      for name, ts in self.rows.items()}  # fmt: skip
+        if self.memory is not None:
+            self.memory.extend(other.memory)
         self._resync()
 
     def put(self, rows: torch.Tensor, other: KVCache) -> None:
@@ -173,6 +178,8 @@ class KVCache:
                                                                 device=t.device) for t in theirs))  # fmt: skip
             for a, b in zip(mine, theirs, strict=True):
                 a[rows] = b
+        if self.memory is not None:
+            self.memory.put(rows, other.memory)
         self._resync()
 
     def _row_state(self, name: str, like: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

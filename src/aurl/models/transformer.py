@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from aurl.models.cache import KVCache, LayerCache
+from aurl.models.summaries import BarLayout, BarMemory, bar_layout, summary_kv
 from aurl.models.timeline import MusicalPositions
 
 
@@ -40,14 +41,16 @@ class TransformerConfig(BaseModel):
     bar_cycle: int = Field(16, ge=1, le=1024)
     bar_id: int = Field(-1, ge=-1)
     position_ids: tuple[int, int] = (0, 0)  # (first Position id, how many)
+    # Hierarchical attention: the window plus one summary per finished bar (needs window).
+    bar_summaries: bool = False
 
     def model_post_init(self, _context) -> None:
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must split into n_head ({self.n_head}) heads of even size"
             )
-        if self.musical_positions and (self.bar_id < 0 or self.position_ids[1] < 1):
-            raise ValueError("musical_positions needs bar_id and position_ids (the tokenizer's)")
+        if self.bar_summaries and not self.window:
+            raise ValueError("bar_summaries needs a sliding window (window > 0)")
         if self.window > self.max_seq_len:
             raise ValueError(
                 f"window ({self.window}) must not exceed max_seq_len ({self.max_seq_len})"
@@ -93,10 +96,10 @@ class Attention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x, cos, sin, cache: LayerCache | None = None, dtype=None,
-                mask: torch.Tensor | None = None):  # fmt: skip
+                mask: torch.Tensor | None = None, bars: Bars | None = None):  # fmt: skip
         """``mask`` (B or 1, 1, T, S) of the keys each query may see; without a mask or a
         cache attention is causal. ``cache``: where this call's keys go and what to attend
-        over (its plan says)."""
+        over (its plan says). ``bars``: the bar summaries of hierarchical attention."""
         B, T, C = x.shape
         qkv = F.linear(x, self.qkv.weight).view(B, T, 3, self.n_head, self.head_dim)
         qk = apply_rope(qkv[:, :, :2], cos, sin)  # (B, T, 2, H, D): q and k rotated together
@@ -104,13 +107,47 @@ class Attention(nn.Module):
         v = qkv[:, :, 2].transpose(1, 2)
         if dtype is not None:  # attention in a narrower type (inference only)
             q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-        causal = mask is None and T > 1
-        if cache is not None:
-            k, v, mask, causal = cache.attend_inputs(k, v)
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop,
-                                           is_causal=causal)  # fmt: skip
+        if bars is not None:
+            k_raw = qkv[:, :, 1].transpose(1, 2).to(k.dtype)  # (B, H, T, D), not rotated
+            y = _hierarchical(q, k, v, k_raw, cache, mask, bars, drop)
+        else:
+            causal = mask is None and T > 1
+            if cache is not None:
+                k, v, mask, causal = cache.attend_inputs(k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop,
+                                               is_causal=causal)  # fmt: skip
         return F.linear(y.transpose(1, 2).reshape(B, T, C).to(x.dtype), self.proj.weight)
+
+
+class Bars:
+    """What hierarchical attention needs in one forward call: the chunk's bar layout (a full
+    forward or a prefill) or the cache's bar memory (one token per row), and RoPE tables."""
+
+    def __init__(self, rope, layout: BarLayout | None = None, memory: BarMemory | None = None,
+                 last_bar: torch.Tensor | None = None):  # fmt: skip
+        self.rope, self.layout, self.memory, self.last_bar = rope, layout, memory, last_bar
+
+
+def _hierarchical(q, k, v, k_raw, cache: LayerCache | None, mask, bars: Bars, drop: float):
+    """Attention over the window's tokens and the finished bars' summaries."""
+    T = q.shape[2]
+    if cache is not None and bars.layout is None:  # one token per row
+        bars.memory.step(cache.layer, k_raw[:, :, 0], v[:, :, 0], bars.rope)
+        keys, values, mask, _ = cache.attend_inputs(k, v)
+        return bars.memory.attend(cache.layer, q, keys, values, mask)
+    k_sum, v_sum = summary_kv(bars.layout, k_raw, v, bars.rope)
+    keys, values, causal = k, v, mask is None
+    if cache is not None:
+        keys, values, mask, causal = cache.attend_inputs(k, v)
+        bars.memory.fill(cache.layer, bars.layout, k_sum, v_sum, k_raw, v, bars.last_bar)
+    S = keys.shape[2]
+    if mask is None:  # causal (the chunk is the last T of the S keys)
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)[None, None]
+    mask = torch.cat([mask.expand(q.shape[0], 1, T, S), bars.layout.visible[:, None]], -1)
+    return F.scaled_dot_product_attention(q, torch.cat([keys, k_sum.to(keys.dtype)], 2),
+                                          torch.cat([values, v_sum.to(values.dtype)], 2),
+                                          attn_mask=mask, dropout_p=drop)  # fmt: skip
 
 
 class MLP(nn.Module):
@@ -132,8 +169,10 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.dropout = cfg.dropout
 
-    def forward(self, x, cos, sin, cache=None, dtype=None, mask=None):
-        x = x + self._drop(self.attn.forward(_norm(self.norm1, x), cos, sin, cache, dtype, mask))
+    def forward(self, x, cos, sin, cache=None, dtype=None, mask=None, bars=None):
+        x = x + self._drop(
+            self.attn.forward(_norm(self.norm1, x), cos, sin, cache, dtype, mask, bars)
+        )
         return x + self._drop(self.mlp.forward(_norm(self.norm2, x)))
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
@@ -151,6 +190,10 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(cfg.n_embd, bias=False)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied
+        if (cfg.musical_positions or cfg.bar_summaries) and cfg.bar_id < 0:
+            raise ValueError("musical_positions and bar_summaries need the tokenizer's bar_id")
+        if cfg.musical_positions and cfg.position_ids[1] < 1:
+            raise ValueError("musical_positions needs the tokenizer's position_ids")
         self.timeline = None
         if cfg.musical_positions:
             self.timeline = MusicalPositions(cfg.n_embd, cfg.bar_id, *cfg.position_ids,
@@ -187,8 +230,12 @@ class Transformer(nn.Module):
         cfg, w = self.config, self.embed.weight
         size = cfg.window or min(max_len or cfg.max_seq_len, cfg.max_seq_len)
         dtype = self._attention_dtype() or w.dtype
-        return KVCache(cfg.n_layer, batch, cfg.n_head, size, cfg.n_embd // cfg.n_head,
-                       w.device, dtype, cfg.window)  # fmt: skip
+        head_dim = cfg.n_embd // cfg.n_head
+        cache = KVCache(cfg.n_layer, batch, cfg.n_head, size, head_dim, w.device, dtype,
+                        cfg.window)  # fmt: skip
+        if cfg.bar_summaries:
+            cache.memory = BarMemory(cfg.n_layer, batch, cfg.n_head, head_dim, w.device, dtype)
+        return cache
 
     def rope(self, positions: torch.Tensor | int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin for ``T`` tokens from ``positions``: a shared start (-> (T, 1, 1, D))
@@ -232,6 +279,29 @@ class Transformer(nn.Module):
             cache.rows["timeline"] = (bars[rows, last], step[rows, last])
         return self.timeline(bars, step).to(self.embed.weight.dtype)
 
+    def _bars(self, idx: torch.Tensor, cache: KVCache | None, start: int,
+              lengths: torch.Tensor | None) -> Bars:  # fmt: skip
+        """The bar summaries' context of one call: a layout of the chunk (a full forward, or
+        a prefill into an empty cache) or the cache's memory (one token per row)."""
+        bar_id = self.config.bar_id
+
+        def rope(positions: torch.Tensor):
+            return self.rope_cos[positions], self.rope_sin[positions]
+
+        if cache is not None and idx.shape[1] == 1 and lengths is None and not cache.empty:
+            cache.memory.begin_step(idx[:, 0] == bar_id)
+            return Bars(rope, memory=cache.memory)
+        if cache is not None and not cache.empty:
+            raise ValueError("hierarchical attention prefills only into an empty cache")
+        B, T = idx.shape
+        real = None if lengths is None else torch.arange(T, device=idx.device) < lengths[:, None]
+        layout = bar_layout(idx, bar_id, start if cache is None else 0, real)
+        if int(layout.start.max()) >= self.rope_cos.shape[0]:
+            self.rope(0, int(layout.start.max()) + 1)  # grow the tables
+        last = torch.full((B,), T - 1, device=idx.device) if lengths is None else lengths - 1
+        last_bar = ((idx == bar_id).long().cumsum(1)).gather(1, last[:, None])[:, 0]
+        return Bars(rope, layout, None if cache is None else cache.memory, last_bar)
+
     def forward(
         self,
         idx: torch.Tensor,
@@ -270,6 +340,9 @@ class Transformer(nn.Module):
         if lengths is not None and P:
             lengths = lengths + P
         mask = None
+        bars = self._bars(idx, cache, start, lengths) if self.config.bar_summaries else None
+        if bars is not None and P:
+            raise ValueError("hierarchical attention takes no prefix")
         if cache is not None:
             cos, sin = self.rope(cache.plan(T, lengths).positions, T)
         else:
@@ -284,7 +357,9 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.blocks):
             if i and add is not None and add_every_layer:
                 x = x + add.to(x.dtype)
-            x = block.forward(x, cos, sin, None if cache is None else cache[i], dtype, mask)
+            x = block.forward(x, cos, sin, None if cache is None else cache[i], dtype, mask, bars)
+        if bars is not None and bars.memory is not None and bars.layout is None:
+            bars.memory.end_step(cache.pos.clone())
         if cache is not None:
             cache.commit()
         if last_only:
