@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8192)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    gen = load(device="cpu")
+    gen = load(device="cpu", threads=2)
     cfg, vocab = gen.model.config, gen.tokenizer.vocab
     torch.manual_seed(0)
     window = Transformer(cfg.model_copy(update={"window": 256})).eval()

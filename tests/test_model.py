@@ -146,3 +146,20 @@ def test_attention_dtype_is_measured_once_and_can_be_forced(monkeypatch, tmp_pat
     monkeypatch.setenv("AURL_ATTENTION_DTYPE", "half")
     with pytest.raises(ValueError, match="AURL_ATTENTION_DTYPE"):
         device.fast_attention_dtype(cpu, CFG)
+
+
+def test_generation_threads_take_the_idle_cores_or_what_they_are_told(monkeypatch):
+    import aurl.device as device
+
+    monkeypatch.setattr(device, "_busy_cores", lambda s: 0.0)
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert device.generation_threads() == 2
+    monkeypatch.setattr(device, "_busy_cores", lambda s: 1.2)  # a neighbour on one core
+    assert device.generation_threads() == 1
+    monkeypatch.setattr(device, "_busy_cores", lambda s: 2.0)
+    assert device.generation_threads() == 1  # never none
+    monkeypatch.setenv("AURL_THREADS", "3")
+    assert device.generation_threads() == 3
+    monkeypatch.setenv("AURL_THREADS", "many")
+    with pytest.raises(ValueError, match="AURL_THREADS"):
+        device.generation_threads()

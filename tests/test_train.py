@@ -207,3 +207,20 @@ def test_a_corpus_without_a_validation_split_says_it_validates_on_training_data(
     meta = lm.train_run(config, tmp_path / "run", progress=False, log=said.append)
     assert said == [f"{folder}: too small for a validation split; validating on training data"]
     assert meta["metrics"]["val_nll_per_token"] > 0 and "test_nll_per_token" not in meta["metrics"]
+
+
+def test_the_attention_options_train_export_and_generate(small_corpus, tmp_path):
+    """Hierarchical attention with musical positions: the tokenizer's ids reach the model,
+    the folder keeps them, and the exported model generates legal music."""
+    from aurl.api import load
+    from aurl.tokens import Tokenizer, TokenType
+
+    options = ["model.window=32", "model.bar_summaries=true", "model.musical_positions=true",
+               "train.max_steps=4", "train.eval_every=4"]  # fmt: skip
+    lm.train_run(tiny_config(small_corpus, *options), tmp_path / "run", progress=False)
+    folder = load_model(tmp_path / "run" / "model")
+    cfg, vocab = folder.model.config, Tokenizer().vocab
+    assert cfg.bar_id == vocab.offsets[TokenType.BAR] and cfg.position_ids[1] == 96
+    assert cfg.window == 32 and cfg.bar_summaries and cfg.musical_positions
+    piece = load(tmp_path / "run").generate(bars=2, seed=0).pieces[0]
+    assert Tokenizer().grammar.validate(piece.ids) is None

@@ -11,7 +11,7 @@ import numpy as np
 import symusic
 import torch
 
-from aurl.device import fast_attention_dtype, pick_device
+from aurl.device import fast_attention_dtype, generation_threads, pick_device
 from aurl.generate.attributes import move
 from aurl.generate.engine import Engine
 from aurl.generate.latents import Latents, follow, join, prior
@@ -277,18 +277,26 @@ def _complete(ids: np.ndarray, vocab) -> np.ndarray:
 
 
 def load(model: str | Path | None = None, device: str = "auto",
-         default: Path = SHIPPED_MODEL) -> Generator:  # fmt: skip
+         default: Path = SHIPPED_MODEL, threads: int | None = None) -> Generator:  # fmt: skip
     """Load a model folder for generation: a path, a run folder, the name of a shipped model
     (``bach-small``, ``vae-small``), or with None ``default`` (the shipped transformer;
     :data:`~aurl.paths.SHIPPED_VAE` for the latent commands).
 
+    On the CPU, torch's thread count is set to ``threads`` (default: ``$AURL_THREADS``, else
+    the cores other processes leave idle; see :func:`aurl.device.generation_threads`).
+
     Raises:
         ModelLoadError: the folder is missing or not a model.
+        ValueError: a bad device or thread count.
     """
     path = resolve_model_path(model, default)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model folder")
     dev = pick_device(device)
+    if dev.type == "cpu":
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be 1 or more, got {threads}")
+        torch.set_num_threads(threads or generation_threads())
     folder = load_model(path, dev)
     folder.model.set_attention_dtype(fast_attention_dtype(dev, folder.model.config))
     return Generator(folder, dev)

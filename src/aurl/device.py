@@ -14,6 +14,7 @@ import torch
 from aurl.fileio import atomic_write_json
 from aurl.paths import cache_dir
 
+THREADS_ENV = "AURL_THREADS"  # torch threads for generation; default: the idle cores
 DTYPE_ENV = "AURL_ATTENTION_DTYPE"  # float32, bfloat16 or auto (the default: measured)
 CALIBRATION = "calibration.json"
 CACHED_KEYS = 256  # the cache length the calibration attends over
@@ -32,6 +33,47 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device mps was asked for but MPS is not available")
     return torch.device(name)
+
+
+def generation_threads(sample_s: float = 0.1) -> int:
+    """Torch threads for generating: ``$AURL_THREADS`` if set, else the cores that are idle.
+
+    With a thread on every core, a busy neighbour process makes torch's threads wait on each
+    other at every operation and throughput falls many times over; with one thread per idle
+    core it degrades with the cores taken (``benchmarks/results/long.md``). The idle cores are
+    read from ``/proc/stat`` over ``sample_s`` seconds (Linux; elsewhere all cores count as
+    idle).
+
+    Raises:
+        ValueError: ``$AURL_THREADS`` is not a positive whole number.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if env := os.environ.get(THREADS_ENV):
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"${THREADS_ENV}={env!r}: give a number of threads, 1 or more")
+        return int(env)
+    busy = _busy_cores(sample_s)
+    return max(1, min(cores or 1, round((cores or 1) - busy)))
+
+
+def _busy_cores(seconds: float) -> float:
+    """How many cores other processes kept busy over ``seconds`` (0 where unknown)."""
+
+    def read() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle
+
+    first = read()
+    if first is None:
+        return 0.0
+    time.sleep(seconds)
+    second = read()
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return 0.0 if total <= 0 else (os.cpu_count() or 1) * (1 - idle / total)
 
 
 def fast_attention_dtype(device: torch.device, config=None) -> torch.dtype | None:

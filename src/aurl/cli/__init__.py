@@ -146,20 +146,23 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
               help="Sample this many candidates per piece and keep the one the model finds most likely.")  # fmt: skip
 @click.option("--stream", is_flag=True,
               help="Write each piece bar by bar (a valid MIDI after every bar) and print each bar's time.")  # fmt: skip
+@click.option("--threads", type=click.IntRange(1, 512), default=None,
+              help="CPU threads (default: $AURL_THREADS, else the cores that are idle now).")  # fmt: skip
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar (default: when stderr is a terminal).")  # fmt: skip
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
 def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_bars, out,
-             no_grammar, beams, length_penalty, best_of, stream, progress, device) -> None:  # fmt: skip
+             no_grammar, beams, length_penalty, best_of, stream, threads, progress,
+             device) -> None:  # fmt: skip
     """Generate new music with the shipped model or your own, and write MIDI files."""
     import random
 
     from aurl.api import load
     from aurl.generate.sampler import SamplingConfig
 
-    gen = load(model, device)
+    gen = load(model, device, threads=threads)
     seed = seed if seed is not None else random.randrange(2**31)
     prompt_ids, taken = (None, 0) if prompt is None else gen.prompt_ids(prompt, prompt_bars)
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
