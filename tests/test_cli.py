@@ -91,6 +91,7 @@ def test_beams_and_best_of_write_valid_music(tiny_run, tmp_path):
                      "--out", str(out)]) == 0  # fmt: skip
         for f in out.glob("*.mid"):
             assert tk.grammar.validate(tk.encode(symusic.Score(str(f)))) is None
+    assert main(["generate", "--model", str(tiny_run), "--beams", "2", "--num", "2"]) == 2
 
 
 def test_shipped_model_generates(tmp_path):

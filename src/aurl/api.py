@@ -110,6 +110,9 @@ class Generator:
         """Sample ``num`` pieces of ``bars`` new bars, optionally continuing ``prompt`` ids.
         ``progress(engine)`` is called after every step (a transformer's pieces only)."""
         batch, generator = self._start(bars, num, seed, prompt)
+        if sampling is not None and sampling.beams > 1 and num > 1:
+            raise ValueError(f"beam search finds the one most likely piece; --num {num} would "
+                             "repeat it (use --best-of to keep the likeliest of samples)")  # fmt: skip
         if isinstance(self.model, VAE):
             return self._segments(bars, num, sampling or SamplingConfig(), generator)
         t0 = time.perf_counter()
