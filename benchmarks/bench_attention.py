@@ -29,10 +29,12 @@ from aurl.config import load_config
 from aurl.data.prepare import prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
+from aurl.device import fast_attention_dtype
 from aurl.evaluate.long_pieces import long_piece_report
 from aurl.evaluate.notes import ids_to_notes
 from aurl.generate.sampler import SamplingConfig, sample
 from aurl.models import load_model
+from aurl.paths import SHIPPED_MODEL
 from aurl.tokens import BOS, PAD, Tokenizer
 from aurl.train.lm import train_run
 from common import RESULTS_DIR, machine_info, machine_markdown, write_results
@@ -67,6 +69,23 @@ def long_pieces(folder, reference, bars: int, pieces: int) -> dict:
     return report
 
 
+def references(test: Shard, tokenizer: Tokenizer, reference, bars: int, pieces: int) -> dict:
+    """The same measures for the test chorales themselves (whole pieces; most are shorter
+    than 32 bars, so first and last windows overlap) and for the shipped model."""
+    vocab = tokenizer.vocab
+    ids = [test.piece(i) for i in range(test.num_pieces)]
+    notes = [ids_to_notes(i, vocab) for i in ids]
+    report = long_piece_report(ids, notes, [tokenizer.decode(i) for i in ids], reference, vocab)
+    report["pieces"] = len(ids)
+    shipped = load_model(SHIPPED_MODEL)
+    shipped.model.set_attention_dtype(
+        fast_attention_dtype(torch.device("cpu"), shipped.model.config)
+    )
+    return {"test chorales": report,
+            "shipped bach-small (full attention, 256 wide, 900 steps)":
+                long_pieces(shipped, reference, bars, pieces)}  # fmt: skip
+
+
 def run_variant(name: str, overrides: list[str], where: Path, steps: int, reference,
                 bars: int, pieces: int) -> dict:  # fmt: skip
     config = load_config(ROOT / "configs" / "ablation.yaml",
@@ -94,7 +113,16 @@ def render(r: dict, info: dict) -> str:
             f"{_pct(f['cadence_share'])} / {_pct(last['cadence_share'])} | "
             f"{lp['longest_repeat_bars']} |"
         )
-    best = min(r["variants"], key=lambda k: r["variants"][k]["test_nll"])
+    for name, lp in r.get("references", {}).items():
+        f, last = lp["first"], lp["last"]
+        rows.append(
+            f"| *{name}* | - | {_pct(lp['main_key_share'])} | "
+            f"{_num(f['mean_oa'])} / {_num(last['mean_oa'])} | "
+            f"{_pct(f['main_key_share'])} / {_pct(last['main_key_share'])} | "
+            f"{_pct(f['cadence_share'])} / {_pct(last['cadence_share'])} | "
+            f"{lp['longest_repeat_bars']} |"
+        )
+    best = min(r["variants"], key=lambda k: r["variants"][k]["test_nll"], default="-")
     return "\n".join([
         "# Attention variants (chorales)",
         "",
@@ -153,6 +181,12 @@ def main() -> None:
         old = json.loads(previous.read_text())["results"]
         same = all(old.get(k) == results[k] for k in ("steps", "bars", "pieces"))
         results["variants"] = old["variants"] if same else {}
+        if same and "references" in old:
+            results["references"] = old["references"]
+    if "references" not in results:
+        results["references"] = references(test, Tokenizer(base.tokenizer), reference, args.bars,
+                                           args.pieces)  # fmt: skip
+        save(results)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
             if name in results["variants"]:
@@ -165,7 +199,8 @@ def main() -> None:
 
 
 def save(results: dict) -> str:
-    results["parameters"] = next(iter(results["variants"].values()))["parameters"] or 0
+    first = next(iter(results["variants"].values()), {})
+    results["parameters"] = first.get("parameters") or 0
     info = machine_info(PACKAGES)
     md = render(results, info)
     write_results("attention", {"benchmark": "attention", "machine": info, "results": results}, md)
