@@ -224,3 +224,16 @@ def test_the_attention_options_train_export_and_generate(small_corpus, tmp_path)
     assert cfg.window == 32 and cfg.bar_summaries and cfg.musical_positions
     piece = load(tmp_path / "run").generate(bars=2, seed=0).pieces[0]
     assert Tokenizer().grammar.validate(piece.ids) is None
+
+
+def test_model_mode_spells_arch_and_the_discriminator():
+    root = Path(__file__).parents[1] / "configs"
+    gan = load_config(root / "vae-gan.yaml")
+    assert gan.model.arch == "vae" and gan.train.gan.enabled
+    assert load_config(root / "small.yaml", ["model.mode=transformer"]).model.arch == "decoder"
+    vae = load_config(root / "vae-small.yaml", ["model.mode=vae"])
+    assert vae.model.arch == "vae" and not vae.train.gan.enabled
+    with pytest.raises(ConfigError, match="not one of transformer, vae, vae_gan"):
+        load_config(root / "small.yaml", ["model.mode=gan"])
+    with pytest.raises(ConfigError, match="contradicts model.arch vae"):
+        load_config(root / "vae-small.yaml", ["model.mode=transformer"])

@@ -100,8 +100,8 @@ def setting_names(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[
 def _unknown(key: str) -> str | None:
     """Why ``key`` names no setting, with the nearest one that exists (None if it exists)."""
     names = setting_names()
-    if key in names or key.startswith("tune.space."):  # the search space names any setting
-        return None
+    if key in names or key == "model.mode" or key.startswith("tune.space."):
+        return None  # the search space names any setting; model.mode spells arch and gan
     near = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     return "no such setting" + (f"; did you mean {near[0]}?" if near else "")
 
@@ -160,6 +160,27 @@ def load_config(
     return _validate(tree, _parse_overrides(overrides), where)
 
 
+MODES = {"transformer": ("decoder", False), "vae": ("vae", False), "vae_gan": ("vae", True)}
+
+
+def _apply_mode(tree: dict, where: str) -> None:
+    """``model.mode: transformer | vae | vae_gan`` is another spelling of ``model.arch``
+    (``decoder`` or ``vae``) plus ``train.gan.enabled`` (the discriminator trains only)."""
+    model = tree.get("model")
+    if not isinstance(model, dict) or "mode" not in model:
+        return
+    mode = model.pop("mode")
+    if mode not in MODES:
+        raise ConfigError(f"{where}: model.mode: {mode!r} is not one of {', '.join(MODES)}")
+    arch, gan = MODES[mode]
+    if model.get("arch", arch) != arch:
+        raise ConfigError(f"{where}: model.mode {mode} contradicts model.arch {model['arch']}")
+    model["arch"] = arch
+    if gan:
+        train = tree.setdefault("train", {})
+        train.setdefault("gan", {})["enabled"] = True
+
+
 def _validate(tree: dict, overrides: list[tuple[str, str, str]], where: str) -> RunConfig:
     """Apply the overrides to ``tree`` and validate; an error in an overridden value names
     the override, any other the file."""
@@ -170,6 +191,7 @@ def _validate(tree: dict, overrides: list[tuple[str, str, str]], where: str) -> 
             raise ConfigError(
                 f"override {item}: {key.rsplit('.', 1)[0]} is not a section"
             ) from None
+    _apply_mode(tree, where)
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as e:
