@@ -128,6 +128,31 @@ def thread_round(model, vocab) -> dict:
     return out
 
 
+def profile_step(model, vocab, steps: int = 200) -> dict:
+    """Where a decode step's time goes (torch profiler, self CPU time by op), batch 1 and 16,
+    after 200 warm-up steps (about 200 cached tokens)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {}
+    for batch in (1, 16):
+        engine = Engine(model, vocab, TOP_P, torch.Generator().manual_seed(0))
+        engine.add([torch.tensor([1])] * batch, 10**9, 2 * steps + 10)
+        for _ in range(steps):
+            engine.step()
+        t0 = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                engine.step()
+        wall = time.perf_counter() - t0
+        ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in ops)
+        out[f"batch_{batch}"] = {
+            "ms_per_step_profiled": 1000 * wall / steps,
+            "top": [(e.key, e.count // steps, e.self_cpu_time_total / total) for e in ops[:8]],
+        }
+    return out
+
+
 def span(values: list[float], worst_high: bool = True, fmt: str = "{:.2f}") -> str:
     """The range over rounds, worst first."""
     lo, hi = min(values), max(values)
@@ -202,6 +227,12 @@ def render(rounds: list[dict], info: dict, tokens: int) -> str:
                 f"{span(get('threads', f'{state}_threads{t}_batch1'), False, '{:.0f}')} | "
                 f"{span(get('threads', f'{state}_threads{t}_batch16'), False, '{:.0f}')} |"
             )
+    if "profile" in rounds[0]:
+        lines += ["", "## Where a decode step's time goes (torch profiler, self CPU time)", ""]
+        for key, p in rounds[0]["profile"].items():
+            ops = ", ".join(f"{name} x{n} {share:.0%}" for name, n, share in p["top"])
+            lines.append(f"- {key.replace('_', ' ')} ({p['ms_per_step_profiled']:.2f} ms/step "
+                         f"under the profiler): {ops}")  # fmt: skip
     lines += ["", machine_markdown(info)]
     return "\n".join(lines)
 
@@ -235,6 +266,7 @@ def main() -> None:
             "api": api_round(gen, cfg, refs),
             "threads": thread_round(NoEOS(gen.model), vocab),
         })  # fmt: skip
+    rounds[0]["profile"] = profile_step(NoEOS(gen.model), vocab)
     info = machine_info(PACKAGES)
     md = render(rounds, info, args.tokens)
     print(md)
