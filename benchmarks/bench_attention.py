@@ -29,11 +29,11 @@ from aurl.config import load_config
 from aurl.data.prepare import prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
-from aurl.device import fast_attention_dtype
 from aurl.evaluate.long_pieces import long_piece_report
 from aurl.evaluate.notes import ids_to_notes
 from aurl.generate.sampler import SamplingConfig, sample
 from aurl.models import load_model
+from aurl.models.calibration import use_fastest_attention
 from aurl.paths import SHIPPED_MODEL
 from aurl.tokens import BOS, PAD, Tokenizer
 from aurl.train.lm import train_run
@@ -78,9 +78,7 @@ def references(test: Shard, tokenizer: Tokenizer, reference, bars: int, pieces: 
     report = long_piece_report(ids, notes, [tokenizer.decode(i) for i in ids], reference, vocab)
     report["pieces"] = len(ids)
     shipped = load_model(SHIPPED_MODEL)
-    shipped.model.set_attention_dtype(
-        fast_attention_dtype(torch.device("cpu"), shipped.model.config)
-    )
+    use_fastest_attention(shipped.model, torch.device("cpu"))
     return {"test chorales": report,
             "shipped bach-small (full attention, 256 wide, 900 steps)":
                 long_pieces(shipped, reference, bars, pieces)}  # fmt: skip

@@ -125,27 +125,51 @@ def test_bfloat16_attention_keeps_cache_and_full_forward_together():
     assert m.new_cache(1).k.dtype == torch.float32
 
 
-def test_attention_dtype_is_measured_once_and_can_be_forced(monkeypatch, tmp_path):
-    import aurl.device as device
+def test_attention_is_measured_once_and_the_type_can_be_forced(monkeypatch, tmp_path):
+    import aurl.models.calibration as calibration
 
     monkeypatch.setenv("AURL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(device, "_bf16_instructions", lambda: True)
+    monkeypatch.setattr(calibration, "_bf16_instructions", lambda: True)
     calls = []
-    monkeypatch.setattr(device, "attention_speed_ratio",
-                        lambda *a: calls.append(a) or 0.5)  # fmt: skip
+
+    def timings(n_head, head_dim, names):
+        calls.append((n_head, head_dim, names))
+        fast = {"float32/sdpa": 9.0, "float32/matmul": 5.0, "bfloat16/sdpa": 7.0,
+                "bfloat16/matmul": 3.0}  # fmt: skip
+        return {k: v for k, v in fast.items() if k.split("/")[0] in names}
+
+    monkeypatch.setattr(calibration, "attention_timings", timings)
     cpu = torch.device("cpu")
-    assert device.fast_attention_dtype(cpu, CFG) == torch.bfloat16  # faster: taken
-    assert device.fast_attention_dtype(cpu, CFG) == torch.bfloat16
-    assert calls == [(4, 16)]  # measured once for this shape, then remembered
-    monkeypatch.setattr(device, "attention_speed_ratio", lambda *a: 2.5)
-    assert device.fast_attention_dtype(cpu, CFG.model_copy(update={"n_head": 2})) is None
-    monkeypatch.setenv("AURL_ATTENTION_DTYPE", "bfloat16")
-    assert device.fast_attention_dtype(cpu, CFG.model_copy(update={"n_head": 2})) == torch.bfloat16
+    best = calibration.AttentionChoice(torch.bfloat16, "matmul")
+    assert calibration.fast_attention(cpu, CFG) == best
+    assert calibration.fast_attention(cpu, CFG) == best
+    assert calls == [(4, 16, ["float32", "bfloat16"])]  # measured once, then remembered
     monkeypatch.setenv("AURL_ATTENTION_DTYPE", "float32")
-    assert device.fast_attention_dtype(cpu, CFG) is None
+    assert calibration.fast_attention(cpu, CFG) == calibration.AttentionChoice(None, "matmul")
     monkeypatch.setenv("AURL_ATTENTION_DTYPE", "half")
     with pytest.raises(ValueError, match="AURL_ATTENTION_DTYPE"):
-        device.fast_attention_dtype(cpu, CFG)
+        calibration.fast_attention(cpu, CFG)
+    m = model()
+    monkeypatch.delenv("AURL_ATTENTION_DTYPE")
+    assert calibration.use_fastest_attention(m, cpu) == best
+    assert m.attention_dtype == torch.bfloat16 and m.decode_kernel == "matmul"
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "matmul"])
+def test_both_decode_kernels_equal_the_full_forward(kernel):
+    m = debug_model(max_seq_len=64, window=16)
+    m.set_decode_kernel(kernel)
+    x = torch.randint(3, CFG.vocab_size, (3, 50))
+    with torch.no_grad():
+        full = m(x)
+        cache = m.new_cache(3)
+        lengths = torch.tensor([10, 20, 30])  # rows at different positions: masked keys
+        first = m(x[:, :30], cache=cache, lengths=lengths, last_only=True)
+        steps = [m(x[torch.arange(3), lengths + t][:, None], cache=cache) for t in range(15)]
+    for r in range(3):
+        n = int(lengths[r])
+        assert torch.allclose(first[r, 0], full[r, n - 1], atol=1e-5)
+        assert all(torch.allclose(steps[t][r, 0], full[r, n + t], atol=1e-5) for t in range(15))
 
 
 def test_generation_threads_take_the_idle_cores_or_what_they_are_told(monkeypatch):

@@ -182,7 +182,8 @@ def test_finetune_and_distill_start_from_a_model(tiny_run, small_corpus, tmp_pat
 def test_gpu_presets_have_their_size(preset, low, high):
     config = load_config(Path(__file__).parents[1] / "configs" / f"{preset}.yaml")
     with torch.device("meta"):  # shapes only, no memory
-        model = build_model(config.model.model_copy(update={"vocab_size": 641}))
+        ids = {"vocab_size": 641, "bar_id": 16, "position_ids": (32, 96)}  # as training sets them
+        model = build_model(config.model.model_copy(update=ids))
     assert low < sum(p.numel() for p in model.parameters()) < high
     assert config.model.max_seq_len == config.data.seq_len == 2048
 

@@ -11,7 +11,7 @@ import numpy as np
 import symusic
 import torch
 
-from aurl.device import fast_attention_dtype, generation_threads, pick_device
+from aurl.device import generation_threads, pick_device
 from aurl.generate.attributes import move
 from aurl.generate.engine import Engine
 from aurl.generate.latents import Latents, follow, join, prior
@@ -21,6 +21,7 @@ from aurl.generate.sampler import SamplingConfig, sample, sample_latents
 from aurl.generate.stream import bar_seconds, finished_bars
 from aurl.midi import read_midi
 from aurl.models import ModelFolder, load_model
+from aurl.models.calibration import use_fastest_attention
 from aurl.models.folder import ModelLoadError
 from aurl.models.vae import VAE
 from aurl.paths import SHIPPED_MODEL, resolve_model_path
@@ -301,5 +302,5 @@ def load(model: str | Path | None = None, device: str = "auto",
             raise ValueError(f"threads must be 1 or more, got {threads}")
         torch.set_num_threads(threads or generation_threads())
     folder = load_model(path, dev)
-    folder.model.set_attention_dtype(fast_attention_dtype(dev, folder.model.config))
+    use_fastest_attention(folder.model, dev)
     return Generator(folder, dev)

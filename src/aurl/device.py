@@ -1,23 +1,13 @@
-"""Choosing the torch device, and the attention precision that is fast on it."""
+"""Choosing the torch device, and how many threads to generate with."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import platform
-import statistics
 import time
 
 import torch
 
-from aurl.fileio import atomic_write_json
-from aurl.paths import cache_dir
-
 THREADS_ENV = "AURL_THREADS"  # torch threads for generation; default: the idle cores
-DTYPE_ENV = "AURL_ATTENTION_DTYPE"  # float32, bfloat16 or auto (the default: measured)
-CALIBRATION = "calibration.json"
-CACHED_KEYS = 256  # the cache length the calibration attends over
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -74,86 +64,3 @@ def _busy_cores(seconds: float) -> float:
     second = read()
     total, idle = second[0] - first[0], second[1] - first[1]
     return 0.0 if total <= 0 else (os.cpu_count() or 1) * (1 - idle / total)
-
-
-def fast_attention_dtype(device: torch.device, config=None) -> torch.dtype | None:
-    """bfloat16 or None (float32) for attention and the KV cache when generating.
-
-    ``config``: the model's (its heads and width give the shape timed; default 4 x 64).
-    bfloat16 halves the bytes of the cache that attention reads, but whether that is faster
-    depends on the CPU's kernels, not on its instruction flags: on one 2-core machine with
-    AVX-512 BF16 it was 3x faster over a long cache, on another it was several times slower.
-    So on CPUs with bfloat16 instructions both are timed for a decode step of this head shape
-    (batch 1 and 16 over 256 cached keys) and the faster kept; the choice is remembered per
-    CPU, torch version, thread count and shape in the cache folder. ``$AURL_ATTENTION_DTYPE``
-    (``float32`` or ``bfloat16``) overrides it. Off the CPU: float32.
-    """
-    forced = os.environ.get(DTYPE_ENV, "auto").lower()
-    if forced in ("float32", "fp32"):
-        return None
-    if forced in ("bfloat16", "bf16"):
-        return torch.bfloat16
-    if forced != "auto":
-        raise ValueError(f"${DTYPE_ENV}={forced!r}: use float32, bfloat16 or auto")
-    if device.type != "cpu" or not _bf16_instructions():
-        return None
-    n_head = getattr(config, "n_head", 4)
-    head_dim = getattr(config, "n_embd", 4 * 64) // n_head
-    key = f"{_cpu_name()}|torch {torch.__version__}|threads {torch.get_num_threads()}|" \
-          f"{n_head}x{head_dim}"  # fmt: skip
-    known = _read_calibration()
-    if key not in known:
-        known[key] = attention_speed_ratio(n_head, head_dim)
-        _write_calibration(known)
-    return torch.bfloat16 if known[key] < 0.9 else None
-
-
-def attention_speed_ratio(n_head: int, head_dim: int, repeats: int = 15) -> float:
-    """Seconds of a bfloat16 decode-step attention over float32's (geometric mean of batch
-    1 and 16, medians of ``repeats`` interleaved calls)."""
-    ratios = []
-    for batch in (1, 16):
-        times: dict[torch.dtype, list[float]] = {torch.float32: [], torch.bfloat16: []}
-        inputs = {dt: [torch.randn(batch, n_head, n, head_dim).to(dt) for n in (1, CACHED_KEYS,
-                                                                              CACHED_KEYS)]
-                  for dt in times}  # fmt: skip
-        for i in range(repeats + 3):
-            for dt, (q, k, v) in inputs.items():
-                t0 = time.perf_counter()
-                torch.nn.functional.scaled_dot_product_attention(q, k, v)
-                if i >= 3:  # warm-up calls are not counted
-                    times[dt].append(time.perf_counter() - t0)
-        fp32, bf16 = (statistics.median(times[dt]) for dt in (torch.float32, torch.bfloat16))
-        ratios.append(bf16 / fp32)
-    return round(float((ratios[0] * ratios[1]) ** 0.5), 3)
-
-
-def _bf16_instructions() -> bool:
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _calibration_path():
-    return cache_dir() / CALIBRATION
-
-
-def _read_calibration() -> dict:
-    try:
-        return json.loads(_calibration_path().read_text())
-    except (OSError, ValueError):
-        return {}  # none yet, or damaged: measure again
-
-
-def _write_calibration(known: dict) -> None:
-    with contextlib.suppress(OSError):  # a read-only cache folder: measure again next time
-        atomic_write_json(_calibration_path(), known)

@@ -229,10 +229,10 @@ def evaluate_model(
             or the test split is empty.
     """
     from aurl.data.shards import Shard
-    from aurl.device import fast_attention_dtype
     from aurl.evaluate.datasets import source_dataset, trained_dataset
     from aurl.evaluate.likelihood import likelihood_report
     from aurl.evaluate.samples import token_budget
+    from aurl.models.calibration import use_fastest_attention
 
     options = options or EvalOptions()
     clock = _Clock(log)
@@ -262,9 +262,7 @@ def evaluate_model(
     m, g, u = (likelihood[k]["nll_per_token"] for k in ("model", "ngram", "uniform"))
     order = likelihood["ngram"]["order"]
     log(f"test NLL per token: model {m:.4f}, {order}-gram {g:.4f}, uniform {u:.4f}")
-    folder.model.set_attention_dtype(
-        fast_attention_dtype(dev, folder.model.config)
-    )  # for sampling only
+    use_fastest_attention(folder.model, dev)  # for sampling only
     budget = token_budget(splits["train"], options.bars)
     validity = _validity(folder, dev, options, budget, clock, log)
     t = time.perf_counter()

@@ -86,6 +86,18 @@ def group_means(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     return groups.transpose(1, 2) @ x / groups.sum(1)[..., None].clamp(min=1)
 
 
+def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     mask: torch.Tensor | None, kernel: str = "sdpa") -> torch.Tensor:  # fmt: skip
+    """Attention of (B, H, 1, D) queries over (B, H, S, D) keys and values, ``mask`` (B or 1,
+    1, 1, S) of the keys to see (None: all), by ``kernel``."""
+    if kernel == "sdpa":
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, 1, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores.float(), -1).to(v.dtype) @ v
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
@@ -96,10 +108,13 @@ class Attention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x, cos, sin, cache: LayerCache | None = None, dtype=None,
-                mask: torch.Tensor | None = None, bars: Bars | None = None):  # fmt: skip
+                mask: torch.Tensor | None = None, bars: Bars | None = None,
+                kernel: str = "sdpa"):  # fmt: skip
         """``mask`` (B or 1, 1, T, S) of the keys each query may see; without a mask or a
         cache attention is causal. ``cache``: where this call's keys go and what to attend
-        over (its plan says). ``bars``: the bar summaries of hierarchical attention."""
+        over (its plan says). ``bars``: the bar summaries of hierarchical attention.
+        ``kernel``: how one new token per row attends over the cache (see
+        :func:`decode_attention`)."""
         B, T, C = x.shape
         qkv = F.linear(x, self.qkv.weight).view(B, T, 3, self.n_head, self.head_dim)
         qk = apply_rope(qkv[:, :, :2], cos, sin)  # (B, T, 2, H, D): q and k rotated together
@@ -115,8 +130,11 @@ class Attention(nn.Module):
             causal = mask is None and T > 1
             if cache is not None:
                 k, v, mask, causal = cache.attend_inputs(k, v)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop,
-                                               is_causal=causal)  # fmt: skip
+            if cache is not None and T == 1 and kernel != "sdpa":
+                y = decode_attention(q, k, v, mask, kernel)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop,
+                                                   is_causal=causal)  # fmt: skip
         return F.linear(y.transpose(1, 2).reshape(B, T, C).to(x.dtype), self.proj.weight)
 
 
@@ -169,9 +187,9 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.dropout = cfg.dropout
 
-    def forward(self, x, cos, sin, cache=None, dtype=None, mask=None, bars=None):
+    def forward(self, x, cos, sin, cache=None, dtype=None, mask=None, bars=None, kernel="sdpa"):
         x = x + self._drop(
-            self.attn.forward(_norm(self.norm1, x), cos, sin, cache, dtype, mask, bars)
+            self.attn.forward(_norm(self.norm1, x), cos, sin, cache, dtype, mask, bars, kernel)
         )
         return x + self._drop(self.mlp.forward(_norm(self.norm2, x)))
 
@@ -202,6 +220,7 @@ class Transformer(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.attention_dtype: torch.dtype | None = None  # see set_attention_dtype
+        self.decode_kernel = "sdpa"  # see set_decode_kernel
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
@@ -220,6 +239,13 @@ class Transformer(nn.Module):
         uses the weights' type. bfloat16 reads half the bytes of the cache, which is what
         attention over it costs; the cached and uncached paths stay the same computation."""
         self.attention_dtype = dtype
+
+    def set_decode_kernel(self, kernel: str) -> None:
+        """How one new token per row attends over the cache when not training: ``sdpa``
+        (torch's fused attention) or ``matmul`` (see :func:`decode_attention`)."""
+        if kernel not in ("sdpa", "matmul"):
+            raise ValueError(f"unknown decode kernel {kernel!r} (known: sdpa, matmul)")
+        self.decode_kernel = kernel
 
     def _attention_dtype(self) -> torch.dtype | None:
         return None if self.training else self.attention_dtype
@@ -352,12 +378,14 @@ class Transformer(nn.Module):
             cos, sin = self.rope(start, T)
             mask = self.causal_mask(start, T)
         dtype = self._attention_dtype()
+        kernel = "sdpa" if self.training else self.decode_kernel
         if self.training and self.config.dropout:
             x = F.dropout(x, self.config.dropout)
         for i, block in enumerate(self.blocks):
             if i and add is not None and add_every_layer:
                 x = x + add.to(x.dtype)
-            x = block.forward(x, cos, sin, None if cache is None else cache[i], dtype, mask, bars)
+            layer_cache = None if cache is None else cache[i]
+            x = block.forward(x, cos, sin, layer_cache, dtype, mask, bars, kernel)
         if bars is not None and bars.memory is not None and bars.layout is None:
             bars.memory.end_step(cache.pos.clone())
         if cache is not None:

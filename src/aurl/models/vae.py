@@ -134,6 +134,10 @@ class VAE(nn.Module):
         """See :meth:`Transformer.set_attention_dtype` (the decoder's attention)."""
         self.decoder.set_attention_dtype(dtype)
 
+    def set_decode_kernel(self, kernel: str) -> None:
+        """See :meth:`Transformer.set_decode_kernel` (the decoder's attention)."""
+        self.decoder.set_decode_kernel(kernel)
+
     def encode(self, ids: torch.Tensor, pad_id: int = 0) -> Posterior:
         """The posterior of a batch of segments ``ids`` (B, T); PAD tokens are ignored."""
         cfg, T = self.config, ids.shape[1]
