@@ -9,8 +9,8 @@ measurement once, so the rounds interleave) and reported as the range over round
 first. Ratios are taken within a round.
 
 - Sliding window: the shipped model's shape with a 256-token window (random weights: speed
-  does not depend on them), EOS forbidden, batch 1: ms/token over generated tokens 1-256
-  and over tokens 7,937-8,192 of one 8,192-token run. The shipped full-attention model over
+  does not depend on them), EOS forbidden, batch 1: the median ms per step over generated
+  tokens 1-256 and over tokens 7,937-8,192 of one 8,192-token run. The shipped full-attention model over
   the same 8,192 tokens restarts its cache every ~256 tokens; its mean ms/token is beside it.
 - Beam search: the shipped model, 4 bars from BOS; tokens/s of the best beam (4 beams)
   against one sampled sequence (top-p 0.95) over the same bars.
@@ -27,6 +27,7 @@ first. Ratios are taken within a round.
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import time
@@ -58,7 +59,8 @@ def step_times(model, vocab, tokens: int) -> list[float]:
 def window_round(window_model, full_model, vocab, tokens: int) -> dict:
     w = step_times(window_model, vocab, tokens)
     f = step_times(full_model, vocab, tokens)
-    first, last = 1000 * sum(w[:256]) / 256, 1000 * sum(w[-256:]) / 256
+    # medians: a shared machine's hiccups hit a few steps hard and would dominate a mean
+    first, last = 1000 * statistics.median(w[:256]), 1000 * statistics.median(w[-256:])
     return {"window_first_256_ms": first, "window_last_256_ms": last, "ratio": last / first,
             "window_mean_ms": 1000 * sum(w) / len(w), "full_mean_ms": 1000 * sum(f) / len(f)}  # fmt: skip
 
@@ -172,8 +174,8 @@ def render(rounds: list[dict], info: dict, tokens: int) -> str:
         "",
         "| | ms/token |",
         "|---|---:|",
-        f"| window 256, tokens 1-256 | {span(get('window', 'window_first_256_ms'))} |",
-        f"| window 256, tokens {tokens - 255:,}-{tokens:,} | "
+        f"| window 256, tokens 1-256 (median step) | {span(get('window', 'window_first_256_ms'))} |",
+        f"| window 256, tokens {tokens - 255:,}-{tokens:,} (median step) | "
         f"{span(get('window', 'window_last_256_ms'))} |",
         f"| window 256, mean | {span(get('window', 'window_mean_ms'))} |",
         f"| full attention (context 512, restarts), mean | {span(get('window', 'full_mean_ms'))} |",
