@@ -81,7 +81,8 @@ class Engine:
             max_tokens: int | list[int]) -> list[int]:  # fmt: skip
         """Start sequences from ``prompts`` (1-D ids each); a row ends after ``max_bars`` bars
         in all (prompt included) or ``max_tokens`` new tokens. New rows take the slots of
-        finished ones first. Returns their row indices."""
+        finished ones first, so read a finished row (:meth:`row`) before adding more.
+        Returns their row indices."""
         n = len(prompts)
         bars = torch.as_tensor(_per_row(max_bars, n), device=self.device)
         budget = torch.as_tensor(_per_row(max_tokens, n), device=self.device)
