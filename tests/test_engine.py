@@ -20,6 +20,15 @@ BAR = int(TK.vocab.offsets[TokenType.BAR])
 GREEDY = SamplingConfig(greedy=True)
 
 
+def _prefill_then_steps(m, x: torch.Tensor, split: int) -> torch.Tensor:
+    """Logits of ``x`` through the cache: the first ``split`` tokens at once, then one by one."""
+    with torch.no_grad():
+        cache = m.new_cache(x.shape[0])
+        parts = [m(x[:, :split], cache=cache)]
+        parts += [m(x[:, t : t + 1], cache=cache) for t in range(split, x.shape[1])]
+    return torch.cat(parts, 1)
+
+
 def test_rows_at_different_positions_match_each_row_alone():
     m = debug_model(max_seq_len=128)
     x = torch.randint(3, TK.vocab_size, (3, 70))
@@ -43,11 +52,9 @@ def test_sliding_window_cache_equals_the_uncached_forward_past_several_windows(b
     x = torch.randint(3, TK.vocab_size, (batch, 90))  # more than five windows
     with torch.no_grad():
         full = m(x)  # band-masked attention over the whole sequence
-        cache = m.new_cache(batch)
-        assert cache.size == 16  # a ring of one window, whatever the length
-        parts = [m(x[:, :20], cache=cache)]  # a prefill longer than the window
-        parts += [m(x[:, t : t + 1], cache=cache) for t in range(20, 90)]
-    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
+    assert m.new_cache(batch).size == 16  # a ring of one window, whatever the length
+    cached = _prefill_then_steps(m, x, 20)  # a prefill longer than the window
+    assert torch.allclose(cached, full, atol=1e-5)
 
 
 def test_the_window_limits_what_a_token_sees():
@@ -225,12 +232,9 @@ def test_musical_positions_cached_equal_uncached_and_change_the_output():
     m = _musical_model(max_seq_len=128)
     torch.nn.init.normal_(m.timeline.bar.weight, std=0.5)  # make them matter
     ids = _music(1, beats=40)[None, :100].repeat(2, 1)
+    assert torch.allclose(_prefill_then_steps(m, ids, 37), m(ids).detach(), atol=1e-5)
     with torch.no_grad():
         full = m(ids)
-        cache = m.new_cache(2)
-        parts = [m(ids[:, :37], cache=cache)] + [m(ids[:, t : t + 1], cache=cache)
-                                                 for t in range(37, 100)]  # fmt: skip
-        assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
         plain = debug_model(max_seq_len=128)
         assert not torch.allclose(plain(ids), full, atol=1e-3)
     prompts = [ids[0, :30], ids[0, :55]]  # ragged prompts, restarts past the context
@@ -248,10 +252,7 @@ def test_hierarchical_cache_equals_the_full_forward_past_several_windows():
     x = torch.stack([_music(n, beats=40)[:110] for n in (1, 2, 3)])  # bars at different places
     with torch.no_grad():
         full = m(x)
-        cache = m.new_cache(3)
-        parts = [m(x[:, :30], cache=cache)] + [m(x[:, t : t + 1], cache=cache)
-                                               for t in range(30, 110)]  # fmt: skip
-    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-4)
+    assert torch.allclose(_prefill_then_steps(m, x, 30), full, atol=1e-4)
 
 
 def test_bar_summaries_let_a_token_see_past_its_window():

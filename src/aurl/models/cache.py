@@ -53,7 +53,7 @@ class KVCache:
         self.common: int | None = 0  # the position every row is at, None when they differ
         self.filled = 0  # slots that may be in use in some row (an upper bound)
         self._plan: Plan | None = None
-        self.rows: dict[str, tuple[torch.Tensor, ...]] = {}  # more per-row state (a model's)
+        self.rows: dict[str, torch.Tensor] = {}  # a model's own per-row state, batch first
         self.memory = None  # bar summaries (hierarchical attention), rows kept in step
 
     @property
@@ -151,41 +151,31 @@ class KVCache:
         """Keep (or repeat, or reorder) rows: row i becomes old row ``index[i]``."""
         self.k, self.v = self.k[:, index], self.v[:, index]
         self.pos, self.slot_pos = self.pos[index], self.slot_pos[index]
-        self.rows = {name: tuple(t[index] for t in ts) for name, ts in self.rows.items()}
+        self.rows = {name: t[index] for name, t in self.rows.items()}
         if self.memory is not None:
             self.memory.select(index)
         self._resync()
 
     def extend(self, other: KVCache) -> None:
-        """Append the rows of ``other`` (same shape but the batch)."""
+        """Append the rows of ``other`` (a cache of the same model)."""
         self.k = torch.cat([self.k, other.k], 1)
         self.v = torch.cat([self.v, other.v], 1)
         self.pos = torch.cat([self.pos, other.pos])
         self.slot_pos = torch.cat([self.slot_pos, other.slot_pos])
-        self.rows = {name: tuple(torch.cat([a, b]) for a, b in zip(ts, other._row_state(name, ts),
-                                                                 strict=True))
-                     for name, ts in self.rows.items()}  # fmt: skip
+        self.rows = {name: torch.cat([t, other.rows[name]]) for name, t in self.rows.items()}
         if self.memory is not None:
             self.memory.extend(other.memory)
         self._resync()
 
     def put(self, rows: torch.Tensor, other: KVCache) -> None:
-        """Replace rows ``rows`` with the rows of ``other``, in order."""
+        """Replace rows ``rows`` with the rows of ``other`` (a cache of the same model)."""
         self.k[:, rows], self.v[:, rows] = other.k, other.v
         self.pos[rows], self.slot_pos[rows] = other.pos, other.slot_pos
-        for name, theirs in other.rows.items():
-            mine = self.rows.setdefault(name, tuple(torch.zeros(self.batch, dtype=t.dtype,
-                                                                device=t.device) for t in theirs))  # fmt: skip
-            for a, b in zip(mine, theirs, strict=True):
-                a[rows] = b
+        for name, t in self.rows.items():
+            t[rows] = other.rows[name]
         if self.memory is not None:
             self.memory.put(rows, other.memory)
         self._resync()
-
-    def _row_state(self, name: str, like: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        """This cache's state ``name`` (zeros, shaped like ``like``'s, where it has none)."""
-        return self.rows.get(name) or tuple(torch.zeros(self.batch, dtype=t.dtype,
-                                                        device=t.device) for t in like)  # fmt: skip
 
 
 class LayerCache:

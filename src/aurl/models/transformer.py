@@ -259,6 +259,9 @@ class Transformer(nn.Module):
         head_dim = cfg.n_embd // cfg.n_head
         cache = KVCache(cfg.n_layer, batch, cfg.n_head, size, head_dim, w.device, dtype,
                         cfg.window)  # fmt: skip
+        if cfg.musical_positions:  # each row's bar count and step, carried between calls
+            for name in ("bars", "step"):
+                cache.rows[name] = torch.zeros(batch, dtype=torch.long, device=w.device)
         if cfg.bar_summaries:
             cache.memory = BarMemory(cfg.n_layer, batch, cfg.n_head, head_dim, w.device, dtype)
         return cache
@@ -297,12 +300,12 @@ class Transformer(nn.Module):
                  ) -> torch.Tensor:  # fmt: skip
         """The musical-position embeddings of ``idx``, continuing what ``cache`` holds (and
         leaving there each row's bar count and step after its last real token)."""
-        before = (None, None) if cache is None else cache.rows.get("timeline", (None, None))
+        before = (None, None) if cache is None else (cache.rows["bars"], cache.rows["step"])
         bars, step = self.timeline.timeline(idx, *before)
         if cache is not None:
             last = idx.shape[1] - 1 if lengths is None else lengths - 1
             rows = torch.arange(idx.shape[0], device=idx.device)
-            cache.rows["timeline"] = (bars[rows, last], step[rows, last])
+            cache.rows["bars"], cache.rows["step"] = bars[rows, last], step[rows, last]
         return self.timeline(bars, step).to(self.embed.weight.dtype)
 
     def _bars(self, idx: torch.Tensor, cache: KVCache | None, start: int,
