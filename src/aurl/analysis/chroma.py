@@ -102,8 +102,3 @@ def extreme_pitch(piece: Piece, ov: Overlaps, lowest: bool = True) -> np.ndarray
     out = np.full(ov.n_segments, -1, np.int64)
     out[seg[first]] = pitch[order][first]
     return out
-
-
-def duration_histogram(piece: Piece) -> np.ndarray:
-    """Total duration of each pitch class over the whole piece, shape ``(12,)``."""
-    return np.bincount(piece.pitch % 12, weights=piece.duration, minlength=12).astype(float)

@@ -1,8 +1,10 @@
 """Expert Roman-numeral analyses shipped with music21, aligned with their scores.
 
-Three sets: music21's 20 Bach chorale analyses, split by name into a tuning half (odd
-Riemenschneider numbers) and a held-out half (even numbers), and its 48 Monteverdi madrigal
-analyses, held out. Each analysis is aligned with its score by measure number and beat: the
+Three sets from music21's corpus: its 20 Bach chorale analyses, split by name into a tuning
+half (odd Riemenschneider numbers) and a held-out half (even numbers), and its 48 Monteverdi
+madrigal analyses, held out; and, from a folder of further analyses beside their scores
+(``<collection>/<number>/analysis.txt`` and ``score.mxl``, see ``benchmarks/analyses``), one
+set per collection named in ``COLLECTIONS`` (one tunes, the others are held out). Each analysis is aligned with its score by measure number and beat: the
 score is parsed with music21 as written (chord symbols removed, repeats not expanded, pickup
 bars kept as bar 0, meter changes followed bar by bar), so ``m4 b3`` in the analysis and in
 the score are the same moment. The compared moments are every beat of the score plus every
@@ -24,7 +26,17 @@ from aurl.analysis.chroma import chroma, overlaps
 from aurl.analysis.piece import STEPS_PER_QUARTER, Piece
 
 MIN_ALIGNED = 0.85  # below this share of sounding reference roots, the versions differ
-SETS = ("chorales, tuning half", "chorales, held-out half", "Monteverdi madrigals, held out")
+COLLECTIONS = {
+    "dichterliebe": "Schumann Dichterliebe, tuning",
+    "wtc1-preludes": "Bach WTC I preludes, held out",
+    "winterreise": "Schubert Winterreise, held out",
+}
+SETS = (
+    "chorales, tuning half",
+    "chorales, held-out half",
+    "Monteverdi madrigals, held out",
+    *COLLECTIONS.values(),
+)
 _SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".krn")
 
 
@@ -64,13 +76,18 @@ class Reference:
     aligned: float = 1.0
 
 
-def analysis_files() -> list[Path]:
-    """Every ``.rntxt`` analysis of the three sets in music21's corpus, chorales first."""
+def analysis_files(folder: Path | None = None) -> list[Path]:
+    """Every analysis of music21's corpus (chorales first, then madrigals), then those of
+    ``folder``'s collections (``<collection>/<number>/analysis.txt``) if given."""
     import music21
 
     corpus = Path(music21.__file__).parent / "corpus"
     chorales = sorted((corpus / "bach" / "choraleAnalyses").glob("*.rntxt"))
-    return chorales + sorted((corpus / "monteverdi").glob("*.rntxt"), key=_natural)
+    files = chorales + sorted((corpus / "monteverdi").glob("*.rntxt"), key=_natural)
+    if folder is not None:
+        extra = sorted(folder.glob("*/*/analysis.txt"))
+        files += [p for p in extra if p.parent.parent.name in COLLECTIONS]
+    return files
 
 
 def _natural(path: Path) -> list:
@@ -79,7 +96,9 @@ def _natural(path: Path) -> list:
 
 def set_of(rntxt: Path) -> str:
     """The set of an analysis, fixed by its file name: odd-numbered chorales tune, the rest
-    are held out."""
+    are held out; an analysis of the folder belongs to its collection's set."""
+    if rntxt.name == "analysis.txt":
+        return COLLECTIONS[rntxt.parent.parent.name]
     number = re.fullmatch(r"riemenschneider(\d+)", rntxt.stem)
     if number is None:
         return SETS[2]
@@ -101,14 +120,19 @@ def score_name(rntxt: Path) -> str:
 def score_of(rntxt: Path) -> tuple[str, object]:
     """The name of the piece an analysis describes and its score, chord symbols removed.
 
-    The score is the file beside the analysis with the same name (the madrigals), else the
-    corpus score its ``BWV`` header names (the chorales).
+    The score is ``score.mxl`` beside an ``analysis.txt`` (named ``<collection>.<number>``),
+    the file beside the analysis with the same name (the madrigals), else the corpus score its
+    ``BWV`` header names (the chorales).
     """
     from music21 import converter, corpus, harmony
 
-    beside = [rntxt.with_suffix(s) for s in _SCORE_SUFFIXES if rntxt.with_suffix(s).exists()]
+    if rntxt.name == "analysis.txt":
+        beside = [rntxt.with_name("score.mxl")]
+        rntxt = rntxt.with_name(f"{rntxt.parent.parent.name}.{rntxt.parent.name}")
+    else:
+        beside = [rntxt.with_suffix(s) for s in _SCORE_SUFFIXES if rntxt.with_suffix(s).exists()]
     if beside:
-        name, score = rntxt.stem, converter.parse(str(beside[0]))
+        name, score = rntxt.name.removesuffix(".rntxt"), converter.parse(str(beside[0]))
     else:
         name = score_name(rntxt)
         score = corpus.parse(f"bach/{name}")
@@ -166,7 +190,9 @@ def load_reference(rntxt: Path) -> Reference:
         analysis = converter.parse(str(rntxt), format="romanText")
         name, score = score_of(rntxt)
         piece, measures = piece_from_music21(score, name)
-        events = _events(analysis, measures, piece.steps_per_quarter)
+        renumber = _pickup_shift(analysis, score, measures)
+        events = _events(analysis, {n - renumber: t for n, t in measures.items()},
+                         piece.steps_per_quarter)  # fmt: skip
         times = np.array([e[0] for e in events], np.int64)
         beats = piece.beat_starts()
         beats = np.union1d(beats[beats >= times[0]], times[times < piece.end])
@@ -191,6 +217,20 @@ def load_reference(rntxt: Path) -> Reference:
     )
 
 
+def _pickup_shift(analysis, score, measures: dict) -> int:
+    """1 where the analysis numbers the pickup bar 0 and the score numbers it 1 (a short
+    first measure), else 0: the score's measure ``n + shift`` is the analysis's bar ``n``."""
+    from music21 import roman
+
+    numbers = {rn.measureNumber for rn in analysis.recurse().getElementsByClass(roman.RomanNumeral)}
+    if 0 not in numbers or 0 in measures or 1 not in measures:
+        return 0
+    first = score.parts[0].getElementsByClass("Measure").first()
+    ts = first.timeSignature or first.getContextByClass("TimeSignature")
+    short = ts is not None and first.duration.quarterLength < ts.barDuration.quarterLength
+    return int(short)
+
+
 def _events(analysis, measures: dict, spq: int) -> list[tuple[int, int, str, int, str]]:
     """``(time, root, quality, key, figure)`` of every numeral in bars the score has, by time.
 
@@ -201,8 +241,8 @@ def _events(analysis, measures: dict, spq: int) -> list[tuple[int, int, str, int
 
     events = []
     for rn in analysis.recurse().getElementsByClass(roman.RomanNumeral):
-        if rn.measureNumber not in measures:
-            continue
+        if rn.measureNumber not in measures or not rn.pitches:
+            continue  # a bar the score lacks, or a figure music21 cannot spell
         start = measures[rn.measureNumber]
         offset = (float(rn.beat) - 1) * float(rn.beatDuration.quarterLength)
         root = rn.root().pitchClass
@@ -233,12 +273,27 @@ def _transposition(piece: Piece, beats: np.ndarray, root: np.ndarray) -> tuple[i
 
 
 def load_references(
-    sets: tuple[str, ...] = SETS, names: tuple[str, ...] | None = None
+    sets: tuple[str, ...] = SETS,
+    names: tuple[str, ...] | None = None,
+    folder: Path | None = None,
 ) -> list[Reference]:
-    """The analyses of the given sets (optionally only the given file stems), aligned.
+    """The analyses of the given sets (optionally only the given pieces), aligned.
+
+    Args:
+        sets: Names from ``SETS``.
+        names: Piece names to keep (``riemenschneider001``, ``madrigal.3.1``,
+            ``winterreise.01``), or None for all.
+        folder: The folder of further analyses (see :func:`analysis_files`); without it
+            the folder's sets are empty.
 
     Loading parses every score with music21 and chordifies it: about half a second per
     chorale and three seconds per madrigal.
     """
-    paths = [p for p in analysis_files() if set_of(p) in sets]
-    return [load_reference(p) for p in paths if names is None or p.stem in names]
+    paths = [p for p in analysis_files(folder) if set_of(p) in sets]
+    return [load_reference(p) for p in paths if names is None or _piece_name(p) in names]
+
+
+def _piece_name(path: Path) -> str:
+    if path.name == "analysis.txt":
+        return f"{path.parent.parent.name}.{path.parent.name}"
+    return path.stem

@@ -1,6 +1,8 @@
 """Key and chord analysis of a piece, beat by beat.
 
-The global key comes from the whole piece's pitch-class durations, the local key of every beat
+The global key comes from the whole piece's pitch-class durations, its opening and closing
+quarters counted twice (a key is stated at the start and confirmed at the end; modulations
+fall between), the local key of every beat
 from a smoothed sliding window (:mod:`aurl.analysis.key`), and the chord of every beat from
 template matching in that local key (:mod:`aurl.analysis.chords`). Each chord is then named
 as a Roman numeral in its local key.
@@ -20,7 +22,7 @@ from aurl.analysis.chords import (
     refine_chords,
     subdivide,
 )
-from aurl.analysis.chroma import chroma, duration_histogram, overlaps
+from aurl.analysis.chroma import chroma, overlaps
 from aurl.analysis.key import DEFAULT_PROFILE, Key, find_key, local_keys
 from aurl.analysis.piece import Piece
 from aurl.analysis.roman import roman_numeral
@@ -34,6 +36,7 @@ class HarmonyParams:
     key_half_width: int = 4  # beats on each side of the local-key window
     key_switch_penalty: float = 0.7  # summed correlation a modulation must earn
     final_bass_bonus: float = 0.1  # added to keys whose tonic is the last bass note
+    key_frame: float = 0.25  # share of beats at each end counted twice for the global key
     slow_tactus: float = 1.75  # mean note length (beats, by duration) that makes it 2 beats
     chords: ChordParams = ChordParams()
 
@@ -76,10 +79,11 @@ def analyze_harmony(piece: Piece, params: HarmonyParams | None = None) -> Harmon
     ends = piece.time + piece.duration
     last = ends >= ends.max() - piece.steps_per_quarter // 2
     final_bass = int(piece.pitch[last].min() % 12)
-    key = find_key(duration_histogram(piece), params.profile, final_bass, params.final_bass_bonus)
     beats = piece.beat_starts()
     bounds = np.append(beats, max(piece.end, int(beats[-1]) + 1))
     beat_chroma = chroma(piece, overlaps(piece, bounds))
+    hist = framed_histogram(beat_chroma, params.key_frame)
+    key = find_key(hist, params.profile, final_bass, params.final_bass_bonus)
     keys, margin = local_keys(
         beat_chroma, params.profile, params.key_half_width, params.key_switch_penalty
     )
@@ -106,6 +110,17 @@ def analyze_harmony(piece: Piece, params: HarmonyParams | None = None) -> Harmon
     beat_of = np.searchsorted(beats, fine[:-1], side="right") - 1
     halves = refine_chords(piece, chords, fine, keys[beat_of], params.chords)
     return Harmony(key, beats, keys, margin, chords, numerals, halves, tactus)
+
+
+def framed_histogram(beat_chroma: np.ndarray, frame: float) -> np.ndarray:
+    """Pitch-class durations of the whole piece with the first and last ``frame`` of its
+    beats (at least one each) counted twice; ``frame=0`` gives the plain sum."""
+    weight = np.ones(len(beat_chroma))
+    if frame > 0:
+        n = max(1, int(len(beat_chroma) * frame))
+        weight[:n] += 1
+        weight[-n:] += 1
+    return (beat_chroma * weight[:, None]).sum(0)
 
 
 def _beat_in_bar(piece: Piece, beats: np.ndarray) -> np.ndarray:
