@@ -175,7 +175,15 @@ def _batch_scores(bach_source) -> list[symusic.Score]:
     return scores
 
 
-@pytest.mark.parametrize("config", [TokenizerConfig(), TokenizerConfig(microtiming=4)])
+@pytest.mark.parametrize(
+    "config",
+    [
+        TokenizerConfig(),
+        TokenizerConfig(microtiming=4),
+        TokenizerConfig(tracks=16),
+        TokenizerConfig(tracks=2),
+    ],  # fmt: skip
+)
 def test_batch_encoding_equals_one_at_a_time(bach_source, config):
     tk = Tokenizer(config)
     scores = _batch_scores(bach_source)

@@ -33,19 +33,12 @@ import numpy as np
 
 from aurl.data.config import AugmentConfig, ScheduleConfig
 from aurl.tokens import TokenType, Vocabulary
+from aurl.tokens.tracks import program_in_force
 from aurl.tokens.vocab import DRUM_PROGRAM, velocity_bin
 
 # Random streams: window index ``i`` draws augmentation ``k`` from default_rng((seed, i, k)).
 STREAM_TRANSPOSE, STREAM_TEMPO, STREAM_VELOCITY, STREAM_PROGRAMS, STREAM_HUMANIZE = 1, 2, 3, 4, 5
 FAMILY_SIZE = 8  # General MIDI programs come in families of eight
-
-
-def program_in_force(ids: np.ndarray, vocab: Vocabulary) -> np.ndarray:
-    """The program of every token: the value of the last Program token at or before it (0
-    before the first)."""
-    is_program = vocab.types[ids] == TokenType.PROGRAM
-    last = np.maximum.accumulate(np.where(is_program, np.arange(len(ids)), -1))
-    return np.where(last >= 0, vocab.values[ids[np.maximum(last, 0)]], 0)
 
 
 def _pitched(ids: np.ndarray, vocab: Vocabulary) -> np.ndarray:

@@ -1,5 +1,8 @@
 """Training windows: random slices of the token shards that start at bar boundaries.
 
+With tracks, a window that starts inside a piece opens with the piece's BOS and track
+declarations, so every window says which tracks its notes name.
+
 Window ``i`` of a dataset is a pure function of ``(seed, i)`` and of the training step it is
 for (``i // batch_size``): which piece, which bar it starts at, how it is augmented and, under
 a sequence-length curriculum, how long it is. A resumed run that asks for the same indices gets
@@ -81,6 +84,16 @@ class WindowDataset(torch.utils.data.Dataset):
         piece_of = np.searchsorted(shard.pieces, starts, side="right") - 1
         self.starts, self.ends = starts, shard.pieces[piece_of + 1]
         self.bar_steps = _bar_steps_at(shard, vocab, starts)
+        # With tracks: where each start's piece begins, and its BOS + declarations' length
+        # (0 for a start at the piece's BOS: the window holds them already).
+        self.piece_starts = shard.pieces[piece_of]
+        self.heads = np.zeros(len(starts), np.int64)
+        if vocab.has_tracks and len(shard.bars):
+            first_bar = shard.bars[np.searchsorted(shard.bars, self.piece_starts).clip(
+                max=len(shard.bars) - 1)]  # fmt: skip
+            inside = (first_bar > self.piece_starts) & (first_bar < self.ends)
+            head = np.where(inside, first_bar - self.piece_starts, 0)
+            self.heads = np.where(starts > self.piece_starts, head, 0)
         # Weight starts so that each piece is drawn in proportion to its tokens.
         per_piece = np.bincount(piece_of, minlength=shard.num_pieces)
         lengths = np.diff(shard.pieces)
@@ -110,7 +123,8 @@ class WindowDataset(torch.utils.data.Dataset):
         j = min(int(np.searchsorted(self.cdf, rng.random(), side="right")), len(self.starts) - 1)
         step = self.step_of(index)
         start = int(self.starts[j])
-        end = min(int(self.ends[j]), start + seq_len_at(step, self.seq_len, self.curriculum) + 1)
+        room = seq_len_at(step, self.seq_len, self.curriculum) + 1 - int(self.heads[j])
+        end = min(int(self.ends[j]), start + max(room, 1))
         shift = 0
         if self.transpose and transposition_applies(self.augment, self.seed, index, step):
             ids = np.asarray(self.shard.tokens[start:end], np.int64)
@@ -119,13 +133,18 @@ class WindowDataset(torch.utils.data.Dataset):
         return j, start, end, shift
 
     def locate(self, index: int) -> tuple[int, int, int]:
-        """Window ``index`` as (first token offset, end offset, semitones to transpose)."""
+        """Window ``index`` as (first token offset, end offset, semitones to transpose); with
+        tracks, the piece's declarations come before these tokens (see :meth:`window`)."""
         return self._draw(index)[1:]
 
     def window(self, index: int) -> np.ndarray:
         """The augmented token ids of window ``index`` (up to its length + 1, unpadded)."""
         j, start, end, shift = self._draw(index)
         ids = np.asarray(self.shard.tokens[start:end], np.int64)
+        if self.heads[j]:
+            first = int(self.piece_starts[j])
+            head = np.asarray(self.shard.tokens[first : first + int(self.heads[j])], np.int64)
+            ids = np.concatenate([head, ids])
         if shift:
             ids = transpose(ids, self.vocab, shift)
         return augment_window(ids, self.vocab, self.augment, self.seed, int(index),

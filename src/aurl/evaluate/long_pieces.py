@@ -21,8 +21,8 @@ from aurl.evaluate.notes import Notes
 from aurl.tokens import TokenType, Vocabulary
 
 WINDOW_BARS = 16
-NOTE_TYPES = [TokenType.POSITION, TokenType.PROGRAM, TokenType.PITCH, TokenType.VELOCITY,
-              TokenType.DURATION]  # fmt: skip
+NOTE_TYPES = [TokenType.POSITION, TokenType.PROGRAM, TokenType.TRACK, TokenType.PITCH,
+              TokenType.VELOCITY, TokenType.DURATION]  # fmt: skip
 
 
 def window_notes(notes: Notes, first: int, count: int) -> Notes:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from aurl.tokens import EOS, TokenType, Vocabulary
+from aurl.tokens.tracks import program_in_force
 from aurl.tokens.vocab import DRUM_PROGRAM
 
 __all__ = ["DRUM_PROGRAM", "Notes", "crop_bars", "ids_to_notes", "read_folder_ids"]
@@ -65,7 +66,8 @@ def ids_to_notes(ids: np.ndarray, vocab: Vocabulary) -> Notes:
 
     A note is emitted at each Duration token that follows a Pitch and a Velocity since the
     previous Duration; it sounds at the current Position of the current bar, with the
-    Program last set. Decoding stops at EOS; ids outside the vocabulary are skipped.
+    Program last set (with tracks: its track's program). Decoding stops at EOS; ids outside
+    the vocabulary are skipped.
     """
     ids = np.asarray(ids, np.int64)
     stop = np.flatnonzero(ids == EOS)
@@ -92,8 +94,7 @@ def ids_to_notes(ids: np.ndarray, vocab: Vocabulary) -> Notes:
     )
     time = start_of + pos
 
-    prog_at = _last_index(types == TokenType.PROGRAM)
-    program = np.where(prog_at >= 0, values[np.maximum(prog_at, 0)], 0)
+    program = program_in_force(ids, vocab)
 
     # Notes: Duration tokens with a Pitch and a Velocity since the previous Duration.
     is_dur = types == TokenType.DURATION

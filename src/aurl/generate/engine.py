@@ -8,7 +8,8 @@ running batch between steps (:meth:`Engine.add`) into the slots of finished ones
 A row stops at EOS, when it is about to start one bar more than asked for (that Bar becomes
 EOS), or when its token budget is spent. A full-attention model whose context fills restarts
 that row alone from a bar line near the middle of its window; a sliding-window model never
-restarts (its cache is a ring buffer).
+restarts (its cache is a ring buffer). With tracks, a restarted context keeps the row's BOS
+and track declarations in front, as training windows do.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class Engine:
         self.state = GrammarState(vocab, 0, self.device)
         self.seq = torch.full((0, 0), PAD, dtype=torch.long, device=self.device)
         z = lambda dtype=torch.long: torch.zeros(0, dtype=dtype, device=self.device)  # noqa: E731
-        self.length, self.offset, self.prompt_len = z(), z(), z()
+        self.length, self.offset, self.prompt_len, self.head = z(), z(), z(), z()
+        self.keep_head = vocab.has_tracks
         self.max_bars, self.stop_at = z(), z()
         self.done = z(torch.bool)
         self.logp = z(torch.float32)  # the model's log-likelihood of each row's new tokens
@@ -87,20 +89,24 @@ class Engine:
         bars = torch.as_tensor(_per_row(max_bars, n), device=self.device)
         budget = torch.as_tensor(_per_row(max_tokens, n), device=self.device)
         lengths = torch.tensor([len(p) for p in prompts], device=self.device)
-        offsets = torch.tensor([self._first_offset(p) for p in prompts], device=self.device)
+        heads = torch.tensor([self._head(p) for p in prompts], device=self.device)
+        offsets = torch.tensor([self._first_offset(p, int(h)) for p, h in zip(prompts, heads,
+                                                                             strict=True)],
+                               device=self.device)  # fmt: skip
         width = int((lengths + budget).max())
         ids = torch.full((n, width), PAD, dtype=torch.long, device=self.device)
         for i, p in enumerate(prompts):
             ids[i, : len(p)] = p.to(self.device)
         state = self.state.fresh(n)
         state.feed(ids[:, : int(lengths.max())], lengths)
-        logits, cache = self._prefill(ids, offsets, lengths)
+        logits, cache = self._prefill(ids, offsets, lengths, heads)
         if self.logits.shape[1] != logits.shape[1]:  # the model's vocabulary may be smaller
             self.logits = torch.zeros(self.batch, logits.shape[1], device=self.device)
         rows = self._place(n, width)
         self.seq[rows, :width] = ids
         for name, value in (("length", lengths), ("offset", offsets), ("prompt_len", lengths),
-                            ("max_bars", bars), ("stop_at", lengths + budget)):  # fmt: skip
+                            ("max_bars", bars), ("stop_at", lengths + budget),
+                            ("head", heads)):  # fmt: skip
             getattr(self, name)[rows] = value
         self.done[rows] = budget <= 0
         self.logp[rows] = 0.0
@@ -118,7 +124,7 @@ class Engine:
         if extra:
             grow = lambda t, fill: torch.cat([t, torch.full((extra, *t.shape[1:]), fill,  # noqa: E731
                                               dtype=t.dtype, device=t.device)])  # fmt: skip
-            for name in ("length", "offset", "prompt_len", "max_bars", "stop_at", "logp"):
+            for name in ("length", "offset", "prompt_len", "max_bars", "stop_at", "logp", "head"):
                 setattr(self, name, grow(getattr(self, name), 0))
             self.done, self.tokens = grow(self.done, True), grow(self.tokens, PAD)
             self.logits = grow(self.logits, 0.0)
@@ -140,23 +146,38 @@ class Engine:
             self.cache.extend(self.model.new_cache(self.batch - self.cache.batch, self.ctx))
         self.cache.put(rows, cache)
 
-    def _first_offset(self, prompt: torch.Tensor) -> int:
+    def _head(self, ids: torch.Tensor) -> int:
+        """With tracks, the length of BOS and the declarations (up to the first Bar) that a
+        restarted context keeps in front; 0 otherwise, or while no Bar has come."""
+        if not self.keep_head:
+            return 0
+        bars = (ids == self.bar_id).nonzero().flatten()
+        return int(bars[0]) if len(bars) else 0
+
+    def _first_offset(self, prompt: torch.Tensor, head: int) -> int:
         """Where a prompt's context starts: 0, or for a prompt longer than a full-attention
-        context, a bar line near the middle of its last ``ctx`` tokens."""
+        context, a bar line near the middle of its last ``ctx - head`` tokens."""
         if self.window or len(prompt) <= self.ctx:
             return 0
-        tail = len(prompt) - self.ctx
-        return tail + restart_point(prompt[tail:], self.bar_id, self.ctx)
+        tail = len(prompt) - (self.ctx - head)
+        return tail + restart_point(prompt[tail:], self.bar_id, self.ctx - head)
 
-    def _prefill(self, ids: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor):
-        """Next-token logits (n, V) after each row's context ``ids[offset:length]``, and a
+    def _context(self, ids: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor,
+                 heads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Each row's context, right-padded, and its size: the row's first ``head`` tokens
+        (once its context has moved past them), then ``ids[offset:length]``."""
+        heads = torch.where(offsets > heads, heads, 0)
+        sizes = heads + lengths - offsets
+        j = torch.arange(int(sizes.max()), device=self.device)
+        index = torch.where(j < heads[:, None], j, offsets[:, None] + j - heads[:, None])
+        return ids.gather(1, index.clamp(max=ids.shape[1] - 1)), sizes
+
+    def _prefill(self, ids: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor,
+                 heads: torch.Tensor):  # fmt: skip
+        """Next-token logits (n, V) after each row's context (see :meth:`_context`), and a
         cache holding those contexts (None without the cache)."""
-        width = int((lengths - offsets).max())
-        index = (offsets[:, None] + torch.arange(width, device=self.device)).clamp(
-            max=ids.shape[1] - 1
-        )
-        context = ids.gather(1, index)  # (n, width), right-padded
-        sizes = lengths - offsets
+        context, sizes = self._context(ids, offsets, lengths, heads)
+        width = context.shape[1]
         if not self.config.use_cache:
             return self._uncached(context, sizes), None
         cache = self.model.new_cache(len(ids), self.ctx)
@@ -214,7 +235,7 @@ class Engine:
         self.tokens = tok
         if bool(self.done.all()):
             return
-        restart = ~self.done & (self.length - self.offset >= self.ctx) if not self.window else None
+        restart = ~self.done & (self._sizes() >= self.ctx) if not self.window else None
         if self.config.use_cache:
             self.logits = self.model(tok[:, None], cache=self.cache, last_only=True)[:, -1].float()
         if restart is not None and bool(restart.any()):
@@ -222,23 +243,28 @@ class Engine:
         if not self.config.use_cache:
             self.logits = self._uncached_step()
 
+    def _sizes(self) -> torch.Tensor:
+        """Every row's context size (see :meth:`_context`)."""
+        return self.length - self.offset + torch.where(self.offset > self.head, self.head, 0)
+
     def _uncached_step(self) -> torch.Tensor:
-        width = int((self.length - self.offset).max())
-        index = (self.offset[:, None] + torch.arange(width, device=self.device)).clamp(
-            max=self.seq.shape[1] - 1
-        )
-        return self._uncached(self.seq.gather(1, index), self.length - self.offset).float()
+        context, sizes = self._context(self.seq, self.offset, self.length, self.head)
+        return self._uncached(context, sizes).float()
 
     def _restart(self, rows: torch.Tensor) -> None:
         """Rows whose context is full keep their last bars (from a bar line near the middle
-        of the window, each row its own) and rebuild their cache from there."""
+        of the window, each row its own), after their declarations with tracks, and rebuild
+        their cache from there."""
         for r in rows.tolist():
             start = int(self.offset[r])
+            head = self._head(self.seq[r, : int(self.length[r])])
             window = self.seq[r, start : int(self.length[r])]
-            self.offset[r] = start + restart_point(window, self.bar_id, self.ctx)
+            self.head[r] = head
+            self.offset[r] = start + restart_point(window, self.bar_id, self.ctx - head)
         if not self.config.use_cache:
             return
-        logits, cache = self._prefill(self.seq[rows], self.offset[rows], self.length[rows])
+        logits, cache = self._prefill(self.seq[rows], self.offset[rows], self.length[rows],
+                                      self.head[rows])  # fmt: skip
         self.cache.put(rows, cache)
         self.logits[rows] = logits.float()
 
@@ -257,7 +283,7 @@ class Engine:
     def reorder(self, index: torch.Tensor) -> None:
         """Keep, repeat or reorder rows (beam search): row i becomes old row ``index[i]``."""
         for name in ("seq", "length", "offset", "prompt_len", "max_bars", "stop_at", "done",
-                     "logp", "logits", "tokens"):  # fmt: skip
+                     "logp", "logits", "tokens", "head"):  # fmt: skip
             setattr(self, name, getattr(self, name)[index])
         self.state.select(index)
         if self.cache is not None:

@@ -27,6 +27,7 @@ class ScoreArrays:
     time_signatures: ``time``, ``numerator`` and ``denominator`` of every change.
     tpq: Ticks per quarter.
     end: ``Score.end()``.
+    names: Each track's name.
     """
 
     tracks: list[dict[str, np.ndarray]]
@@ -35,6 +36,7 @@ class ScoreArrays:
     time_signatures: dict[str, np.ndarray]
     tpq: int
     end: int
+    names: tuple[str, ...] = ()
 
 
 def score_arrays(score: symusic.Score) -> ScoreArrays:
@@ -47,6 +49,7 @@ def score_arrays(score: symusic.Score) -> ScoreArrays:
         score.time_signatures.numpy(),
         int(score.tpq),
         int(score.end()),
+        tuple(str(track.name) for track in tracks),
     )
 
 

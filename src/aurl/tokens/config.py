@@ -23,6 +23,10 @@ class TokenizerConfig(BaseModel):
         microtiming: 0 or 1 quantizes strictly to the grid. N >= 2 keeps each note's offset
             from its grid step, in 1/N of a step, as a MicroTiming token that decode
             restores (groove-preserving quantization: swing and rubato survive).
+        tracks: 0 keeps one stream of notes, each naming its program (tracks of one program
+            merge). N >= 1 keeps up to N tracks per piece: the piece declares them after BOS
+            (``Track_k Program_p [Voice_v]``, k counting up from 0) and every note names its
+            track instead of its program (see :mod:`aurl.tokens.tracks`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,6 +40,7 @@ class TokenizerConfig(BaseModel):
     tempo_max: float = Field(240.0, gt=0)
     reserved_tokens: int = Field(13, ge=0, le=256)
     microtiming: int = Field(0, ge=0, le=32)
+    tracks: int = Field(0, ge=0, le=64)
 
     @field_validator("time_signatures")
     @classmethod

@@ -1,9 +1,10 @@
 """Score -> token ids, vectorized over symusic's numpy arrays.
 
 A piece is ``BOS (Bar [TimeSig] (Position [Tempo] ([Program] Pitch Velocity [MicroTiming]
-Duration)+)*)* EOS``. Every event becomes a fixed-width row of five slots (-1 where a slot
-is unused); the rows are sorted by (time, kind, program, pitch) and flattened, so no Python
-loop runs per note. :func:`encode_many` does the same for many Scores in one pass, laying
+Duration)+)*)* EOS``; with tracks, ``BOS (Track Program [Voice])* (Bar ...)* EOS`` with a
+Track token in place of Program (see :mod:`aurl.tokens.tracks`). Every event becomes a
+fixed-width row of five slots (-1 where a slot is unused); the rows are sorted by (time,
+kind, program or track, pitch) and flattened, so no Python loop runs per note. :func:`encode_many` does the same for many Scores in one pass, laying
 them end to end on one time line; :func:`encode` is the batch of one.
 """
 
@@ -16,9 +17,10 @@ import numpy as np
 import symusic
 
 from aurl.midi.arrays import NoteTable, note_table
+from aurl.tokens.tracks import assign_tracks
 from aurl.tokens.vocab import BOS, EOS, TokenType, Vocabulary, tempo_bin, velocity_bin
 
-_BOS_ROW, _BAR_ROW, _POSITION_ROW, _NOTE_ROW, _EOS_ROW = 0, 1, 2, 3, 4  # order at one time
+_BOS_ROW, _HEADER_ROW, _BAR_ROW, _POSITION_ROW, _NOTE_ROW, _EOS_ROW = range(6)  # order at a time
 
 
 def score_to_notes(
@@ -35,10 +37,13 @@ def score_to_notes(
     return notes
 
 
-def grid_notes(table: NoteTable, steps_per_quarter: int, micro: int = 1) -> dict[str, np.ndarray]:
+def grid_notes(table: NoteTable, steps_per_quarter: int, micro: int = 1,
+               track: np.ndarray | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """:func:`score_to_notes` of every Score in ``table``: one set of flat arrays sorted by
     (piece, time, program, pitch), with ``piece`` giving each note's Score. Tick times are
-    brought to the grid as symusic's ``resample`` would."""
+    brought to the grid as symusic's ``resample`` would. With ``track`` (each note's track
+    in its piece, below 256) the notes sort by track instead of program and ``track`` is
+    returned too."""
     tpqs = [a.tpq for a in table.scores]
     if tpqs and min(tpqs) <= 0:
         raise ValueError(f"a score has {min(tpqs)} ticks per quarter")
@@ -47,6 +52,8 @@ def grid_notes(table: NoteTable, steps_per_quarter: int, micro: int = 1) -> dict
     tpq = tpqs[0] if one and tpqs else np.array(tpqs, np.int64)[table.piece]
     steps = steps_per_quarter * micro
     out = {"pitch": table.pitch, "velocity": table.velocity, "program": table.program}
+    if track is not None:
+        out["track"] = track
     if len(table) > 1:
         out["piece"] = table.piece
     fine = _to_grid(table.time, tpq, steps)
@@ -56,7 +63,7 @@ def grid_notes(table: NoteTable, steps_per_quarter: int, micro: int = 1) -> dict
     out["duration"] = np.maximum((duration + micro // 2) // micro, 1)
     # One int64 key (piece, time, program, pitch) sorts faster than a four-key lexsort; it
     # holds times below 2**31 (symusic's ticks are int32) for up to 2**16 scores.
-    key = out["time"] << 16 | out["program"] << 8 | out["pitch"]
+    key = out["time"] << 16 | (out["program"] if track is None else track) << 8 | out["pitch"]
     if len(table) > 1:
         key |= out["piece"] << 47
     order = np.argsort(key, kind="stable")
@@ -147,7 +154,8 @@ def encode_many(table: NoteTable, vocab: Vocabulary) -> list[np.ndarray]:
         return []
     cfg, off = vocab.config, vocab.offsets
     count = len(table)
-    notes = grid_notes(table, cfg.steps_per_quarter, cfg.micro)
+    tracks, headers = assign_tracks(table, cfg.tracks) if vocab.has_tracks else (None, [])
+    notes = grid_notes(table, cfg.steps_per_quarter, cfg.micro, tracks)
     # Each piece's last onset (notes sort by piece, then time) and its place on the line.
     ends = np.cumsum(table.notes).tolist()
     last = [
@@ -198,12 +206,14 @@ def encode_many(table: NoteTable, vocab: Vocabulary) -> list[np.ndarray]:
         has_tempo = t_time[at] == pos_times
         pos_rows[has_tempo, 1] = off[TokenType.TEMPO] + t_bin[at[has_tempo]]
 
-    # Note rows: Program only where it changes inside a position.
+    # Note rows: Program (or Track) only where it changes inside a position.
     n = len(note_time)
-    new_program = _run_starts(note_time) | _run_starts(notes["program"])
+    part = notes["track"] if tracks is not None else notes["program"]
+    new_program = _run_starts(note_time) | _run_starts(part)
     max_dur = vocab.counts[TokenType.DURATION]
     note_rows = np.empty((n, 5), np.int32)
-    note_rows[:, 0] = np.where(new_program, off[TokenType.PROGRAM] + notes["program"], -1)
+    first_id = off[TokenType.TRACK] if tracks is not None else off[TokenType.PROGRAM]
+    note_rows[:, 0] = np.where(new_program, first_id + part, -1)
     note_rows[:, 1] = off[TokenType.PITCH] + notes["pitch"]
     note_rows[:, 2] = off[TokenType.VELOCITY] + _velocity_lut(cfg.velocity_bins)[notes["velocity"]]
     micro_id = off[TokenType.MICROTIMING] + notes["offset"] + cfg.micro // 2
@@ -213,13 +223,15 @@ def encode_many(table: NoteTable, vocab: Vocabulary) -> list[np.ndarray]:
     # BOS opens and EOS closes each piece: rows of their own, first and last at its times.
     frame_rows = np.full((2 * count, 5), -1, np.int32)
     frame_rows[:count, 0], frame_rows[count:, 0] = BOS, EOS
-    rows = np.concatenate([frame_rows, bar_rows, pos_rows, note_rows])
-    time = np.concatenate([start, np.add(start, last), bar_starts, pos_times, note_time])
+    head_rows, head_piece = _header_rows(headers, vocab)
+    rows = np.concatenate([frame_rows, head_rows, bar_rows, pos_rows, note_rows])
+    time = np.concatenate([start, np.add(start, last), np.array(start, np.int64)[head_piece],
+                           bar_starts, pos_times, note_time])  # fmt: skip
     kind = np.repeat(
-        [_BOS_ROW, _EOS_ROW, _BAR_ROW, _POSITION_ROW, _NOTE_ROW],
-        [count, count, len(bar_rows), len(pos_rows), n],
+        [_BOS_ROW, _EOS_ROW, _HEADER_ROW, _BAR_ROW, _POSITION_ROW, _NOTE_ROW],
+        [count, count, len(head_rows), len(bar_rows), len(pos_rows), n],
     )
-    order = np.argsort(time * 5 + kind, kind="stable")  # stable: keeps note order
+    order = np.argsort(time * 6 + kind, kind="stable")  # stable: keeps note order
     flat = rows[order].ravel()
     ids = flat[flat >= 0].astype(np.int64)
     if count == 1:
@@ -231,12 +243,28 @@ def encode_many(table: NoteTable, vocab: Vocabulary) -> list[np.ndarray]:
     bar_piece = np.repeat(np.arange(count), [len(b) for b in bar_times])
     tokens = (
         2
+        + np.bincount(head_piece, (head_rows >= 0).sum(1), count)
         + np.bincount(bar_piece, 1 + sig_change, count)
         + np.bincount(pos_piece, 1 + has_tempo, count)
         + np.bincount(notes["piece"], 3 + new_program + (notes["offset"] != 0), count)
     ).astype(np.int64)
     ends = np.cumsum(tokens).tolist()
     return [ids[e - n : e] for e, n in zip(ends, tokens.tolist(), strict=True)]
+
+
+def _header_rows(headers: list[list[tuple[int, int]]], vocab: Vocabulary) -> tuple[np.ndarray,
+                                                                               np.ndarray]:  # fmt: skip
+    """One row ``Track_k Program_p [Voice_v]`` per declared track, and each row's piece."""
+    off = vocab.offsets
+    rows = np.full((sum(len(h) for h in headers), 5), -1, np.int32)
+    piece = np.repeat(np.arange(len(headers)), [len(h) for h in headers]).astype(np.int64)
+    flat = [(k, p, v) for h in headers for k, (p, v) in enumerate(h)]
+    if flat:
+        k, p, v = (np.array(x, np.int64) for x in zip(*flat, strict=True))
+        rows[:, 0] = off[TokenType.TRACK] + k
+        rows[:, 1] = off[TokenType.PROGRAM] + p
+        rows[:, 2] = np.where(v >= 0, off[TokenType.VOICE] + v, -1)
+    return rows, piece
 
 
 def _run_starts(a: np.ndarray) -> np.ndarray:

@@ -8,7 +8,9 @@
   module needs numpy alone).
 
 State: the type of the last token, the position in the current bar (-1 right after a Bar),
-the length of the current bar in steps (0 until the first TimeSig) and the bars seen.
+the length of the current bar in steps (0 until the first TimeSig), the bars seen and, with
+tracks, the tracks declared. With tracks, the declarations between BOS and the first Bar
+count up from Track_0, and a note may name only a declared track.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from aurl.tokens.vocab import TokenType, Vocabulary
 T = TokenType
 _START = len(TokenType)  # pseudo type: nothing read yet
 _BAR_NO_SIG = _START + 1  # pseudo type: a Bar before any TimeSig has been seen
+_HEAD_TRACK = _START + 2  # pseudo type: a Track among the declarations (before any Bar)
 
 # What may follow each type (rows) — the whole grammar apart from the position rule.
 FOLLOWS: dict[int, tuple[TokenType, ...]] = {
@@ -40,13 +43,33 @@ FOLLOWS: dict[int, tuple[TokenType, ...]] = {
     T.EOS: (T.PAD,),
     T.PAD: (T.PAD,),
     T.RESERVED: (),
+    T.TRACK: (),
+    T.VOICE: (),
+    _HEAD_TRACK: (),
+}
+# With tracks: declarations after BOS, and a Track token where a note names its program.
+TRACK_FOLLOWS: dict[int, tuple[TokenType, ...]] = {
+    **FOLLOWS,
+    T.BOS: (T.TRACK, T.BAR),
+    _HEAD_TRACK: (T.PROGRAM,),
+    T.PROGRAM: (T.VOICE, T.TRACK, T.BAR),
+    T.VOICE: (T.TRACK, T.BAR),
+    T.POSITION: (T.TEMPO, T.TRACK),
+    T.TEMPO: (T.TRACK, T.POSITION, T.BAR, T.EOS),
+    T.TRACK: (T.PITCH,),
+    T.DURATION: (T.TRACK, T.PITCH, T.POSITION, T.BAR, T.EOS),
 }
 
 
-def follow_table() -> np.ndarray:
+def follows(tracks: bool = False) -> dict[int, tuple[TokenType, ...]]:
+    """What may follow each type (or pseudo type), without or with tracks."""
+    return TRACK_FOLLOWS if tracks else FOLLOWS
+
+
+def follow_table(tracks: bool = False) -> np.ndarray:
     """Boolean table (state rows, token types) of what may follow what."""
-    table = np.zeros((_BAR_NO_SIG + 1, len(TokenType)), bool)
-    for row, allowed in FOLLOWS.items():
+    table = np.zeros((_HEAD_TRACK + 1, len(TokenType)), bool)
+    for row, allowed in follows(tracks).items():
         table[row, [int(a) for a in allowed]] = True
     return table
 
@@ -68,25 +91,34 @@ class Grammar:
 
     def __init__(self, vocab: Vocabulary):
         self.vocab = vocab
-        self.table = follow_table()
+        self.follows = follows(vocab.has_tracks)
+        self.table = follow_table(vocab.has_tracks)
 
-    def _row(self, last: int, bar_len: int) -> int:
-        return _BAR_NO_SIG if last == T.BAR and bar_len == 0 else last
+    def _row(self, last: int, bar_len: int, bars: int) -> int:
+        if last == T.BAR and bar_len == 0:
+            return _BAR_NO_SIG
+        return _HEAD_TRACK if last == T.TRACK and bars == 0 else last
 
     def validate(self, ids) -> Violation | None:
         """Walk ``ids`` and return the first :class:`Violation`, or None if all is legal."""
-        vocab, last, pos, bar_len = self.vocab, _START, -1, 0
+        vocab, last, pos, bar_len, bars, tracks = self.vocab, _START, -1, 0, 0, 0
         for i, tok in enumerate(np.asarray(ids, np.int64).tolist()):
             if not 0 <= tok < vocab.size:
                 return Violation(i, tok, f"id outside the vocabulary (size {vocab.size})")
             kind, value = int(vocab.types[tok]), int(vocab.values[tok])
-            row = self._row(last, bar_len)
+            row = self._row(last, bar_len, bars)
             if not self.table[row, kind]:
                 after = "the start" if last == _START else TokenType(last).name
-                allowed = ", ".join(a.name for a in FOLLOWS[row]) or "nothing"
+                allowed = ", ".join(a.name for a in self.follows[row]) or "nothing"
                 return Violation(
                     i, tok, f"{vocab.name(tok)} cannot follow {after}; expected {allowed}"
                 )
+            if kind == T.TRACK and bars == 0:
+                if value != tracks:
+                    return Violation(i, tok, f"track {value} declared where track {tracks} is next")
+                tracks += 1
+            elif kind == T.TRACK and value >= tracks:
+                return Violation(i, tok, f"track {value} was not declared ({tracks} were)")
             if kind == T.POSITION:
                 if value <= pos:
                     return Violation(i, tok, f"position {value} is not after position {pos}")
@@ -94,7 +126,7 @@ class Grammar:
                     return Violation(i, tok, f"position {value} is past the bar ({bar_len} steps)")
                 pos = value
             elif kind == T.BAR:
-                pos = -1
+                pos, bars = -1, bars + 1
             elif kind == T.TIMESIG:
                 bar_len = int(vocab.bar_steps[tok])
             last = kind

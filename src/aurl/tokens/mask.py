@@ -10,7 +10,7 @@ import copy
 
 import torch
 
-from aurl.tokens.grammar import _BAR_NO_SIG, _START, follow_table
+from aurl.tokens.grammar import _BAR_NO_SIG, _HEAD_TRACK, _START, follow_table
 from aurl.tokens.vocab import TokenType, Vocabulary
 
 T = TokenType
@@ -21,7 +21,8 @@ class GrammarState:
 
     The per-step work is a handful of table lookups: ``update`` reads one row of a per-id
     table, and ``mask`` ANDs one row of the type table with one row of a precomputed table of
-    legal positions for (current position, current bar length).
+    legal positions for (current position, current bar length), and with tracks one row of
+    a table of legal tracks for (tracks declared, declaring or not).
 
     Args:
         vocab: the vocabulary.
@@ -43,9 +44,15 @@ class GrammarState:
             types,
             (~(is_pos | is_bar)).long(),  # 1: the position stays
             torch.where(is_pos, values, -1),  # the new position otherwise (-1 after a Bar)
-            is_sig.long(), sig_index, is_bar.long(),
+            is_sig.long(), sig_index, is_bar.long(), (types == T.TRACK).long(),
         ], dim=1).to(device)  # fmt: skip
-        self.allowed = torch.as_tensor(follow_table(), device=device)[:, types]  # (rows, V)
+        table = follow_table(vocab.has_tracks)
+        self.allowed = torch.as_tensor(table, device=device)[:, types]  # (rows, V)
+        # tracks_ok[n, h, v]: id v is allowed with n tracks declared, h = 1 while declaring
+        # (then only Track_n), h = 0 in the bars (Track_0 .. Track_n-1).
+        n = torch.arange(vocab.counts[T.TRACK] + 1)[:, None]
+        ok = torch.stack([values < n, values == n], 1)  # (tracks + 1, 2, V)
+        self.tracks_ok = (ok | (types != T.TRACK)).to(device) if vocab.has_tracks else None
         # positions[p + 1, s, v]: id v is allowed at position p in a bar of length number s
         bar_len = torch.tensor([0, *lengths])
         p = torch.arange(-1, vocab.max_bar_steps)
@@ -55,21 +62,25 @@ class GrammarState:
         self.pos = torch.full((batch,), -1, dtype=torch.long, device=device)
         self.sig = torch.zeros(batch, dtype=torch.long, device=device)
         self.bars = torch.zeros(batch, dtype=torch.long, device=device)
+        self.tracks = torch.zeros(batch, dtype=torch.long, device=device)
 
-    _ROWS = ("last", "pos", "sig", "bars")  # the per-sequence tensors
+    _ROWS = ("last", "pos", "sig", "bars", "tracks")  # the per-sequence tensors
 
     def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
         """Advance every sequence by one token (only where ``active``, if given).
         ``tokens``: (B,) ids."""
-        kind, keep_pos, new_pos, is_sig, sig, is_bar = self.step_table[tokens].unbind(1)
+        kind, keep_pos, new_pos, is_sig, sig, is_bar, is_track = self.step_table[tokens].unbind(1)
         if active is not None:
             keep_pos, is_sig = keep_pos.bool() | ~active, is_sig.bool() & active
-            is_bar = is_bar * active
+            is_bar, is_track = is_bar * active, is_track * active
         pos = torch.where(keep_pos.bool(), self.pos, new_pos)
         self.sig = torch.where(is_sig.bool(), sig, self.sig)
+        declaring = self.bars == 0
+        self.tracks = self.tracks + is_track * declaring
         self.bars = self.bars + is_bar
         no_sig = is_bar.bool() & (self.sig == 0)
         last = torch.where(no_sig, _BAR_NO_SIG, kind)
+        last = torch.where(is_track.bool() & declaring, _HEAD_TRACK, last)
         self.pos = pos
         self.last = last if active is None else torch.where(active, last, self.last)
 
@@ -87,6 +98,7 @@ class GrammarState:
         other.pos = torch.full((batch,), -1, dtype=torch.long, device=device)
         other.sig = torch.zeros(batch, dtype=torch.long, device=device)
         other.bars = torch.zeros(batch, dtype=torch.long, device=device)
+        other.tracks = torch.zeros(batch, dtype=torch.long, device=device)
         return other
 
     def select(self, index: torch.Tensor) -> None:
@@ -106,4 +118,8 @@ class GrammarState:
 
     def mask(self) -> torch.Tensor:
         """(B, V) boolean mask of the legal next tokens."""
-        return self.allowed[self.last] & self.positions[self.pos + 1, self.sig]
+        mask = self.allowed[self.last] & self.positions[self.pos + 1, self.sig]
+        if self.tracks_ok is None:
+            return mask
+        return mask & self.tracks_ok[self.tracks.clamp(max=len(self.tracks_ok) - 1),
+                                     (self.bars == 0).long()]  # fmt: skip

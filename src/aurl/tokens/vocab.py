@@ -11,6 +11,8 @@ from aurl.midi.arrays import DRUMS
 from aurl.tokens.config import TokenizerConfig
 
 PAD, BOS, EOS = 0, 1, 2
+# Voices a track can be declared as (matched from track names, see aurl.tokens.tracks).
+VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass", "Quinto", "Sesto", "Voice")
 DRUM_PROGRAM = DRUMS  # Program token for drum tracks, kept apart from the 128 GM programs
 
 
@@ -30,6 +32,8 @@ class TokenType(IntEnum):
     VELOCITY = 10
     DURATION = 11
     MICROTIMING = 12  # a note's offset from its grid step (only with microtiming >= 2)
+    TRACK = 13  # a track of the piece (only with tracks >= 1)
+    VOICE = 14  # the voice a declared track sings (Soprano, Alto...; only with tracks)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ class Vocabulary:
     @property
     def size(self) -> int:
         return len(self.types)
+
+    @property
+    def has_tracks(self) -> bool:
+        """Whether pieces declare their tracks (``TokenizerConfig.tracks`` >= 1)."""
+        return self.counts[TokenType.TRACK] > 0
 
     @property
     def max_bar_steps(self) -> int:
@@ -85,12 +94,15 @@ class Vocabulary:
             return f"Duration_{value + 1}"
         if kind == TokenType.MICROTIMING:
             return f"MicroTiming_{value - self.config.micro // 2:+d}/{self.config.micro}"
+        if kind == TokenType.VOICE:
+            return f"Voice_{VOICE_NAMES[value]}"
         return f"{kind.name.capitalize()}_{value}"
 
 
 def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
     """Lay out the id ranges for ``config``: specials, Bar, TimeSig, Position, Tempo, Program,
-    Pitch, Velocity, Duration, MicroTiming, in that order."""
+    Pitch, Velocity, Duration, MicroTiming, Track, Voice, in that order (the last three are
+    empty unless their options are on, so older configs keep every id)."""
     sigs = tuple(tuple(int(x) for x in ts.split("/")) for ts in config.time_signatures)
     sig_steps = [config.bar_steps(n, d) for n, d in sigs]
     counts = {
@@ -107,6 +119,8 @@ def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
         TokenType.VELOCITY: config.velocity_bins,
         TokenType.DURATION: config.max_duration_quarters * config.steps_per_quarter,
         TokenType.MICROTIMING: config.micro if config.micro > 1 else 0,
+        TokenType.TRACK: config.tracks,
+        TokenType.VOICE: len(VOICE_NAMES) if config.tracks else 0,
     }
     offsets, start = {}, 0
     for kind in TokenType:
