@@ -13,6 +13,8 @@ import torch
 
 from aurl.device import generation_threads, pick_device
 from aurl.generate.attributes import move
+from aurl.generate.control_names import ControlRequest, resolve_controls
+from aurl.generate.controls import ControlPlan, continue_prompt, plan_prompt
 from aurl.generate.engine import Engine
 from aurl.generate.latents import Latents, follow, join, prior
 from aurl.generate.latents import interpolate as interpolate_latents
@@ -25,7 +27,7 @@ from aurl.models.calibration import use_fastest_attention
 from aurl.models.folder import ModelLoadError
 from aurl.models.vae import VAE
 from aurl.paths import SHIPPED_MODEL, resolve_model_path
-from aurl.tokens import EOS, PAD, TokenType
+from aurl.tokens import BOS, EOS, PAD, TokenType
 from aurl.tokens.grammar import FOLLOWS
 
 MAX_BARS = 512
@@ -107,10 +109,13 @@ class Generator:
         prompt: np.ndarray | None = None,
         prompt_bars: int = 0,
         progress: Callable[[Engine], None] | None = None,
+        controls: ControlRequest | None = None,
     ) -> GenerationResult:
-        """Sample ``num`` pieces of ``bars`` new bars, optionally continuing ``prompt`` ids.
-        ``progress(engine)`` is called after every step (a transformer's pieces only)."""
-        batch, generator = self._start(bars, num, seed, prompt)
+        """Sample ``num`` pieces of ``bars`` new bars, optionally continuing ``prompt`` ids,
+        under ``controls`` (a model trained with controls writes chorales when none is
+        given). ``progress(engine)`` is called after every step (a transformer's pieces
+        only)."""
+        batch, generator, plan = self._start(bars, num, seed, prompt, controls)
         if sampling is not None and sampling.beams > 1 and num > 1:
             raise ValueError(f"beam search finds the one most likely piece; --num {num} would "
                              "repeat it (use --best-of to keep the likeliest of samples)")  # fmt: skip
@@ -119,8 +124,10 @@ class Generator:
         t0 = time.perf_counter()
         out = sample(self.model, self.tokenizer.vocab, batch, prompt_bars + bars,
                      bars * TOKENS_PER_BAR_LIMIT, sampling or SamplingConfig(), generator,
-                     progress)  # fmt: skip
-        return self._result(out, batch.shape[1], time.perf_counter() - t0, prompt_bars + bars)
+                     progress, [plan] * num)  # fmt: skip
+        tempo = controls.tempo if controls is not None else None
+        return self._result(out, batch.shape[1], time.perf_counter() - t0, prompt_bars + bars,
+                            tempo)  # fmt: skip
 
     def stream(
         self,
@@ -130,10 +137,11 @@ class Generator:
         seed: int | None = None,
         prompt: np.ndarray | None = None,
         prompt_bars: int = 0,
+        controls: ControlRequest | None = None,
     ) -> Iterator[BarEvent]:
         """Generate as :meth:`generate` does (sampling only: no beams, no best-of), yielding
         every bar of every piece as soon as it is finished."""
-        batch, generator = self._start(bars, num, seed, prompt)
+        batch, generator, plan = self._start(bars, num, seed, prompt, controls)
         if isinstance(self.model, VAE):
             raise ValueError(f"{self.folder.path}: streaming needs a transformer model")
         sampling = sampling or SamplingConfig()
@@ -141,31 +149,39 @@ class Generator:
             raise ValueError("streaming samples one candidate per piece: no beams or best-of")
         vocab = self.tokenizer.vocab
         engine = Engine(self.model, vocab, sampling, generator)
-        engine.add(list(batch), prompt_bars + bars, bars * TOKENS_PER_BAR_LIMIT)
+        engine.add(list(batch), prompt_bars + bars, bars * TOKENS_PER_BAR_LIMIT, [plan] * num)
         t0 = time.perf_counter()
         for row, bar, last in finished_bars(engine, [prompt_bars] * num):
             ids = engine.row(row).cpu().numpy()
             if not last:  # the Bar just drawn opens the next bar
                 ids = ids[:-1]
             lengths = bar_seconds(ids, vocab)
-            yield BarEvent(row, bar, ids, self.tokenizer.decode(ids), time.perf_counter() - t0,
+            tempo = controls.tempo if controls is not None else None
+            yield BarEvent(row, bar, ids, self._decode(ids, tempo), time.perf_counter() - t0,
                            lengths[-1] if lengths else 0.0, last)  # fmt: skip
 
-    def _start(self, bars: int, num: int, seed: int | None, prompt: np.ndarray | None
-               ) -> tuple[torch.Tensor, torch.Generator]:  # fmt: skip
-        """Check the request; the (num, T0) prompt batch and the seeded generator."""
+    def _start(self, bars: int, num: int, seed: int | None, prompt: np.ndarray | None,
+               controls: ControlRequest | None = None,
+               ) -> tuple[torch.Tensor, torch.Generator, ControlPlan | None]:  # fmt: skip
+        """Check the request; the (num, T0) prompt batch, the seeded generator and the
+        controls' plan (None for a model without controls asked for none)."""
         if not 1 <= bars <= MAX_BARS:
             raise ValueError(f"bars must be between 1 and {MAX_BARS}, got {bars}")
         if isinstance(self.model, VAE) and prompt is not None:
             raise ValueError(f"{self.folder.path}: a VAE does not continue a prompt; use a "
                              "transformer model for --prompt")  # fmt: skip
+        vocab = self.tokenizer.vocab
+        plan = None
+        if controls is not None or vocab.has_controls:
+            plan = resolve_controls(controls or ControlRequest(), vocab)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
-        start = (
-            np.array([self.tokenizer.vocab.offsets[TokenType.BOS]]) if prompt is None else prompt
-        )
+        if prompt is None:
+            start = plan_prompt(plan, vocab) if plan is not None else np.array([BOS])
+        else:
+            start = prompt if plan is None else continue_prompt(plan, prompt, vocab)
         batch = torch.as_tensor(np.tile(start, (num, 1)), dtype=torch.long, device=self.device)
-        return batch, generator
+        return batch, generator, plan
 
     def _segments(self, bars: int, num: int, sampling: SamplingConfig,
                   generator: torch.Generator, drift: float = SEGMENT_DRIFT) -> GenerationResult:  # fmt: skip
@@ -193,19 +209,27 @@ class Generator:
             joined[i, : len(ids)] = torch.as_tensor(ids)
         return self._result(joined, 1, time.perf_counter() - t0, bars)
 
-    def _result(self, out: torch.Tensor, start: int, wall: float, asked: int = 0
-                ) -> GenerationResult:  # fmt: skip
+    def _result(self, out: torch.Tensor, start: int, wall: float, asked: int = 0,
+                tempo: float | None = None) -> GenerationResult:  # fmt: skip
         """Pieces (scores and counts) from sampled rows that began with ``start`` ids and
-        should have had ``asked`` bars."""
+        should have had ``asked`` bars; a requested ``tempo`` is written exactly (the tokens
+        hold its nearest bin)."""
         pieces, new_tokens = [], 0
         for row in out.cpu().numpy():
             ids = row[row != PAD]
             new_tokens += len(ids) - start
-            score = self.tokenizer.decode(ids)
+            score = self._decode(ids, tempo)
             n_bars = int((self.tokenizer.vocab.types[ids] == TokenType.BAR).sum())
             seconds = score.to("second").end() if score.note_num() else 0.0
             pieces.append(Piece(ids, score, n_bars, score.note_num(), float(seconds), asked))
         return GenerationResult(pieces, new_tokens, wall)
+
+    def _decode(self, ids: np.ndarray, tempo: float | None = None) -> symusic.Score:
+        score = self.tokenizer.decode(ids)
+        if tempo is not None:
+            score.tempos.clear()
+            score.tempos.append(symusic.Tempo(0, float(tempo)))
+        return score
 
     def _vae(self) -> VAE:
         if not isinstance(self.model, VAE):

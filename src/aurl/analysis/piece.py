@@ -186,16 +186,23 @@ def guess_pickup(time: np.ndarray, duration: np.ndarray, bar_len: int, beat: int
     return best * beat
 
 
+def beat_steps_of(numerator: int, denominator: int, spq: int) -> int:
+    """Steps per beat of a time signature: the denominator's unit, three of them in compound
+    meters (6/8, 9/8, 12/8), the whole bar where the unit does not divide it."""
+    bar = max(1, round(numerator * 4 * spq / denominator))
+    unit = round(4 * spq / denominator)
+    compound = denominator >= 8 and numerator % 3 == 0 and numerator > 3
+    beat = unit * 3 if compound else unit
+    return beat if beat > 0 and bar % beat == 0 else bar
+
+
 def _meter_changes(score: symusic.Score, spq: int) -> list[tuple[int, int, int]]:
     """``(step, bar steps, beat steps)`` at every time-signature change (4/4 when none)."""
     out: list[tuple[int, int, int]] = []
     for ts in sorted(score.time_signatures, key=lambda t: t.time):
         step = round(ts.time * spq / score.tpq)
         bar = max(1, round(ts.numerator * 4 * spq / ts.denominator))
-        unit = round(4 * spq / ts.denominator)
-        compound = ts.denominator >= 8 and ts.numerator % 3 == 0 and ts.numerator > 3
-        beat = unit * 3 if compound else unit
-        beat = beat if beat > 0 and bar % beat == 0 else bar
+        beat = beat_steps_of(ts.numerator, ts.denominator, spq)
         if out and out[-1][0] == step:
             out[-1] = (step, bar, beat)
         elif not out or out[-1][1:] != (bar, beat):

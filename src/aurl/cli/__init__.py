@@ -14,6 +14,7 @@ import click
 
 from aurl import __version__
 from aurl.analysis.command import analyze
+from aurl.cli.controls import control_options, control_request
 from aurl.cli.latent import interpolate, vary
 from aurl.cli.progress import GenerationProgress
 from aurl.cli.train import distill, finetune, train
@@ -153,15 +154,22 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
+@control_options
 def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_bars, out,
              no_grammar, beams, length_penalty, best_of, stream, threads, progress,
-             device) -> None:  # fmt: skip
-    """Generate new music with the shipped model or your own, and write MIDI files."""
+             device, **controls) -> None:  # fmt: skip
+    """Generate new music with the shipped model or your own, and write MIDI files.
+
+    Controls (for a model trained with them; each optional): --style, --key, --density,
+    --polyphony, --register and --chords are learned tendencies; --instruments, --voices,
+    --time-signature and --tempo are held exactly.
+    """
     import random
 
     from aurl.api import load
     from aurl.generate.sampler import SamplingConfig
 
+    request = control_request(controls)
     gen = load(model, device, threads=threads)
     seed = seed if seed is not None else random.randrange(2**31)
     prompt_ids, taken = (None, 0) if prompt is None else gen.prompt_ids(prompt, prompt_bars)
@@ -171,11 +179,12 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
     stem = f"{Path(prompt).stem}-cont" if prompt else "aurl"
     paths = [Path(out) / f"{stem}-{seed}-{i + 1:02d}.mid" for i in range(num)]
     if stream:
-        _stream(gen, paths, bars, sampling, seed, prompt_ids, taken)
+        _stream(gen, paths, bars, sampling, seed, prompt_ids, taken, request)
         return
     show = sys.stderr.isatty() if progress is None else progress
     with GenerationProgress(num * bars, taken, enabled=show) as bar:
-        result = gen.generate(bars, num, sampling, seed, prompt_ids, taken, progress=bar.update)
+        result = gen.generate(bars, num, sampling, seed, prompt_ids, taken, progress=bar.update,
+                              controls=request)  # fmt: skip
     speed = f"{result.new_tokens} tokens at {result.tokens_per_second:.0f} tokens/s, seed {seed}"
     for path, piece in zip(paths, result.pieces, strict=True):
         _write(piece.score, path)
@@ -199,12 +208,12 @@ def _write(score, path: Path) -> None:
     write_midi(score, path)
 
 
-def _stream(gen, paths: list[Path], bars: int, sampling, seed: int, prompt_ids, taken: int
-            ) -> None:  # fmt: skip
+def _stream(gen, paths: list[Path], bars: int, sampling, seed: int, prompt_ids, taken: int,
+            controls=None) -> None:  # fmt: skip
     """Write every piece bar by bar and print each bar's time against its length."""
     total = taken + bars
     last_at = [0.0] * len(paths)
-    for event in gen.stream(bars, len(paths), sampling, seed, prompt_ids, taken):
+    for event in gen.stream(bars, len(paths), sampling, seed, prompt_ids, taken, controls):
         _write(event.score, paths[event.piece])
         took, last_at[event.piece] = event.elapsed - last_at[event.piece], event.elapsed
         where = f"{paths[event.piece]}" if len(paths) > 1 else "bar"

@@ -149,6 +149,9 @@ class DataConfig(BaseModel):
     curriculum: CurriculumConfig = CurriculumConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     strict: bool = False  # skip files that need repair instead of repairing them
+    # With control tokens: the chance that a training window leaves out each control type
+    # (each on its own), so that a model learns to follow any subset of them.
+    control_dropout: float = Field(0.5, ge=0.0, le=1.0)
 
     @model_validator(mode="before")
     @classmethod

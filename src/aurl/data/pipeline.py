@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import symusic
 
+from aurl.data.controls import with_controls
 from aurl.data.digest import content_digests
 from aurl.data.metadata import pieces_metadata
 from aurl.data.preprocess import PreprocessConfig, preprocess
@@ -283,6 +284,8 @@ def _finish(
     digests = content_digests(hashed)
     metas = pieces_metadata(table, [f.path for f in batch])
     ids = encode_many(table, tokenizer.vocab)
+    if tokenizer.vocab.has_controls:
+        ids = [with_controls(piece_ids, tokenizer.vocab) for piece_ids in ids]
     for f, digest, meta, piece_ids in zip(batch, digests, metas, ids, strict=True):
         f.result = FileResult(f.index, f.path, USED, None, None, f.repairs, f.score.note_num(),
                               digest, ids=piece_ids, meta=meta)  # fmt: skip

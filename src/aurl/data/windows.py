@@ -1,7 +1,9 @@
 """Training windows: random slices of the token shards that start at bar boundaries.
 
-With tracks, a window that starts inside a piece opens with the piece's BOS and track
-declarations, so every window says which tracks its notes name.
+With tracks or controls, a window that starts inside a piece opens with the piece's BOS,
+controls and track declarations (everything before its first Bar), so every window says
+which tracks its notes name and what the piece was asked to be. With controls, each window
+holds its corpus's Style and leaves out each control type with chance ``control_dropout``.
 
 Window ``i`` of a dataset is a pure function of ``(seed, i)`` and of the training step it is
 for (``i // batch_size``): which piece, which bar it starts at, how it is augmented and, under
@@ -18,13 +20,15 @@ import torch
 from aurl.data.augment import augment_window, transpose, transpose_range, transposition_applies
 from aurl.data.config import AugmentConfig, CurriculumConfig
 from aurl.data.shards import Shard
-from aurl.tokens import PAD, TokenType, Vocabulary
+from aurl.tokens import BOS, PAD, TokenType, Vocabulary
+from aurl.tokens.controls import CONTROL_TYPES, drop_controls, transpose_controls
 
 __all__ = ["SegmentWindows", "WeightedWindows", "WindowDataset", "eval_windows", "fixed_segments",
            "seq_len_at", "transpose", "transpose_range"]  # fmt: skip
 
 FIXED_SEED = 20_231  # fixed_segments draws the same held-out segments every time
 STREAM_SOURCE = 6  # WeightedWindows picks window i's corpus from default_rng((seed, i, 6))
+STREAM_CONTROLS = 7  # which control types window i leaves out
 
 
 def seq_len_at(step: int, seq_len: int, curriculum: CurriculumConfig | None) -> int:
@@ -68,27 +72,31 @@ class WindowDataset(torch.utils.data.Dataset):
         augment: probabilities, ranges and schedules (default: transposition only, always).
         batch_size: windows per training step, to know each window's step.
         curriculum: sequence-length curriculum (default: always ``seq_len``).
+        style: the Style value of this corpus (-1: none), with controls.
+        control_dropout: the chance each control type is left out of a window.
     """
 
     def __init__(self, shard: Shard, vocab: Vocabulary, seq_len: int, seed: int = 0,
                  transpose: int = 0, length: int = 1 << 40, *, augment: AugmentConfig | None = None,
-                 batch_size: int = 1, curriculum: CurriculumConfig | None = None):  # fmt: skip
+                 batch_size: int = 1, curriculum: CurriculumConfig | None = None,
+                 style: int = -1, control_dropout: float = 0.0):  # fmt: skip
         if shard.num_tokens == 0:
             raise ValueError(f"{shard.folder}: no tokens in this split")
         self.shard, self.vocab, self.seq_len = shard, vocab, seq_len
         self.seed, self.transpose, self.length = seed, transpose, length
         self.augment = augment or AugmentConfig()
         self.batch_size, self.curriculum = batch_size, curriculum
+        self.style, self.control_dropout = style, control_dropout
         # Window starts: each piece's first token (BOS) and every Bar.
         starts = np.union1d(shard.pieces[:-1], shard.bars)
         piece_of = np.searchsorted(shard.pieces, starts, side="right") - 1
         self.starts, self.ends = starts, shard.pieces[piece_of + 1]
         self.bar_steps = _bar_steps_at(shard, vocab, starts)
-        # With tracks: where each start's piece begins, and its BOS + declarations' length
-        # (0 for a start at the piece's BOS: the window holds them already).
+        # With tracks or controls: where each start's piece begins, and the length of what
+        # comes before its first Bar (0 for a start at the piece's BOS: the window has it).
         self.piece_starts = shard.pieces[piece_of]
         self.heads = np.zeros(len(starts), np.int64)
-        if vocab.has_tracks and len(shard.bars):
+        if (vocab.has_tracks or vocab.has_controls) and len(shard.bars):
             first_bar = shard.bars[np.searchsorted(shard.bars, self.piece_starts).clip(
                 max=len(shard.bars) - 1)]  # fmt: skip
             inside = (first_bar > self.piece_starts) & (first_bar < self.ends)
@@ -147,8 +155,20 @@ class WindowDataset(torch.utils.data.Dataset):
             ids = np.concatenate([head, ids])
         if shift:
             ids = transpose(ids, self.vocab, shift)
+        if self.vocab.has_controls:
+            ids = self._controls(ids, index, shift)
         return augment_window(ids, self.vocab, self.augment, self.seed, int(index),
                               self.step_of(index), int(self.bar_steps[j]))  # fmt: skip
+
+    def _controls(self, ids: np.ndarray, index: int, shift: int) -> np.ndarray:
+        """The corpus's Style after BOS, Key and Chord moved with a transposition, and each
+        control type left out with chance ``control_dropout``."""
+        ids = transpose_controls(ids, self.vocab, shift)
+        if self.style >= 0 and len(ids) and ids[0] == BOS:
+            ids = np.insert(ids, 1, self.vocab.token(TokenType.STYLE, self.style))
+        rng = np.random.default_rng((self.seed, int(index), STREAM_CONTROLS))
+        dropped = [k for k in CONTROL_TYPES if rng.random() < self.control_dropout]
+        return drop_controls(ids, self.vocab, dropped)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.window(index)

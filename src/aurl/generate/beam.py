@@ -21,13 +21,14 @@ from aurl.tokens import EOS, TokenType, Vocabulary
 
 @torch.inference_mode()
 def beam_search(model, vocab: Vocabulary, prompt: torch.Tensor, max_bars: int, max_tokens: int,
-                config: SamplingConfig) -> tuple[torch.Tensor, float]:  # fmt: skip
-    """The best continuation of ``prompt`` (1-D) with ``config.beams`` beams, and its score.
+                config: SamplingConfig, plan=None) -> tuple[torch.Tensor, float]:  # fmt: skip
+    """The best continuation of ``prompt`` (1-D) with ``config.beams`` beams, and its score
+    (under the controls ``plan``, if given).
 
     Returns the ids (prompt included) and the length-normalised log-probability.
     """
     engine = Engine(model, vocab, config, None)
-    engine.add([prompt], max_bars, max_tokens)
+    engine.add([prompt], max_bars, max_tokens, [plan])
     bar_id, K, alpha = int(vocab.offsets[TokenType.BAR]), config.beams, config.length_penalty
     scores = torch.zeros(1, device=engine.device)  # (live,) total log p of each live beam
     best: tuple[float, torch.Tensor] | None = None

@@ -8,8 +8,9 @@ running batch between steps (:meth:`Engine.add`) into the slots of finished ones
 A row stops at EOS, when it is about to start one bar more than asked for (that Bar becomes
 EOS), or when its token budget is spent. A full-attention model whose context fills restarts
 that row alone from a bar line near the middle of its window; a sliding-window model never
-restarts (its cache is a ring buffer). With tracks, a restarted context keeps the row's BOS
-and track declarations in front, as training windows do.
+restarts (its cache is a ring buffer). With tracks or controls, a restarted context keeps what
+came before the row's first Bar (BOS, controls, track declarations) in front, as training
+windows do.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from aurl.generate import filters
+from aurl.generate.controls import ControlPlan, ControlState
 from aurl.generate.filters import NEG_INF
 from aurl.tokens import EOS, PAD, TokenType, Vocabulary
 from aurl.tokens.mask import GrammarState
@@ -61,10 +63,11 @@ class Engine:
         self.window = getattr(model.config, "window", 0)
         self.bar_id = int(vocab.offsets[TokenType.BAR])
         self.state = GrammarState(vocab, 0, self.device)
+        self.controls: ControlState | None = None  # made by the first plan that comes
         self.seq = torch.full((0, 0), PAD, dtype=torch.long, device=self.device)
         z = lambda dtype=torch.long: torch.zeros(0, dtype=dtype, device=self.device)  # noqa: E731
         self.length, self.offset, self.prompt_len, self.head = z(), z(), z(), z()
-        self.keep_head = vocab.has_tracks
+        self.keep_head = vocab.has_tracks or vocab.has_controls
         self.max_bars, self.stop_at = z(), z()
         self.done = z(torch.bool)
         self.logp = z(torch.float32)  # the model's log-likelihood of each row's new tokens
@@ -80,11 +83,13 @@ class Engine:
 
     @torch.inference_mode()
     def add(self, prompts: list[torch.Tensor], max_bars: int | list[int],
-            max_tokens: int | list[int]) -> list[int]:  # fmt: skip
+            max_tokens: int | list[int],
+            plans: list[ControlPlan | None] | None = None) -> list[int]:  # fmt: skip
         """Start sequences from ``prompts`` (1-D ids each); a row ends after ``max_bars`` bars
-        in all (prompt included) or ``max_tokens`` new tokens. New rows take the slots of
-        finished ones first, so read a finished row (:meth:`row`) before adding more.
-        Returns their row indices."""
+        in all (prompt included) or ``max_tokens`` new tokens. With controls, ``plans`` holds
+        each row's requests (see :mod:`aurl.generate.controls`; None: none). New rows take
+        the slots of finished ones first, so read a finished row (:meth:`row`) before adding
+        more. Returns their row indices."""
         n = len(prompts)
         bars = torch.as_tensor(_per_row(max_bars, n), device=self.device)
         budget = torch.as_tensor(_per_row(max_tokens, n), device=self.device)
@@ -99,6 +104,13 @@ class Engine:
             ids[i, : len(p)] = p.to(self.device)
         state = self.state.fresh(n)
         state.feed(ids[:, : int(lengths.max())], lengths)
+        controls = None
+        if self.controls is None and plans and any(p is not None for p in plans):
+            self.controls = ControlState(self.vocab, device=self.device)
+            self.controls.extend(self.controls.rows([None] * self.batch))
+        if self.controls is not None:
+            controls = self.controls.rows(plans or [None] * n)
+            controls.feed(ids[:, : int(lengths.max())], lengths)
         logits, cache = self._prefill(ids, offsets, lengths, heads)
         if self.logits.shape[1] != logits.shape[1]:  # the model's vocabulary may be smaller
             self.logits = torch.zeros(self.batch, logits.shape[1], device=self.device)
@@ -112,6 +124,8 @@ class Engine:
         self.logp[rows] = 0.0
         self.logits[rows] = logits.float()
         self.state.put(rows, state)
+        if controls is not None:
+            self.controls.put(rows, controls)
         if cache is not None:
             self._put_cache(rows, cache)
         return rows.tolist()
@@ -130,6 +144,8 @@ class Engine:
             self.logits = grow(self.logits, 0.0)
             self.seq = grow(self.seq, PAD)
             self.state.extend(self.state.fresh(extra))
+            if self.controls is not None:
+                self.controls.extend(self.controls.rows([None] * extra))
         if width > self.seq.shape[1]:
             pad = torch.full((self.batch, width - self.seq.shape[1]), PAD, dtype=torch.long,
                              device=self.device)  # fmt: skip
@@ -147,7 +163,7 @@ class Engine:
         self.cache.put(rows, cache)
 
     def _head(self, ids: torch.Tensor) -> int:
-        """With tracks, the length of BOS and the declarations (up to the first Bar) that a
+        """With tracks or controls, the length of what comes before the first Bar, which a
         restarted context keeps in front; 0 otherwise, or while no Bar has come."""
         if not self.keep_head:
             return 0
@@ -212,6 +228,8 @@ class Engine:
         logits = self.logits
         if self.config.grammar:
             logits = filters.apply_mask(logits, self.state.mask())
+        if self.controls is not None:
+            logits = self.controls.apply(logits, self.state)
         if self.config.fill_bars:
             logits = logits.clone() if logits is self.logits else logits
             early = self.state.bars < self.max_bars
@@ -231,6 +249,8 @@ class Engine:
         self.seq[rows, at] = torch.where(live, tok, self.seq[rows, at])
         self.length += live.long()
         self.state.update(tok, live)
+        if self.controls is not None:
+            self.controls.update(tok, live)
         self.done |= live & ((tok == EOS) | (self.length >= self.stop_at))
         self.tokens = tok
         if bool(self.done.all()):
@@ -286,6 +306,8 @@ class Engine:
                      "logp", "logits", "tokens", "head"):  # fmt: skip
             setattr(self, name, getattr(self, name)[index])
         self.state.select(index)
+        if self.controls is not None:
+            self.controls.select(index)
         if self.cache is not None:
             self.cache.select(index)
 

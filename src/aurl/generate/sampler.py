@@ -26,9 +26,11 @@ def sample(
     config: SamplingConfig | None = None,
     generator: torch.Generator | None = None,
     progress=None,
+    plans: list | None = None,
 ) -> torch.Tensor:
     """Continue each prompt (a (B, T0) batch, or a list of 1-D prompts of any lengths) until
-    EOS or ``max_bars`` bars in all (prompt included), with at most ``max_tokens`` new tokens.
+    EOS or ``max_bars`` bars in all (prompt included), with at most ``max_tokens`` new tokens,
+    under each prompt's controls ``plans`` if given (see :mod:`aurl.generate.controls`).
 
     With ``config.fill_bars`` a sequence cannot end before its last bar has started. With
     ``config.best_of`` N, N candidates are sampled per prompt and the one the model finds most
@@ -40,12 +42,15 @@ def sample(
     config = config or SamplingConfig()
     model.eval()
     prompts = list(prompt)
+    plans = plans or [None] * len(prompts)
     if config.beams > 1:
-        rows = [beam_search(model, vocab, p, max_bars, max_tokens, config)[0] for p in prompts]
+        rows = [beam_search(model, vocab, p, max_bars, max_tokens, config, plan)[0]
+                for p, plan in zip(prompts, plans, strict=True)]  # fmt: skip
         return pad_rows(rows)
     n = config.best_of
     engine = Engine(model, vocab, config, generator)
-    engine.add([p for p in prompts for _ in range(n)], max_bars, max_tokens)
+    engine.add([p for p in prompts for _ in range(n)], max_bars, max_tokens,
+               [plan for plan in plans for _ in range(n)])  # fmt: skip
     run(engine, progress)
     if n == 1:
         return engine.padded()

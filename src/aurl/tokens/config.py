@@ -8,6 +8,9 @@ DEFAULT_TIME_SIGNATURES = (
     "2/4", "3/4", "4/4", "5/4", "6/4", "7/4", "2/2", "3/2", "4/2",
     "3/8", "5/8", "6/8", "7/8", "9/8", "12/8",
 )  # fmt: skip
+# The corpora that ship with music21 (aurl.data.corpora), and "other" for anything else.
+DEFAULT_STYLES = ("bach", "palestrina", "quartets", "monteverdi", "essen", "ryans-mammoth",
+                  "oneills", "airds-airs", "other")  # fmt: skip
 
 
 class TokenizerConfig(BaseModel):
@@ -27,6 +30,9 @@ class TokenizerConfig(BaseModel):
             merge). N >= 1 keeps up to N tracks per piece: the piece declares them after BOS
             (``Track_k Program_p [Voice_v]``, k counting up from 0) and every note names its
             track instead of its program (see :mod:`aurl.tokens.tracks`).
+        controls: adds the control tokens (style and key of a piece; density, polyphony,
+            register and chord of each bar), all optional (see :mod:`aurl.tokens.controls`).
+        styles: the style names a Style token can take (with controls).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -41,6 +47,8 @@ class TokenizerConfig(BaseModel):
     reserved_tokens: int = Field(13, ge=0, le=256)
     microtiming: int = Field(0, ge=0, le=32)
     tracks: int = Field(0, ge=0, le=64)
+    controls: bool = False
+    styles: tuple[str, ...] = DEFAULT_STYLES
 
     @field_validator("time_signatures")
     @classmethod

@@ -46,6 +46,7 @@ FOLLOWS: dict[int, tuple[TokenType, ...]] = {
     T.TRACK: (),
     T.VOICE: (),
     _HEAD_TRACK: (),
+    **{kind: () for kind in (T.STYLE, T.KEY, T.DENSITY, T.POLYPHONY, T.REGISTER, T.CHORD)},
 }
 # With tracks: declarations after BOS, and a Track token where a note names its program.
 TRACK_FOLLOWS: dict[int, tuple[TokenType, ...]] = {
@@ -61,15 +62,33 @@ TRACK_FOLLOWS: dict[int, tuple[TokenType, ...]] = {
 }
 
 
-def follows(tracks: bool = False) -> dict[int, tuple[TokenType, ...]]:
-    """What may follow each type (or pseudo type), without or with tracks."""
-    return TRACK_FOLLOWS if tracks else FOLLOWS
+PIECE_CONTROLS = (T.STYLE, T.KEY)  # after BOS, in this order, each optional
+BAR_CONTROLS = (T.DENSITY, T.POLYPHONY, T.REGISTER, T.CHORD)  # after a Bar and its TimeSig
 
 
-def follow_table(tracks: bool = False) -> np.ndarray:
+def follows(tracks: bool = False, controls: bool = False) -> dict[int, tuple[TokenType, ...]]:
+    """What may follow each type (or pseudo type), without or with tracks and controls."""
+    rules = dict(TRACK_FOLLOWS if tracks else FOLLOWS)
+    if controls:
+        _optional_chain(rules, [T.BOS], PIECE_CONTROLS)
+        _optional_chain(rules, [T.BAR, T.TIMESIG], BAR_CONTROLS)
+    return rules
+
+
+def _optional_chain(rules: dict, after: list[TokenType], chain: tuple[TokenType, ...]) -> None:
+    """Let the types of ``chain`` follow each of ``after``, in order and each optional,
+    before what followed ``after[-1]`` (what follows ``after[0]`` keeps its own)."""
+    then = tuple(k for k in rules[after[-1]] if k not in chain)
+    for row in after:
+        rules[row] = tuple(dict.fromkeys(rules[row] + chain))
+    for i, kind in enumerate(chain):
+        rules[kind] = chain[i + 1 :] + then
+
+
+def follow_table(tracks: bool = False, controls: bool = False) -> np.ndarray:
     """Boolean table (state rows, token types) of what may follow what."""
     table = np.zeros((_HEAD_TRACK + 1, len(TokenType)), bool)
-    for row, allowed in follows(tracks).items():
+    for row, allowed in follows(tracks, controls).items():
         table[row, [int(a) for a in allowed]] = True
     return table
 
@@ -91,8 +110,8 @@ class Grammar:
 
     def __init__(self, vocab: Vocabulary):
         self.vocab = vocab
-        self.follows = follows(vocab.has_tracks)
-        self.table = follow_table(vocab.has_tracks)
+        self.follows = follows(vocab.has_tracks, vocab.has_controls)
+        self.table = follow_table(vocab.has_tracks, vocab.has_controls)
 
     def _row(self, last: int, bar_len: int, bars: int) -> int:
         if last == T.BAR and bar_len == 0:

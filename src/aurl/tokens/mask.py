@@ -46,7 +46,7 @@ class GrammarState:
             torch.where(is_pos, values, -1),  # the new position otherwise (-1 after a Bar)
             is_sig.long(), sig_index, is_bar.long(), (types == T.TRACK).long(),
         ], dim=1).to(device)  # fmt: skip
-        table = follow_table(vocab.has_tracks)
+        table = follow_table(vocab.has_tracks, vocab.has_controls)
         self.allowed = torch.as_tensor(table, device=device)[:, types]  # (rows, V)
         # tracks_ok[n, h, v]: id v is allowed with n tracks declared, h = 1 while declaring
         # (then only Track_n), h = 0 in the bars (Track_0 .. Track_n-1).

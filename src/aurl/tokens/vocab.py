@@ -11,6 +11,16 @@ from aurl.midi.arrays import DRUMS
 from aurl.tokens.config import TokenizerConfig
 
 PAD, BOS, EOS = 0, 1, 2
+PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+KEY_NAMES = tuple(f"{p} major" for p in PITCH_NAMES) + tuple(
+    f"{p.lower()} minor" for p in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
+)
+CHORD_QUALITIES = ("maj", "min", "dim", "aug", "dom7", "maj7", "min7", "hdim7", "dim7", "sus4")
+# Bar-control bins (see aurl.tokens.controls): a value below edges[0] is bin 0, at or above
+# edges[-1] the last bin.
+DENSITY_EDGES = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # notes starting per quarter note
+POLYPHONY_EDGES = (1.5, 2.5, 3.5, 4.5, 6.0)  # notes struck together, on average
+REGISTER_EDGES = (48, 54, 60, 63, 66, 72, 78)  # mean MIDI pitch of the bar's notes
 # Voices a track can be declared as (matched from track names, see aurl.tokens.tracks).
 VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass", "Quinto", "Sesto", "Voice")
 DRUM_PROGRAM = DRUMS  # Program token for drum tracks, kept apart from the 128 GM programs
@@ -34,6 +44,12 @@ class TokenType(IntEnum):
     MICROTIMING = 12  # a note's offset from its grid step (only with microtiming >= 2)
     TRACK = 13  # a track of the piece (only with tracks >= 1)
     VOICE = 14  # the voice a declared track sings (Soprano, Alto...; only with tracks)
+    STYLE = 15  # piece controls (only with controls): the corpus a piece is like
+    KEY = 16  # 0-11 major on C..B, 12-23 minor
+    DENSITY = 17  # bar controls (only with controls): see aurl.tokens.controls
+    POLYPHONY = 18
+    REGISTER = 19
+    CHORD = 20  # quality * 12 + root
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,11 @@ class Vocabulary:
         return self.counts[TokenType.TRACK] > 0
 
     @property
+    def has_controls(self) -> bool:
+        """Whether the control types have ids (``TokenizerConfig.controls``)."""
+        return self.counts[TokenType.KEY] > 0
+
+    @property
     def max_bar_steps(self) -> int:
         return self.counts[TokenType.POSITION]
 
@@ -96,13 +117,20 @@ class Vocabulary:
             return f"MicroTiming_{value - self.config.micro // 2:+d}/{self.config.micro}"
         if kind == TokenType.VOICE:
             return f"Voice_{VOICE_NAMES[value]}"
+        if kind == TokenType.STYLE:
+            return f"Style_{self.config.styles[value]}"
+        if kind == TokenType.KEY:
+            return f"Key_{KEY_NAMES[value].replace(' ', '_')}"
+        if kind == TokenType.CHORD:
+            return f"Chord_{PITCH_NAMES[value % 12]}{CHORD_QUALITIES[value // 12]}"
         return f"{kind.name.capitalize()}_{value}"
 
 
 def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
     """Lay out the id ranges for ``config``: specials, Bar, TimeSig, Position, Tempo, Program,
-    Pitch, Velocity, Duration, MicroTiming, Track, Voice, in that order (the last three are
-    empty unless their options are on, so older configs keep every id)."""
+    Pitch, Velocity, Duration, MicroTiming, Track, Voice, then the controls, in that order
+    (MicroTiming and the later types are empty unless their options are on, so older configs
+    keep every id)."""
     sigs = tuple(tuple(int(x) for x in ts.split("/")) for ts in config.time_signatures)
     sig_steps = [config.bar_steps(n, d) for n, d in sigs]
     counts = {
@@ -121,6 +149,7 @@ def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
         TokenType.MICROTIMING: config.micro if config.micro > 1 else 0,
         TokenType.TRACK: config.tracks,
         TokenType.VOICE: len(VOICE_NAMES) if config.tracks else 0,
+        **_control_counts(config.controls, len(config.styles)),
     }
     offsets, start = {}, 0
     for kind in TokenType:
@@ -153,6 +182,19 @@ def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
         velocity_values=velocity_values,
         signature_index={sig: i for i, sig in enumerate(sigs)},
     )
+
+
+def _control_counts(controls: bool, styles: int) -> dict[TokenType, int]:
+    """How many ids each control type has (all 0 without controls)."""
+    counts = {
+        TokenType.STYLE: styles,
+        TokenType.KEY: 24,
+        TokenType.DENSITY: len(DENSITY_EDGES) + 1,
+        TokenType.POLYPHONY: len(POLYPHONY_EDGES) + 1,
+        TokenType.REGISTER: len(REGISTER_EDGES) + 1,
+        TokenType.CHORD: 12 * len(CHORD_QUALITIES),
+    }
+    return {k: (v if controls else 0) for k, v in counts.items()}
 
 
 def velocity_bin(velocity: np.ndarray, bins: int) -> np.ndarray:

@@ -35,6 +35,7 @@ from aurl.models import ModelFolder, build_model, load_model, save_model
 from aurl.models.discriminator import Discriminator, DiscriminatorConfig
 from aurl.render import piano_roll
 from aurl.tokens import BOS, PAD, Tokenizer, TokenType
+from aurl.tokens.controls import style_index
 from aurl.train import distributed as dd
 from aurl.train.checkpoint import CHECKPOINT
 from aurl.train.config import TrainConfig
@@ -113,8 +114,10 @@ def training_windows(config: RunConfig, vocab, shards: list[Shard],
     windows_per_step = config.train.batch_size * config.train.grad_accum * processes
     windows = [
         WindowDataset(shard, vocab, data.seq_len, seed, data.transpose, augment=data.augment,
-                      batch_size=windows_per_step, curriculum=data.curriculum)
-        for shard in shards
+                      batch_size=windows_per_step, curriculum=data.curriculum,
+                      style=style_index(source.source, vocab),  # a folder: "other"
+                      control_dropout=data.control_dropout)
+        for shard, source in zip(shards, data.weighted_sources(), strict=True)
     ]  # fmt: skip
     if len(windows) == 1:
         return windows[0]

@@ -1,0 +1,41 @@
+"""The control options of ``aurl generate`` (and of the commands that take controls)."""
+
+from __future__ import annotations
+
+import click
+
+_OPTIONS = (
+    ("--style", str, "Style: a corpus the model learned (bach, palestrina, monteverdi, quartets, "
+                     "essen...) or 'any' to let it choose. Default: bach."),
+    ("--key", str, "Key, like 'D minor', 'Eb major' or 'f#' (lower case: minor)."),
+    ("--tempo", click.FloatRange(1, 1000), "Tempo in beats per minute (held exactly)."),
+    ("--time-signature", str, "Time signature of every bar, like 3/4 (held exactly)."),
+    ("--instruments", str, "Instruments (held exactly): GM names or numbers separated by commas, "
+                           "GM families, or an ensemble: 'string quartet', 'satb'..."),
+    ("--voices", click.IntRange(1, 6), "Number of sung voices, Soprano down to Bass (held "
+                                       "exactly)."),
+    ("--density", str, "Notes starting per quarter note, as a bin 0-7 (0: under 0.5, 7: 6 and more), "
+                       "one for all bars or one per bar: '2,2,3,5'."),
+    ("--polyphony", str, "Notes struck together, as a bin 0-5 (0: one, 5: six and more), one "
+                         "for all bars or one per bar."),
+    ("--register", str, "Mean pitch, as a bin 0-7 (0: below C3, 3: around middle C, 7: above "
+                        "F#5), one for all bars or one per bar."),
+    ("--chords", str, "One chord per bar, cycled: Roman numerals in the key ('i iv V i') or "
+                      "chord symbols ('Dm G7 C')."),
+)  # fmt: skip
+
+
+def control_options(command):
+    """Add the control options to a click command (they arrive as keyword arguments)."""
+    for name, kind, text in reversed(_OPTIONS):
+        command = click.option(name, type=kind, default=None, help=text)(command)
+    return command
+
+
+def control_request(values: dict):
+    """The :class:`~aurl.generate.control_names.ControlRequest` of the control options given
+    (None when none was)."""
+    from aurl.generate.control_names import ControlRequest
+
+    fields = {k: v for k, v in values.items() if v is not None}
+    return ControlRequest(**fields) if fields else None

@@ -1,0 +1,209 @@
+"""Generation under controls: the prompt a request opens with, and a per-step mask that
+writes the requested bar controls and holds the hard facts.
+
+A :class:`ControlPlan` is a request in token values (see
+:mod:`aurl.generate.control_names` for reading one from names). Piece controls go into the
+prompt (:func:`plan_prompt`): Style, Key and the track declarations. During sampling,
+:class:`ControlState` forces each bar's requested Density, Polyphony, Register and Chord
+right after its Bar (and TimeSig), forbids the control types not requested (the model was
+trained with each left out at random, so it knows sequences without them), allows only the
+requested time signature, and forces the requested tempo at the piece's first position and
+no other tempo after it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from aurl.generate import filters
+from aurl.tokens import BOS, TokenType, Vocabulary
+from aurl.tokens.grammar import _HEAD_TRACK, BAR_CONTROLS, PIECE_CONTROLS
+from aurl.tokens.mask import GrammarState
+
+T = TokenType
+PLAN_BARS = 512  # bars a plan is spelled out for (longer pieces repeat it)
+_SLOT_AFTER = {T.BAR: 0, T.TIMESIG: 0, T.DENSITY: 1, T.POLYPHONY: 2, T.REGISTER: 3}
+
+
+@dataclass(frozen=True)
+class ControlPlan:
+    """What one piece is asked to be, in token values (-1 or empty: not asked).
+
+    Attributes:
+        style: Style value; -1 leaves the style to the model (no Style token).
+        key: Key value (0-11 major, 12-23 minor).
+        tracks: ``(program, voice)`` of every track to declare (voice -1: none); empty
+            leaves the instruments to the model.
+        tempo: Tempo bin of the piece.
+        time_signature: TimeSig index of every bar.
+        bars: Per bar control type, one value per bar (cycled when shorter than the piece).
+    """
+
+    style: int = -1
+    key: int = -1
+    tracks: tuple[tuple[int, int], ...] = ()
+    tempo: int = -1
+    time_signature: int = -1
+    bars: dict[TokenType, tuple[int, ...]] = field(default_factory=dict)
+
+
+def plan_prompt(plan: ControlPlan, vocab: Vocabulary) -> np.ndarray:
+    """BOS, the piece's Style and Key, and its track declarations closed by the first Bar
+    (so that no other track can be declared), as ids."""
+    ids = [BOS]
+    for kind, value in ((T.STYLE, plan.style), (T.KEY, plan.key)):
+        if value >= 0:
+            ids.append(vocab.token(kind, value))
+    for k, (program, voice) in enumerate(plan.tracks):
+        ids += [vocab.token(T.TRACK, k), vocab.token(T.PROGRAM, program)]
+        if voice >= 0:
+            ids.append(vocab.token(T.VOICE, voice))
+    if plan.tracks:
+        ids.append(int(vocab.offsets[T.BAR]))
+    return np.array(ids, np.int64)
+
+
+def continue_prompt(plan: ControlPlan, prompt: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """A prompt (from BOS) with the plan's Style and Key in place of its own; it keeps its
+    track declarations.
+
+    Raises:
+        ValueError: the plan declares tracks (a prompt keeps its instruments).
+    """
+    if plan.tracks:
+        raise ValueError("a prompt keeps its own instruments: leave out instruments and voices "
+                         "when continuing one")  # fmt: skip
+    prompt = np.asarray(prompt, np.int64)
+    own = np.isin(vocab.types[prompt], [int(T.STYLE), int(T.KEY)])
+    head = plan_prompt(ControlPlan(style=plan.style, key=plan.key), vocab)
+    rest = prompt[~own]
+    return np.concatenate([head, rest[1:] if len(rest) and rest[0] == BOS else rest])
+
+
+class ControlState:
+    """The control requests of a batch of rows, as tensors, with the mask they imply.
+
+    Rows added without a plan are left alone (nothing forced, nothing forbidden).
+
+    Args:
+        vocab: the vocabulary (with controls).
+        bars: the most bars a plan spells out (longer pieces cycle their plan).
+        device: where the tensors live.
+    """
+
+    _ROWS = ("forced", "period", "given", "sig", "tempo", "planned", "tempo_placed")
+
+    def __init__(self, vocab: Vocabulary, bars: int = PLAN_BARS,
+                 device: torch.device | str = "cpu"):  # fmt: skip
+        self.vocab, self.bars = vocab, max(bars, 1)
+        types = torch.as_tensor(vocab.types, device=device)
+        self.types = types
+        kinds = (*PIECE_CONTROLS, *BAR_CONTROLS)
+        # column of every id's control type in ``given`` (-1: not a control)
+        column = torch.full_like(types, -1)
+        for c, kind in enumerate(kinds):
+            column[types == kind] = c
+        self.column = column
+        self.slot_of = torch.full((_HEAD_TRACK + 1,), 4, dtype=torch.long, device=device)
+        for kind, slot in _SLOT_AFTER.items():
+            self.slot_of[int(kind)] = slot
+        self.is_sig, self.is_tempo = types == T.TIMESIG, types == T.TEMPO
+        self.is_pos = types == T.POSITION
+        z = lambda *shape, fill=0: torch.full(shape, fill, dtype=torch.long, device=device)  # noqa: E731
+        self.forced = z(0, self.bars, 4, fill=-1)  # forced id per bar and bar-control slot
+        self.period = z(0, fill=1)  # bars after which a row's plan repeats
+        self.given = torch.zeros(0, len(kinds), dtype=torch.bool, device=device)
+        self.sig, self.tempo = z(0, fill=-1), z(0, fill=-1)  # allowed TimeSig, forced Tempo
+        self.planned = torch.zeros(0, dtype=torch.bool, device=device)
+        self.tempo_placed = torch.zeros(0, dtype=torch.bool, device=device)
+
+    def rows(self, plans: list[ControlPlan | None]) -> ControlState:
+        """A state of the same tables for new rows with ``plans``."""
+        other = copy.copy(self)
+        device = self.types.device
+        n = len(plans)
+        forced = torch.full((n, self.bars, 4), -1, dtype=torch.long)
+        period = torch.ones(n, dtype=torch.long)
+        given = torch.zeros(n, self.given.shape[1], dtype=torch.bool)
+        sig, tempo = torch.full((n,), -1), torch.full((n,), -1)
+        off = self.vocab.offsets
+        for i, plan in enumerate(plans):
+            if plan is None:
+                continue
+            given[i, 0], given[i, 1] = plan.style >= 0, plan.key >= 0
+            for slot, kind in enumerate(BAR_CONTROLS):
+                values = plan.bars.get(kind, ())
+                if not values:
+                    continue
+                given[i, 2 + slot] = True
+                cycle = np.resize(np.asarray(values, np.int64), self.bars)
+                forced[i, :, slot] = torch.as_tensor(np.where(cycle >= 0, off[kind] + cycle, -1))
+            lengths = [len(v) for v in plan.bars.values() if v]
+            period[i] = int(np.lcm.reduce(lengths)) if lengths else 1
+            sig[i] = off[T.TIMESIG] + plan.time_signature if plan.time_signature >= 0 else -1
+            tempo[i] = off[T.TEMPO] + plan.tempo if plan.tempo >= 0 else -1
+        other.forced, other.period, other.given = (forced.to(device), period.to(device),
+                                                   given.to(device))  # fmt: skip
+        other.sig, other.tempo = sig.to(device), tempo.to(device)
+        other.planned = torch.tensor(
+            [p is not None for p in plans], dtype=torch.bool, device=device
+        )
+        other.tempo_placed = torch.zeros(n, dtype=torch.bool, device=device)
+        return other
+
+    def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
+        """Note the tokens just taken (B,): whether each row's tempo has been placed."""
+        tempo = self.is_tempo[tokens]
+        self.tempo_placed |= tempo if active is None else tempo & active
+
+    def feed(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """:meth:`update` with whole prompts (B, T), right-padded to ``lengths``."""
+        for t in range(ids.shape[1]):
+            self.update(ids[:, t], None if lengths is None else lengths > t)
+
+    def apply(self, logits: torch.Tensor, state: GrammarState) -> torch.Tensor:
+        """``logits`` (B, V) with the controls' mask: forced ids alone where one is due,
+        types not asked for forbidden, the time signature and tempo held."""
+        allowed = self.column < 0
+        allowed = allowed | self.given.gather(1, self.column.clamp(min=0)[None].expand(
+            len(self.given), -1))  # fmt: skip
+        allowed = allowed & (~self.is_sig | (self.sig[:, None] < 0)
+                             | (torch.arange(len(self.types), device=self.types.device)
+                                == self.sig[:, None]))  # fmt: skip
+        allowed = allowed & ~((self.tempo >= 0)[:, None] & self.is_tempo)
+        forced = self._due(state)
+        tempo_due = (state.last == T.POSITION) & (self.tempo >= 0) & ~self.tempo_placed
+        forced = torch.where(tempo_due, self.tempo, forced)
+        force = forced >= 0
+        only = torch.zeros_like(allowed)
+        only[force.nonzero().flatten(), forced[force]] = True
+        allowed = torch.where(force[:, None], only, allowed)
+        allowed = torch.where(self.planned[:, None], allowed, torch.ones_like(allowed))
+        return filters.apply_mask(logits, allowed)
+
+    def _due(self, state: GrammarState) -> torch.Tensor:
+        """The forced bar-control id due next in every row (-1 where none is)."""
+        slot = self.slot_of[state.last]
+        bar = ((state.bars - 1).clamp(min=0) % self.period).clamp(max=self.bars - 1)
+        row = self.forced[torch.arange(len(bar), device=bar.device), bar]  # (B, 4)
+        ok = (row >= 0) & (torch.arange(4, device=bar.device) >= slot[:, None])
+        first = torch.where(ok.any(1), ok.float().argmax(1), 0)
+        return torch.where(ok.any(1), row.gather(1, first[:, None])[:, 0], -1)
+
+    # -- rows, as the grammar state has them --------------------------------------------
+
+    def select(self, index: torch.Tensor) -> None:
+        for name in self._ROWS:
+            setattr(self, name, getattr(self, name)[index])
+
+    def extend(self, other: ControlState) -> None:
+        for name in self._ROWS:
+            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
+
+    def put(self, rows: torch.Tensor, other: ControlState) -> None:
+        for name in self._ROWS:
+            getattr(self, name)[rows] = getattr(other, name)
