@@ -202,7 +202,8 @@ def test_training_windows_hold_the_style_and_leave_controls_out(control_run, sma
     n = 200
     for i in range(n):
         ids = windows.window(i)
-        assert ids[0] == BOS
+        assert ids[0] == BOS and len(ids) <= 129
+        assert len(windows[i][0]) == 128
         types = V.types[ids]
         for kind in CONTROL_TYPES:
             kept[kind] += bool((types == kind).any())

@@ -16,6 +16,15 @@ from aurl.generate.attributes import move
 from aurl.generate.control_names import ControlRequest, resolve_controls
 from aurl.generate.controls import ControlPlan, continue_prompt, plan_prompt
 from aurl.generate.engine import Engine
+from aurl.generate.infill import (
+    fill_prompt,
+    harmony_ids,
+    harmony_tracks,
+    merge_score,
+    parse_span,
+    parse_tracks,
+    track_map,
+)
 from aurl.generate.latents import Latents, follow, join, prior
 from aurl.generate.latents import interpolate as interpolate_latents
 from aurl.generate.latents import vary as vary_latents
@@ -29,6 +38,8 @@ from aurl.models.vae import VAE
 from aurl.paths import SHIPPED_MODEL, resolve_model_path
 from aurl.tokens import BOS, EOS, PAD, TokenType
 from aurl.tokens.grammar import FOLLOWS
+from aurl.tokens.infill import bar_starts, second_pass_notes
+from aurl.tokens.tracks import declared_tracks, track_names
 
 MAX_BARS = 512
 TOKENS_PER_BAR_LIMIT = 512  # safety stop for a model that never closes its bars
@@ -159,6 +170,82 @@ class Generator:
             tempo = controls.tempo if controls is not None else None
             yield BarEvent(row, bar, ids, self._decode(ids, tempo), time.perf_counter() - t0,
                            lengths[-1] if lengths else 0.0, last)  # fmt: skip
+
+    def infill(self, path: str | Path, bars: str, tracks: str | None = None, num: int = 1,
+               sampling: SamplingConfig | None = None, seed: int | None = None
+               ) -> GenerationResult:  # fmt: skip
+        """Regenerate bars ``bars`` (``"5-8"``, from 1) of a MIDI file given everything before
+        and after; with ``tracks`` (``"alto,tenor"``) only those tracks' notes, the others as
+        context. Every other note comes back as it was.
+
+        Raises:
+            MidiError: the file cannot be read. ValueError: a span or track the piece lacks,
+            or a model trained without infilling.
+        """
+        vocab = self._fill_vocab()
+        score = read_midi(path)
+        ids = self.tokenizer.encode(score)
+        first, count = parse_span(bars, int((vocab.types[ids] == TokenType.BAR).sum()))
+        targets = None
+        if tracks:
+            if not vocab.has_tracks:
+                raise ValueError(f"{self.folder.path}: this model has no tracks; fill bars only")
+            targets = parse_tracks(tracks, track_names(*declared_tracks(ids, vocab)))
+        mapping = track_map(score, vocab.config.tracks) if vocab.has_tracks else [0]
+        return self._fill(score, ids, ids, first, count, targets, mapping, {}, num, sampling,
+                          seed)  # fmt: skip
+
+    def harmonize(
+        self,
+        path: str | Path,
+        num: int = 1,
+        sampling: SamplingConfig | None = None,
+        seed: int | None = None,
+    ) -> GenerationResult:
+        """Write Alto, Tenor and Bass under the one-track melody of a MIDI file (which comes
+        back note for note as the Soprano)."""
+        vocab = self._fill_vocab()
+        if not vocab.has_tracks:
+            raise ValueError(f"{self.folder.path}: harmonizing needs a model with tracks")
+        score = read_midi(path)
+        ids = self.tokenizer.encode(score)
+        full, targets = harmony_ids(ids, vocab)
+        mapping = track_map(score, vocab.config.tracks)
+        extra = harmony_tracks(int(score.tracks[mapping[0]].program))
+        n_bars = int((vocab.types[ids] == TokenType.BAR).sum())
+        return self._fill(score, ids, full, 0, n_bars, targets, mapping, extra, num, sampling,
+                          seed)  # fmt: skip
+
+    def _fill_vocab(self):
+        vocab = self.tokenizer.vocab
+        if isinstance(self.model, VAE) or not vocab.has_infill:
+            raise ValueError(f"{self.folder.path}: this model was trained without infilling; "
+                             "train with tokenizer.infill=true")  # fmt: skip
+        return vocab
+
+    def _fill(self, score, ids, context, first, count, targets, mapping, extra, num, sampling,
+              seed) -> GenerationResult:  # fmt: skip
+        """Sample ``num`` second passes after the prompt of ``context`` and merge each into
+        ``score``."""
+        vocab = self.tokenizer.vocab
+        prompt, max_bars = fill_prompt(context, vocab, first, count, targets)
+        plan = ControlPlan(fill_tracks=tuple(sorted(targets))) if targets else None
+        _, generator, _ = self._start(count, num, seed, None)
+        batch = torch.as_tensor(np.tile(prompt, (num, 1)), dtype=torch.long, device=self.device)
+        t0 = time.perf_counter()
+        out = sample(self.model, vocab, batch, max_bars, count * TOKENS_PER_BAR_LIMIT,
+                     sampling or SamplingConfig(), generator, plans=[plan] * num)  # fmt: skip
+        starts = bar_starts(ids, vocab)
+        pieces, new = [], 0
+        for row in out.cpu().numpy():
+            row = row[row != PAD]
+            new += len(row) - len(prompt)
+            notes = second_pass_notes(row, vocab)
+            merged = merge_score(score, notes, starts, vocab.config.steps_per_quarter, first,
+                                 count, targets, mapping, {k: t.copy() for k, t in extra.items()})  # fmt: skip
+            seconds = merged.to("second").end() if merged.note_num() else 0.0
+            pieces.append(Piece(row, merged, len(starts) - 1, merged.note_num(), float(seconds)))
+        return GenerationResult(pieces, new, time.perf_counter() - t0)
 
     def _start(self, bars: int, num: int, seed: int | None, prompt: np.ndarray | None,
                controls: ControlRequest | None = None,

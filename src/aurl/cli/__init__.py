@@ -15,6 +15,7 @@ import click
 from aurl import __version__
 from aurl.analysis.command import analyze
 from aurl.cli.controls import control_options, control_request
+from aurl.cli.infill import harmonize, infill
 from aurl.cli.latent import interpolate, vary
 from aurl.cli.progress import GenerationProgress
 from aurl.cli.train import distill, finetune, train
@@ -228,7 +229,7 @@ def _stream(gen, paths: list[Path], bars: int, sampling, seed: int, prompt_ids, 
 
 cli.add_command(analyze)
 cli.add_command(evaluate)
-for command in (train, finetune, distill, tune, interpolate, vary):
+for command in (train, finetune, distill, tune, interpolate, vary, infill, harmonize):
     cli.add_command(command)
 
 

@@ -103,6 +103,24 @@ class AugmentConfig(BaseModel):
     humanize: HumanizeAugment = HumanizeAugment()
 
 
+class InfillConfig(BaseModel):
+    """With infilling tokens: the share of training windows made into infilling examples
+    (see :mod:`aurl.tokens.infill`), the rest staying ordinary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bars: float = Field(0.25, ge=0.0, le=1.0)  # fill 1..max_bars bars
+    tracks: float = Field(0.25, ge=0.0, le=1.0)  # fill some tracks over a span of bars
+    max_bars: int = Field(4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _shares(self):
+        if self.bars + self.tracks > 1:
+            raise ValueError(f"infill.bars {self.bars} + infill.tracks {self.tracks} is more "
+                             "than 1 (they are shares of the training windows)")  # fmt: skip
+        return self
+
+
 class CurriculumConfig(BaseModel):
     """Sequence-length curriculum: windows of ``start_len`` tokens, doubling at each step in
     ``at_steps``, up to ``data.seq_len``. ``start_len: 0`` turns it off."""
@@ -152,6 +170,7 @@ class DataConfig(BaseModel):
     # With control tokens: the chance that a training window leaves out each control type
     # (each on its own), so that a model learns to follow any subset of them.
     control_dropout: float = Field(0.5, ge=0.0, le=1.0)
+    infill: InfillConfig = InfillConfig()
 
     @model_validator(mode="before")
     @classmethod

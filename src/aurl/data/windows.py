@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from aurl.data.augment import augment_window, transpose, transpose_range, transposition_applies
-from aurl.data.config import AugmentConfig, CurriculumConfig
+from aurl.data.config import AugmentConfig, CurriculumConfig, InfillConfig
+from aurl.data.infill_examples import make_example
 from aurl.data.shards import Shard
 from aurl.tokens import BOS, PAD, TokenType, Vocabulary
 from aurl.tokens.controls import CONTROL_TYPES, drop_controls, transpose_controls
@@ -29,6 +30,7 @@ __all__ = ["SegmentWindows", "WeightedWindows", "WindowDataset", "eval_windows",
 FIXED_SEED = 20_231  # fixed_segments draws the same held-out segments every time
 STREAM_SOURCE = 6  # WeightedWindows picks window i's corpus from default_rng((seed, i, 6))
 STREAM_CONTROLS = 7  # which control types window i leaves out
+STREAM_INFILL = 8  # whether and how window i becomes an infilling example
 
 
 def seq_len_at(step: int, seq_len: int, curriculum: CurriculumConfig | None) -> int:
@@ -74,12 +76,15 @@ class WindowDataset(torch.utils.data.Dataset):
         curriculum: sequence-length curriculum (default: always ``seq_len``).
         style: the Style value of this corpus (-1: none), with controls.
         control_dropout: the chance each control type is left out of a window.
+        infill: the shares of windows made into infilling examples (with infill tokens;
+            the example is cut to the window's length).
     """
 
     def __init__(self, shard: Shard, vocab: Vocabulary, seq_len: int, seed: int = 0,
                  transpose: int = 0, length: int = 1 << 40, *, augment: AugmentConfig | None = None,
                  batch_size: int = 1, curriculum: CurriculumConfig | None = None,
-                 style: int = -1, control_dropout: float = 0.0):  # fmt: skip
+                 style: int = -1, control_dropout: float = 0.0,
+                 infill: InfillConfig | None = None):  # fmt: skip
         if shard.num_tokens == 0:
             raise ValueError(f"{shard.folder}: no tokens in this split")
         self.shard, self.vocab, self.seq_len = shard, vocab, seq_len
@@ -87,6 +92,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.augment = augment or AugmentConfig()
         self.batch_size, self.curriculum = batch_size, curriculum
         self.style, self.control_dropout = style, control_dropout
+        self.infill = infill or InfillConfig()
         # Window starts: each piece's first token (BOS) and every Bar.
         starts = np.union1d(shard.pieces[:-1], shard.bars)
         piece_of = np.searchsorted(shard.pieces, starts, side="right") - 1
@@ -132,6 +138,7 @@ class WindowDataset(torch.utils.data.Dataset):
         step = self.step_of(index)
         start = int(self.starts[j])
         room = seq_len_at(step, self.seq_len, self.curriculum) + 1 - int(self.heads[j])
+        room -= int(self.style >= 0 and self.vocab.has_controls)  # the Style token added
         end = min(int(self.ends[j]), start + max(room, 1))
         shift = 0
         if self.transpose and transposition_applies(self.augment, self.seed, index, step):
@@ -157,6 +164,9 @@ class WindowDataset(torch.utils.data.Dataset):
             ids = transpose(ids, self.vocab, shift)
         if self.vocab.has_controls:
             ids = self._controls(ids, index, shift)
+        if self.vocab.has_infill:
+            rng = np.random.default_rng((self.seed, int(index), STREAM_INFILL))
+            ids = make_example(ids, self.vocab, self.infill, rng)
         return augment_window(ids, self.vocab, self.augment, self.seed, int(index),
                               self.step_of(index), int(self.bar_steps[j]))  # fmt: skip
 
@@ -171,8 +181,8 @@ class WindowDataset(torch.utils.data.Dataset):
         return drop_controls(ids, self.vocab, dropped)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = self.window(index)
         size = seq_len_at(self.step_of(index), self.seq_len, self.curriculum)
+        ids = self.window(index)[: size + 1]  # an infilling example may come out longer
         window = np.full(size + 1, PAD, np.int64)
         window[: len(ids)] = ids
         t = torch.from_numpy(window)

@@ -41,6 +41,7 @@ class ControlPlan:
         tempo: Tempo bin of the piece.
         time_signature: TimeSig index of every bar.
         bars: Per bar control type, one value per bar (cycled when shorter than the piece).
+        fill_tracks: When filling tracks, the only tracks the second pass may write.
     """
 
     style: int = -1
@@ -49,6 +50,7 @@ class ControlPlan:
     tempo: int = -1
     time_signature: int = -1
     bars: dict[TokenType, tuple[int, ...]] = field(default_factory=dict)
+    fill_tracks: tuple[int, ...] = ()
 
 
 def plan_prompt(plan: ControlPlan, vocab: Vocabulary) -> np.ndarray:
@@ -95,7 +97,7 @@ class ControlState:
         device: where the tensors live.
     """
 
-    _ROWS = ("forced", "period", "given", "sig", "tempo", "planned", "tempo_placed")
+    _ROWS = ("forced", "period", "given", "sig", "tempo", "planned", "tempo_placed", "fill_ok")
 
     def __init__(self, vocab: Vocabulary, bars: int = PLAN_BARS,
                  device: torch.device | str = "cpu"):  # fmt: skip
@@ -120,6 +122,11 @@ class ControlState:
         self.sig, self.tempo = z(0, fill=-1), z(0, fill=-1)  # allowed TimeSig, forced Tempo
         self.planned = torch.zeros(0, dtype=torch.bool, device=device)
         self.tempo_placed = torch.zeros(0, dtype=torch.bool, device=device)
+        # fill_ok[b, k]: the second pass of row b may write track k (all when not filling)
+        self.is_track = types == T.TRACK
+        self.track_of = torch.as_tensor(vocab.values, device=device).clamp(min=0)
+        self.n_tracks = max(vocab.counts[T.TRACK], 1)
+        self.fill_ok = torch.ones(0, self.n_tracks, dtype=torch.bool, device=device)
 
     def rows(self, plans: list[ControlPlan | None]) -> ControlState:
         """A state of the same tables for new rows with ``plans``."""
@@ -130,6 +137,7 @@ class ControlState:
         period = torch.ones(n, dtype=torch.long)
         given = torch.zeros(n, self.given.shape[1], dtype=torch.bool)
         sig, tempo = torch.full((n,), -1), torch.full((n,), -1)
+        fill_ok = torch.ones(n, self.n_tracks, dtype=torch.bool)
         off = self.vocab.offsets
         for i, plan in enumerate(plans):
             if plan is None:
@@ -146,6 +154,9 @@ class ControlState:
             period[i] = int(np.lcm.reduce(lengths)) if lengths else 1
             sig[i] = off[T.TIMESIG] + plan.time_signature if plan.time_signature >= 0 else -1
             tempo[i] = off[T.TEMPO] + plan.tempo if plan.tempo >= 0 else -1
+            if plan.fill_tracks:
+                fill_ok[i] = False
+                fill_ok[i, list(plan.fill_tracks)] = True
         other.forced, other.period, other.given = (forced.to(device), period.to(device),
                                                    given.to(device))  # fmt: skip
         other.sig, other.tempo = sig.to(device), tempo.to(device)
@@ -153,6 +164,7 @@ class ControlState:
             [p is not None for p in plans], dtype=torch.bool, device=device
         )
         other.tempo_placed = torch.zeros(n, dtype=torch.bool, device=device)
+        other.fill_ok = fill_ok.to(device)
         return other
 
     def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
@@ -175,6 +187,9 @@ class ControlState:
                              | (torch.arange(len(self.types), device=self.types.device)
                                 == self.sig[:, None]))  # fmt: skip
         allowed = allowed & ~((self.tempo >= 0)[:, None] & self.is_tempo)
+        if self.vocab.has_infill:  # in a second pass, only the tracks asked for
+            track_ok = self.fill_ok[:, self.track_of.clamp(max=self.n_tracks - 1)]
+            allowed = allowed & (~self.is_track | track_ok | ~state.filled[:, None])
         forced = self._due(state)
         tempo_due = (state.last == T.POSITION) & (self.tempo >= 0) & ~self.tempo_placed
         forced = torch.where(tempo_due, self.tempo, forced)

@@ -33,6 +33,8 @@ class TokenizerConfig(BaseModel):
         controls: adds the control tokens (style and key of a piece; density, polyphony,
             register and chord of each bar), all optional (see :mod:`aurl.tokens.controls`).
         styles: the style names a Style token can take (with controls).
+        infill: adds Fill and Infill, the layout that fills bars or tracks with both sides
+            in view (see :mod:`aurl.tokens.infill`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +51,7 @@ class TokenizerConfig(BaseModel):
     tracks: int = Field(0, ge=0, le=64)
     controls: bool = False
     styles: tuple[str, ...] = DEFAULT_STYLES
+    infill: bool = False
 
     @field_validator("time_signatures")
     @classmethod

@@ -46,7 +46,10 @@ FOLLOWS: dict[int, tuple[TokenType, ...]] = {
     T.TRACK: (),
     T.VOICE: (),
     _HEAD_TRACK: (),
-    **{kind: () for kind in (T.STYLE, T.KEY, T.DENSITY, T.POLYPHONY, T.REGISTER, T.CHORD)},
+    **{
+        kind: ()
+        for kind in (T.STYLE, T.KEY, T.DENSITY, T.POLYPHONY, T.REGISTER, T.CHORD, T.FILL, T.INFILL)
+    },
 }
 # With tracks: declarations after BOS, and a Track token where a note names its program.
 TRACK_FOLLOWS: dict[int, tuple[TokenType, ...]] = {
@@ -66,12 +69,21 @@ PIECE_CONTROLS = (T.STYLE, T.KEY)  # after BOS, in this order, each optional
 BAR_CONTROLS = (T.DENSITY, T.POLYPHONY, T.REGISTER, T.CHORD)  # after a Bar and its TimeSig
 
 
-def follows(tracks: bool = False, controls: bool = False) -> dict[int, tuple[TokenType, ...]]:
-    """What may follow each type (or pseudo type), without or with tracks and controls."""
+def follows(tracks: bool = False, controls: bool = False,
+            infill: bool = False) -> dict[int, tuple[TokenType, ...]]:  # fmt: skip
+    """What may follow each type (or pseudo type), with or without tracks, controls and
+    infilling."""
     rules = dict(TRACK_FOLLOWS if tracks else FOLLOWS)
     if controls:
         _optional_chain(rules, [T.BOS], PIECE_CONTROLS)
         _optional_chain(rules, [T.BAR, T.TIMESIG], BAR_CONTROLS)
+    if infill:  # Fill where a bar's first Position could come; Infill where EOS could
+        for row, allowed in list(rules.items()):
+            extra = (T.FILL,) if T.POSITION in allowed and row not in (T.DURATION, T.TEMPO) else ()
+            extra += (T.INFILL,) if T.EOS in allowed else ()
+            rules[row] = allowed + extra
+        rules[T.FILL] = (T.POSITION, T.BAR, T.INFILL, T.EOS)
+        rules[T.INFILL] = (T.BAR,)
     return rules
 
 
@@ -85,10 +97,11 @@ def _optional_chain(rules: dict, after: list[TokenType], chain: tuple[TokenType,
         rules[kind] = chain[i + 1 :] + then
 
 
-def follow_table(tracks: bool = False, controls: bool = False) -> np.ndarray:
+def follow_table(tracks: bool = False, controls: bool = False, infill: bool = False
+                 ) -> np.ndarray:  # fmt: skip
     """Boolean table (state rows, token types) of what may follow what."""
     table = np.zeros((_HEAD_TRACK + 1, len(TokenType)), bool)
-    for row, allowed in follows(tracks, controls).items():
+    for row, allowed in follows(tracks, controls, infill).items():
         table[row, [int(a) for a in allowed]] = True
     return table
 
@@ -110,8 +123,9 @@ class Grammar:
 
     def __init__(self, vocab: Vocabulary):
         self.vocab = vocab
-        self.follows = follows(vocab.has_tracks, vocab.has_controls)
-        self.table = follow_table(vocab.has_tracks, vocab.has_controls)
+        flags = (vocab.has_tracks, vocab.has_controls, vocab.has_infill)
+        self.follows = follows(*flags)
+        self.table = follow_table(*flags)
 
     def _row(self, last: int, bar_len: int, bars: int) -> int:
         if last == T.BAR and bar_len == 0:
@@ -121,6 +135,7 @@ class Grammar:
     def validate(self, ids) -> Violation | None:
         """Walk ``ids`` and return the first :class:`Violation`, or None if all is legal."""
         vocab, last, pos, bar_len, bars, tracks = self.vocab, _START, -1, 0, 0, 0
+        filled = False  # after Infill: the second pass
         for i, tok in enumerate(np.asarray(ids, np.int64).tolist()):
             if not 0 <= tok < vocab.size:
                 return Violation(i, tok, f"id outside the vocabulary (size {vocab.size})")
@@ -132,6 +147,10 @@ class Grammar:
                 return Violation(
                     i, tok, f"{vocab.name(tok)} cannot follow {after}; expected {allowed}"
                 )
+            if filled and kind in (T.FILL, T.INFILL):
+                return Violation(i, tok, f"{vocab.name(tok)} after Infill (one second pass, "
+                                         "no marks in it)")  # fmt: skip
+            filled = filled or kind == T.INFILL
             if kind == T.TRACK and bars == 0:
                 if value != tracks:
                     return Violation(i, tok, f"track {value} declared where track {tracks} is next")

@@ -46,7 +46,10 @@ class GrammarState:
             torch.where(is_pos, values, -1),  # the new position otherwise (-1 after a Bar)
             is_sig.long(), sig_index, is_bar.long(), (types == T.TRACK).long(),
         ], dim=1).to(device)  # fmt: skip
-        table = follow_table(vocab.has_tracks, vocab.has_controls)
+        table = follow_table(vocab.has_tracks, vocab.has_controls, vocab.has_infill)
+        # Fill and Infill are not allowed in a second pass (after Infill).
+        self.fills = ((types == T.FILL) | (types == T.INFILL)).to(device)
+        self.infill_id = int(vocab.offsets[T.INFILL]) if vocab.has_infill else -1
         self.allowed = torch.as_tensor(table, device=device)[:, types]  # (rows, V)
         # tracks_ok[n, h, v]: id v is allowed with n tracks declared, h = 1 while declaring
         # (then only Track_n), h = 0 in the bars (Track_0 .. Track_n-1).
@@ -63,8 +66,9 @@ class GrammarState:
         self.sig = torch.zeros(batch, dtype=torch.long, device=device)
         self.bars = torch.zeros(batch, dtype=torch.long, device=device)
         self.tracks = torch.zeros(batch, dtype=torch.long, device=device)
+        self.filled = torch.zeros(batch, dtype=torch.bool, device=device)
 
-    _ROWS = ("last", "pos", "sig", "bars", "tracks")  # the per-sequence tensors
+    _ROWS = ("last", "pos", "sig", "bars", "tracks", "filled")  # the per-sequence tensors
 
     def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
         """Advance every sequence by one token (only where ``active``, if given).
@@ -83,6 +87,9 @@ class GrammarState:
         last = torch.where(is_track.bool() & declaring, _HEAD_TRACK, last)
         self.pos = pos
         self.last = last if active is None else torch.where(active, last, self.last)
+        if self.infill_id >= 0:
+            opened = tokens == self.infill_id
+            self.filled |= opened if active is None else opened & active
 
     def feed(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
         """Advance by a whole prompt. ``ids``: (B, T); with ``lengths`` (B,) only the first
@@ -99,6 +106,7 @@ class GrammarState:
         other.sig = torch.zeros(batch, dtype=torch.long, device=device)
         other.bars = torch.zeros(batch, dtype=torch.long, device=device)
         other.tracks = torch.zeros(batch, dtype=torch.long, device=device)
+        other.filled = torch.zeros(batch, dtype=torch.bool, device=device)
         return other
 
     def select(self, index: torch.Tensor) -> None:
@@ -119,6 +127,8 @@ class GrammarState:
     def mask(self) -> torch.Tensor:
         """(B, V) boolean mask of the legal next tokens."""
         mask = self.allowed[self.last] & self.positions[self.pos + 1, self.sig]
+        if self.infill_id >= 0:
+            mask = mask & ~(self.filled[:, None] & self.fills)
         if self.tracks_ok is None:
             return mask
         return mask & self.tracks_ok[self.tracks.clamp(max=len(self.tracks_ok) - 1),

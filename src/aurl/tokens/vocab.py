@@ -50,6 +50,8 @@ class TokenType(IntEnum):
     POLYPHONY = 18
     REGISTER = 19
     CHORD = 20  # quality * 12 + root
+    FILL = 21  # infilling (only with infill): this bar's content comes after Infill
+    INFILL = 22  # opens the second pass: the marked bars again, in order
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ class Vocabulary:
         return self.counts[TokenType.KEY] > 0
 
     @property
+    def has_infill(self) -> bool:
+        """Whether the Fill and Infill tokens exist (``TokenizerConfig.infill``)."""
+        return self.counts[TokenType.INFILL] > 0
+
+    @property
     def max_bar_steps(self) -> int:
         return self.counts[TokenType.POSITION]
 
@@ -102,8 +109,9 @@ class Vocabulary:
             return f"<invalid {token_id}>"
         kind = TokenType(int(self.types[token_id]))
         value = int(self.values[token_id])
-        if kind in (TokenType.PAD, TokenType.BOS, TokenType.EOS, TokenType.BAR):
-            return kind.name.capitalize() if kind != TokenType.BAR else "Bar"
+        if kind in (TokenType.PAD, TokenType.BOS, TokenType.EOS, TokenType.BAR, TokenType.FILL,
+                    TokenType.INFILL):  # fmt: skip
+            return kind.name.capitalize()
         if kind == TokenType.TIMESIG:
             num, den = self.time_signatures[value]
             return f"TimeSig_{num}/{den}"
@@ -150,6 +158,8 @@ def build_vocabulary(config: TokenizerConfig) -> Vocabulary:
         TokenType.TRACK: config.tracks,
         TokenType.VOICE: len(VOICE_NAMES) if config.tracks else 0,
         **_control_counts(config.controls, len(config.styles)),
+        TokenType.FILL: int(config.infill),
+        TokenType.INFILL: int(config.infill),
     }
     offsets, start = {}, 0
     for kind in TokenType:

@@ -116,7 +116,7 @@ def training_windows(config: RunConfig, vocab, shards: list[Shard],
         WindowDataset(shard, vocab, data.seq_len, seed, data.transpose, augment=data.augment,
                       batch_size=windows_per_step, curriculum=data.curriculum,
                       style=style_index(source.source, vocab),  # a folder: "other"
-                      control_dropout=data.control_dropout)
+                      control_dropout=data.control_dropout, infill=data.infill)
         for shard, source in zip(shards, data.weighted_sources(), strict=True)
     ]  # fmt: skip
     if len(windows) == 1:

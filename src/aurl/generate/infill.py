@@ -1,0 +1,161 @@
+"""Infilling and harmonizing: regenerate bars or tracks of a piece with both sides in view.
+
+The piece is encoded, the bars to fill are marked and the prompt ends where the second pass
+begins (:mod:`aurl.tokens.infill`); the model writes the marked bars again (with tracks
+named, only the tracks asked for: the sampler's mask holds it). The result is the original
+score with only the asked notes replaced: every note outside the span and the tracks is the
+original one, untouched (not re-quantized).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import symusic
+
+from aurl.tokens import EOS, TokenType, Vocabulary
+from aurl.tokens.infill import infill_example
+from aurl.tokens.tracks import declared_tracks, track_names
+from aurl.tokens.vocab import VOICE_NAMES
+
+T = TokenType
+HARMONY_VOICES = ("Alto", "Tenor", "Bass")  # written under a melody (the Soprano)
+
+
+def parse_span(text: str, n_bars: int) -> tuple[int, int]:
+    """``"5-8"`` (bars 5 to 8, counted from 1) or ``"5"`` -> (first index, count).
+
+    Raises:
+        ValueError: not a span, or not inside the piece's ``n_bars`` bars.
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", text)
+    if not m:
+        raise ValueError(f"bars {text!r}: give a span like 5-8 or one bar like 5")
+    first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+    if not 1 <= first <= last <= n_bars:
+        raise ValueError(f"bars {text!r}: the piece has bars 1 to {n_bars}")
+    return first - 1, last - first + 1
+
+
+def parse_tracks(text: str, names: list[str]) -> set[int]:
+    """Track names (``alto,tenor``, any case) or numbers from 1 -> track indices.
+
+    Raises:
+        ValueError: a name the piece has no track for (the message lists its tracks).
+    """
+    lower = [n.lower() for n in names]
+    out = set()
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part.isdigit() and 1 <= int(part) <= len(names):
+            out.add(int(part) - 1)
+        elif part.lower() in lower:
+            out.add(lower.index(part.lower()))
+        else:
+            raise ValueError(f"track {part!r}: the piece's tracks are "
+                             f"{', '.join(names)} (names or numbers from 1)")  # fmt: skip
+    if not out:
+        raise ValueError("tracks: name at least one track")
+    if len(out) == len(names):
+        raise ValueError("tracks: every track asked for; leave one as context, or use "
+                         "--bars alone to fill whole bars")  # fmt: skip
+    return out
+
+
+def fill_prompt(ids: np.ndarray, vocab: Vocabulary, first: int, count: int,
+                tracks: set[int] | None = None) -> tuple[np.ndarray, int]:  # fmt: skip
+    """The prompt that fills bars ``first .. first + count - 1`` (with ``tracks``, only their
+    notes): everything up to the second pass's first Bar and TimeSig; and the bars the row
+    should end with (the engine's ``max_bars``)."""
+    ids = np.asarray(ids, np.int64)
+    ids = ids[ids != EOS]
+    example = infill_example(ids, vocab, first, count, tracks)
+    at = int(np.flatnonzero(vocab.types[example] == T.INFILL)[0])
+    end = at + 2  # Infill, Bar
+    if end < len(example) and vocab.types[example[end]] == T.TIMESIG:
+        end += 1
+    n_bars = int((vocab.types[ids] == T.BAR).sum())
+    return example[:end], n_bars + count
+
+
+def track_map(score: symusic.Score, limit: int) -> list[int]:
+    """The Score track of every token track: the tracks with notes, in order.
+
+    Raises:
+        ValueError: more tracks with notes than the model's ``limit``.
+    """
+    full = [i for i, t in enumerate(score.tracks) if len(t.notes)]
+    if len(full) > limit:
+        raise ValueError(f"the piece has {len(full)} tracks with notes; this model takes at "
+                         f"most {limit}")  # fmt: skip
+    return full
+
+
+def merge_score(original: symusic.Score, notes: list[tuple[int, int, int, int, int]],
+                starts: np.ndarray, spq: int, first: int, count: int,
+                tracks: set[int] | None, mapping: list[int],
+                new_tracks: dict[int, symusic.Track] | None = None) -> symusic.Score:  # fmt: skip
+    """``original`` with the span's notes (of ``tracks``, or all) replaced by ``notes``
+    (``(track, step, duration, pitch, velocity)`` in the tokens' steps). Token tracks past
+    ``mapping`` go to ``new_tracks`` (added at the end)."""
+    out = original.copy()
+    tpq = out.tpq
+    lo, hi = (int(starts[first]) * tpq) // spq, (int(starts[first + count]) * tpq) // spq
+    for k, index in enumerate(mapping):
+        if tracks is None or k in tracks:
+            track = out.tracks[index]
+            kept = [n for n in track.notes if not lo <= n.time < hi]
+            track.notes = symusic.Note.from_numpy(*_columns(kept)) if kept else track.notes[:0]
+    extra = dict(new_tracks or {})
+    by_track: dict[int, list[tuple[int, int, int, int]]] = {}
+    for k, step, dur, pitch, vel in notes:
+        by_track.setdefault(k, []).append((step * tpq // spq, dur * tpq // spq, pitch, vel))
+    for k, rows in sorted(by_track.items()):
+        if k < len(mapping):
+            track = out.tracks[mapping[k]]
+        elif k in extra:
+            track = extra[k]
+        else:
+            continue  # a track the model was not asked for
+        arr = np.array(rows, np.int64)
+        merged = [(n.time, n.duration, n.pitch, n.velocity) for n in track.notes]
+        track.notes = symusic.Note.from_numpy(*_columns(sorted([*merged, *map(tuple, arr)])))
+    for k in sorted(extra):
+        out.tracks.append(extra[k])
+    return out
+
+
+def _columns(rows) -> tuple[np.ndarray, ...]:
+    if rows and hasattr(rows[0], "time"):
+        rows = [(n.time, n.duration, n.pitch, n.velocity) for n in rows]
+    a = np.array(rows, np.int64).reshape(-1, 4)
+    return (a[:, 0].astype(np.int32), a[:, 1].astype(np.int32), a[:, 2].astype(np.int8),
+            a[:, 3].astype(np.int8))  # fmt: skip
+
+
+def harmony_ids(ids: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, set[int]]:
+    """A melody's ids with Alto, Tenor and Bass declared under it (the melody becomes the
+    Soprano), and the new tracks' indices.
+
+    Raises:
+        ValueError: the melody has more than one track, or the model has too few tracks.
+    """
+    programs, _ = declared_tracks(ids, vocab)
+    if len(programs) != 1:
+        raise ValueError(f"a melody to harmonize has one track; this file has {len(programs)}")
+    if vocab.config.tracks < 1 + len(HARMONY_VOICES):
+        raise ValueError(f"this model takes {vocab.config.tracks} tracks; harmonizing needs 4")
+    first_bar = int(np.flatnonzero(vocab.types[ids] == T.BAR)[0])
+    head = [int(t) for t in ids[:first_bar] if vocab.types[t] != T.VOICE]
+    at = next(i for i, t in enumerate(head) if vocab.types[t] == T.TRACK)
+    head = head[: at + 2] + [vocab.token(T.VOICE, VOICE_NAMES.index("Soprano"))] + head[at + 2 :]
+    for k, voice in enumerate(HARMONY_VOICES, start=1):
+        head += [vocab.token(T.TRACK, k), vocab.token(T.PROGRAM, programs[0]),
+                 vocab.token(T.VOICE, VOICE_NAMES.index(voice))]  # fmt: skip
+    return np.concatenate([head, ids[first_bar:]]).astype(np.int64), {1, 2, 3}
+
+
+def harmony_tracks(program: int) -> dict[int, symusic.Track]:
+    """Empty Alto, Tenor and Bass tracks (token tracks 1-3) of the melody's program."""
+    names = track_names([program] * 3, [VOICE_NAMES.index(v) for v in HARMONY_VOICES])
+    return {k: symusic.Track(names[k - 1], program, False) for k in (1, 2, 3)}

@@ -1,0 +1,134 @@
+"""Infilling: the layout round-trips and keeps the grammar, training windows mix in infilling
+examples, and infill/harmonize change only the notes asked for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import symusic
+import torch
+
+from aurl.data.config import InfillConfig
+from aurl.data.controls import with_controls
+from aurl.data.infill_examples import make_example
+from aurl.midi import read_midi, write_midi
+from aurl.tokens import Tokenizer, TokenizerConfig, TokenType
+from aurl.tokens.infill import infill_example, merge_fill, second_pass_notes
+from aurl.tokens.mask import GrammarState
+
+TK = Tokenizer(TokenizerConfig(tracks=16, controls=True, infill=True))
+V = TK.vocab
+T = TokenType
+
+
+def test_infill_examples_keep_the_grammar_and_merge_back(bach_source):
+    plain = Tokenizer(TokenizerConfig(infill=True))
+    for path in bach_source.files[::20]:
+        score = read_midi(path)
+        ids = with_controls(TK.encode(score), V)
+        n = int((V.types[ids] == T.BAR).sum())
+        for first, count, tracks in ((1, 3, None), (0, n, {0}), (n - 2, 2, {1, 2})):
+            example = infill_example(ids, V, first, count, tracks)
+            assert TK.grammar.validate(example) is None, (path.name, first, count, tracks)
+            assert (V.types[example] == T.FILL).sum() == count
+            assert np.array_equal(merge_fill(example, V), ids), path.name
+        ids = plain.encode(score)
+        example = infill_example(ids, plain.vocab, 2, 2)
+        assert plain.grammar.validate(example) is None
+        assert np.array_equal(merge_fill(example, plain.vocab), ids)
+
+
+def test_a_second_pass_cannot_mark_or_open_again(bach_source):
+    ids = TK.encode(read_midi(bach_source.files[1]))
+    example = infill_example(ids, V, 1, 2, None).tolist()
+    at = example.index(V.offsets[T.INFILL])
+    for n in (at - 1, at, at + 1, at + 2, at + 9, len(example) - 1):
+        state = GrammarState(V, 1)
+        state.feed(torch.tensor([example[:n]]))
+        legal = np.array([TK.grammar.validate(example[:n] + [t]) is None for t in range(V.size)])
+        assert np.array_equal(state.mask()[0].numpy(), legal), n
+    violation = TK.grammar.validate(example[: at + 1] + [V.offsets[T.BAR], V.offsets[T.FILL]])
+    assert violation is not None and "after Infill" in violation.reason
+
+
+def test_training_windows_mix_in_infilling_examples(bach_source):
+    ids = TK.encode(read_midi(bach_source.files[2]))[:400]
+    config = InfillConfig(bars=0.3, tracks=0.3, max_bars=3)
+    kinds = {"plain": 0, "bars": 0, "tracks": 0}
+    for i in range(300):
+        example = make_example(ids, V, config, np.random.default_rng(i))
+        if not (V.types[example] == T.INFILL).any():
+            kinds["plain"] += 1
+            continue
+        second = second_pass_notes(example, V)
+        marks = int((V.types[example] == T.FILL).sum())
+        assert 1 <= marks <= int((V.types[ids] == T.BAR).sum()) - 1
+        tracks = {t for t, *_ in second}
+        kinds["tracks" if len(tracks) < 5 and marks > 3 or len(tracks) < 4 else "bars"] += 1
+    assert 60 < kinds["plain"] < 150 and kinds["bars"] + kinds["tracks"] > 150
+
+
+def _notes(track: symusic.Track) -> list[tuple[int, int, int, int]]:
+    return sorted((n.time, n.duration, n.pitch, n.velocity) for n in track.notes)
+
+
+@pytest.fixture(scope="module")
+def infill_run(small_corpus, tmp_path_factory):
+    from aurl.train.lm import train_run
+    from factories import tiny_config
+
+    run_dir = tmp_path_factory.mktemp("runs") / "infill"
+    train_run(tiny_config(small_corpus, "tokenizer.tracks=16", "tokenizer.infill=true",
+                          "data.infill.bars=0.4", "data.infill.tracks=0.4"),
+              run_dir, progress=False)  # fmt: skip
+    return run_dir
+
+
+def test_infill_changes_only_the_asked_bars_and_tracks(infill_run, small_corpus):
+    from aurl.api import load
+
+    gen = load(infill_run, device="cpu")
+    path = sorted(small_corpus.glob("*.mid"))[3]
+    source = read_midi(path)
+    lo, hi = 4 * 4 * source.tpq, 6 * 4 * source.tpq  # bars 5-6 in 4/4, in the file's ticks
+    result = gen.infill(path, "5-6", num=2, seed=0)
+    for piece in result.pieces:
+        assert gen.tokenizer.grammar.validate(piece.ids) is None
+        assert (gen.tokenizer.vocab.types[piece.ids] == T.INFILL).sum() == 1
+        assert [t.name for t in piece.score.tracks] == [t.name for t in source.tracks]
+        for old, new in zip(source.tracks, piece.score.tracks, strict=True):
+            outside = [n for n in _notes(old) if not lo <= n[0] < hi]
+            assert [n for n in _notes(new) if not lo <= n[0] < hi] == outside
+    alto_tenor = gen.infill(path, "5-6", tracks="alto,tenor", seed=1).pieces[0].score
+    for old, new in zip(source.tracks, alto_tenor.tracks, strict=True):
+        if old.name in ("Alto", "Tenor"):
+            assert [n for n in _notes(new) if not lo <= n[0] < hi] == [
+                n for n in _notes(old) if not lo <= n[0] < hi]  # fmt: skip
+        else:
+            assert _notes(new) == _notes(old), old.name  # untouched, note for note
+    with pytest.raises(ValueError, match="the piece has bars 1 to"):
+        gen.infill(path, "5-900")
+    with pytest.raises(ValueError, match="the piece's tracks are"):
+        gen.infill(path, "5-6", tracks="viola")
+
+
+def test_harmonize_keeps_the_melody_note_for_note(infill_run, small_corpus, tmp_path):
+    from aurl.api import load
+    from aurl.cli import main
+
+    source = read_midi(sorted(small_corpus.glob("*.mid"))[5])
+    soprano = next(t for t in source.tracks if t.name == "Soprano")
+    melody = symusic.Score(source.tpq)
+    melody.tracks.append(soprano.copy())
+    melody.tempos = source.tempos
+    melody.time_signatures = source.time_signatures
+    path = write_midi(melody, tmp_path / "melody.mid")
+    gen = load(infill_run, device="cpu")
+    score = gen.harmonize(path, seed=0).pieces[0].score
+    assert _notes(score.tracks[0]) == _notes(read_midi(path).tracks[0])
+    assert [t.name for t in score.tracks][1:] == ["Alto", "Tenor", "Bass"][: len(score.tracks) - 1]
+    out = tmp_path / "out"
+    assert main(["harmonize", str(path), "--model", str(infill_run), "--seed", "2", "--out",
+                 str(out)]) == 0  # fmt: skip
+    assert len(list(out.glob("melody-harmony-2-*.mid"))) == 1
+    assert main(["infill", str(path), "--model", str(infill_run), "--bars", "9-2"]) == 2
