@@ -6,6 +6,10 @@ piece of ``--bars`` bars per request with the model at ``--model``, reads every 
 training pieces are labelled (``aurl.evaluate.adherence``) and scores it against its own
 request and, as the chance baseline, against another piece's request (requests shuffled).
 
+The cost of controls: the test chorales' negative log-likelihood in nats per note (every
+token but the controls counted, so that vocabularies compare), for this model with all its
+controls given and with none, and for the shipped model (no tracks, no controls).
+
 Writes benchmarks/results/controls.md and controls.json.
 """
 
@@ -18,12 +22,16 @@ import numpy as np
 import torch
 
 from aurl.api import load
+from aurl.data.prepare import prepare
+from aurl.data.shards import Shard
+from aurl.data.sources import resolve_source
 from aurl.evaluate.adherence import adherence, read_piece, shuffled
 from aurl.fileio import atomic_write_json, atomic_write_text
 from aurl.generate.control_names import parse_chords
 from aurl.generate.controls import ControlPlan, plan_prompt
 from aurl.generate.sampler import SamplingConfig, sample
 from aurl.tokens import TokenType
+from aurl.tokens.controls import CONTROL_TYPES, drop_controls
 from common import RESULTS_DIR, machine_info, machine_markdown
 
 T = TokenType
@@ -46,6 +54,46 @@ def requests(n: int, vocab, seed: int) -> list[ControlPlan]:
     return plans
 
 
+@torch.inference_mode()
+def nats_per_note(model, vocab, pieces: list[np.ndarray], keep_controls: bool) -> float:
+    """Summed NLL of every non-control token over the number of notes; each piece in
+    consecutive windows of the model's context, later windows after the piece's head (what
+    precedes its first Bar) when the vocabulary has one, as training windows are."""
+    ctx = model.config.max_seq_len
+    total, notes = 0.0, 0
+    for ids in pieces:
+        ids = ids if keep_controls else drop_controls(ids, vocab, CONTROL_TYPES)
+        head_len = int(np.flatnonzero(vocab.types[ids] == T.BAR)[0])
+        head = ids[:head_len] if (vocab.has_tracks or vocab.has_controls) else ids[:0]
+        notes += int((vocab.types[ids] == T.PITCH).sum())
+        start = 0
+        while start < len(ids) - 1:
+            prefix = head if start else ids[:0]
+            end = min(len(ids), start + ctx + 1 - len(prefix))
+            seq = np.concatenate([prefix, ids[start:end]])
+            logp = torch.log_softmax(model(torch.as_tensor(seq[None, :-1]))[0].float(), -1)
+            nll = -logp.gather(1, torch.as_tensor(seq[1:, None]))[:, 0].numpy()
+            scored = ~np.isin(vocab.types[seq[1:]], [int(k) for k in CONTROL_TYPES])
+            scored[: len(prefix)] = False  # the head again, and the token scored before
+            total += float(nll[scored].sum())
+            start = end - 1
+    return total / max(notes, 1)
+
+
+def cost(gen, pieces: int) -> dict:
+    """Nats per note of the first ``pieces`` test chorales: this model with and without its
+    controls, and the shipped model."""
+    shipped = load(None, "cpu")
+    out = {}
+    for name, g, keep in (("with controls", gen, True), ("without controls", gen, False),
+                          ("shipped model", shipped, True)):  # fmt: skip
+        test = Shard(prepare(resolve_source("bach", 2, False), g.tokenizer, workers=2,
+                             progress=False).split("test"))  # fmt: skip
+        ids = [np.asarray(test.piece(i), np.int64) for i in range(min(pieces, test.num_pieces))]
+        out[name] = round(nats_per_note(g.model, g.tokenizer.vocab, ids, keep), 4)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -54,6 +102,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cost-pieces", type=int, default=24)
     args = parser.parse_args()
     gen = load(args.model, "cpu", threads=args.threads)
     vocab = gen.tokenizer.vocab
@@ -76,6 +125,7 @@ def main() -> None:
         "seconds": round(wall, 1),
         "asked": adherence(plans, readings),
         "shuffled": adherence(shuffled(plans, args.seed), readings),
+        "nats_per_note": cost(gen, args.cost_pieces),
         "machine": machine_info(PACKAGES),
     }
     atomic_write_json(RESULTS_DIR / "controls.json", result)
@@ -101,7 +151,13 @@ def markdown(r: dict) -> str:
                 continue
             base = r["shuffled"].get(name, {}).get(measure, float("nan"))
             lines.append(f"| {name} | {measure} | {value:.3f} | {base:.3f} |")
-    lines += ["", f"Generation took {r['seconds']} s.", "", machine_markdown(r["machine"]), ""]
+    cost = r["nats_per_note"]
+    lines += ["", f"Generation took {r['seconds']} s.", "",
+              "The cost of controls: test chorales' negative log-likelihood in nats per note "
+              "(every token but the controls counted):", "",
+              "| model | nats per note |", "|---|---:|",
+              *(f"| {name} | {value:.4f} |" for name, value in cost.items()),
+              "", machine_markdown(r["machine"]), ""]  # fmt: skip
     return "\n".join(lines)
 
 

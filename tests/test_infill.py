@@ -51,6 +51,18 @@ def test_a_second_pass_cannot_mark_or_open_again(bach_source):
     assert violation is not None and "after Infill" in violation.reason
 
 
+def test_long_pieces_are_cropped_around_the_gap_to_fit_the_context(bach_source):
+    from aurl.generate.infill import fill_prompt
+
+    ids = TK.encode(read_midi(bach_source.files[0]))
+    whole, bars, lo = fill_prompt(ids, V, 6, 2)
+    assert lo == 0 and bars == int((V.types[ids] == T.BAR).sum()) + 2
+    prompt, bars, lo = fill_prompt(ids, V, 6, 2, limit=300)
+    assert len(prompt) < 300 < len(whole) and 0 < lo <= 6
+    assert (V.types[prompt] == T.FILL).sum() == 2 and V.types[prompt[-1]] in (T.BAR, T.TIMESIG)
+    assert TK.grammar.validate(prompt) is None  # the first kept bar has its TimeSig
+
+
 def test_training_windows_mix_in_infilling_examples(bach_source):
     ids = TK.encode(read_midi(bach_source.files[2]))[:400]
     config = InfillConfig(bars=0.3, tracks=0.3, max_bars=3)
@@ -73,15 +85,8 @@ def _notes(track: symusic.Track) -> list[tuple[int, int, int, int]]:
 
 
 @pytest.fixture(scope="module")
-def infill_run(small_corpus, tmp_path_factory):
-    from aurl.train.lm import train_run
-    from factories import tiny_config
-
-    run_dir = tmp_path_factory.mktemp("runs") / "infill"
-    train_run(tiny_config(small_corpus, "tokenizer.tracks=16", "tokenizer.infill=true",
-                          "data.infill.bars=0.4", "data.infill.tracks=0.4"),
-              run_dir, progress=False)  # fmt: skip
-    return run_dir
+def infill_run(feature_run):
+    return feature_run
 
 
 def test_infill_changes_only_the_asked_bars_and_tracks(infill_run, small_corpus):
@@ -99,6 +104,9 @@ def test_infill_changes_only_the_asked_bars_and_tracks(infill_run, small_corpus)
         for old, new in zip(source.tracks, piece.score.tracks, strict=True):
             outside = [n for n in _notes(old) if not lo <= n[0] < hi]
             assert [n for n in _notes(new) if not lo <= n[0] < hi] == outside
+        added = {n for t in piece.score.tracks for n in _notes(t)} - {
+            n for t in source.tracks for n in _notes(t)}  # fmt: skip
+        assert added and all(lo <= n[0] < hi for n in added)  # written where it was asked
     alto_tenor = gen.infill(path, "5-6", tracks="alto,tenor", seed=1).pieces[0].score
     for old, new in zip(source.tracks, alto_tenor.tracks, strict=True):
         if old.name in ("Alto", "Tenor"):

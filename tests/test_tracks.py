@@ -245,23 +245,20 @@ def test_a_restarted_context_keeps_the_declarations(bach_source):
         assert TK.grammar.validate(ids) is None
 
 
-def test_a_model_trained_with_tracks_continues_with_the_prompts_tracks(small_corpus, tmp_path):
+def test_a_model_trained_with_tracks_continues_with_the_prompts_tracks(feature_run, small_corpus):
     from aurl.api import load
-    from aurl.train.lm import train_run
-    from factories import tiny_config
 
-    run_dir = tmp_path / "tracks"
-    train_run(tiny_config(small_corpus, "tokenizer.tracks=16"), run_dir, progress=False)
-    gen = load(run_dir, device="cpu")
+    gen = load(feature_run, device="cpu")
     assert gen.tokenizer.vocab.has_tracks
     path = next(iter(sorted(small_corpus.glob("*.mid"))))
     prompt, taken = gen.prompt_ids(path, 2)
     result = gen.generate(bars=3, num=2, seed=0, prompt=prompt, prompt_bars=taken)
-    programs, voices = declared_tracks(prompt, V)
+    programs, voices = declared_tracks(prompt, gen.tokenizer.vocab)
     want = list(zip(track_names(programs, voices), programs, strict=True))
     assert [w[0] for w in want][-4:] == ["Soprano", "Alto", "Tenor", "Bass"]
     for piece in result.pieces:
-        assert TK.grammar.validate(piece.ids) is None
+        assert gen.tokenizer.grammar.validate(piece.ids) is None
         got = [(t.name, t.program) for t in piece.score.tracks]
         assert set(got) <= set(want) and len(got) >= 1
-        assert declared_tracks(piece.ids, gen.tokenizer.vocab) == declared_tracks(prompt, V)
+        vocab = gen.tokenizer.vocab
+        assert declared_tracks(piece.ids, vocab) == declared_tracks(prompt, vocab)

@@ -17,12 +17,11 @@ from aurl.generate.control_names import ControlRequest, resolve_controls
 from aurl.generate.controls import ControlPlan, continue_prompt, plan_prompt
 from aurl.generate.engine import Engine
 from aurl.generate.infill import (
-    fill_prompt,
     harmony_ids,
     harmony_tracks,
-    merge_score,
     parse_span,
     parse_tracks,
+    sample_fills,
     track_map,
 )
 from aurl.generate.latents import Latents, follow, join, prior
@@ -38,7 +37,6 @@ from aurl.models.vae import VAE
 from aurl.paths import SHIPPED_MODEL, resolve_model_path
 from aurl.tokens import BOS, EOS, PAD, TokenType
 from aurl.tokens.grammar import FOLLOWS
-from aurl.tokens.infill import bar_starts, second_pass_notes
 from aurl.tokens.tracks import declared_tracks, track_names
 
 MAX_BARS = 512
@@ -225,27 +223,18 @@ class Generator:
 
     def _fill(self, score, ids, context, first, count, targets, mapping, extra, num, sampling,
               seed) -> GenerationResult:  # fmt: skip
-        """Sample ``num`` second passes after the prompt of ``context`` and merge each into
+        """Sample ``num`` second passes after the prompt of ``context``, each merged into
         ``score``."""
-        vocab = self.tokenizer.vocab
-        prompt, max_bars = fill_prompt(context, vocab, first, count, targets)
-        plan = ControlPlan(fill_tracks=tuple(sorted(targets))) if targets else None
         _, generator, _ = self._start(count, num, seed, None)
-        batch = torch.as_tensor(np.tile(prompt, (num, 1)), dtype=torch.long, device=self.device)
         t0 = time.perf_counter()
-        out = sample(self.model, vocab, batch, max_bars, count * TOKENS_PER_BAR_LIMIT,
-                     sampling or SamplingConfig(), generator, plans=[plan] * num)  # fmt: skip
-        starts = bar_starts(ids, vocab)
-        pieces, new = [], 0
-        for row in out.cpu().numpy():
-            row = row[row != PAD]
-            new += len(row) - len(prompt)
-            notes = second_pass_notes(row, vocab)
-            merged = merge_score(score, notes, starts, vocab.config.steps_per_quarter, first,
-                                 count, targets, mapping, {k: t.copy() for k, t in extra.items()})  # fmt: skip
+        fills = sample_fills(self.model, self.tokenizer.vocab, score, ids, context, (first, count),
+                             targets, mapping, extra, num, sampling or SamplingConfig(),
+                             generator, count * TOKENS_PER_BAR_LIMIT)  # fmt: skip
+        pieces = []
+        for row, merged, bars, _ in fills:
             seconds = merged.to("second").end() if merged.note_num() else 0.0
-            pieces.append(Piece(row, merged, len(starts) - 1, merged.note_num(), float(seconds)))
-        return GenerationResult(pieces, new, time.perf_counter() - t0)
+            pieces.append(Piece(row, merged, bars, merged.note_num(), float(seconds)))
+        return GenerationResult(pieces, sum(f[3] for f in fills), time.perf_counter() - t0)
 
     def _start(self, bars: int, num: int, seed: int | None, prompt: np.ndarray | None,
                controls: ControlRequest | None = None,
@@ -258,8 +247,8 @@ class Generator:
             raise ValueError(f"{self.folder.path}: a VAE does not continue a prompt; use a "
                              "transformer model for --prompt")  # fmt: skip
         vocab = self.tokenizer.vocab
-        plan = None
-        if controls is not None or vocab.has_controls:
+        plan = None  # a model with infilling gets one too: no Fill or Infill in a plain piece
+        if controls is not None or vocab.has_controls or vocab.has_infill:
             plan = resolve_controls(controls or ControlRequest(), vocab)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))

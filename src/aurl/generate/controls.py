@@ -42,6 +42,8 @@ class ControlPlan:
         time_signature: TimeSig index of every bar.
         bars: Per bar control type, one value per bar (cycled when shorter than the piece).
         fill_tracks: When filling tracks, the only tracks the second pass may write.
+        fills: Whether Fill and Infill may be drawn (off: an ordinary piece, never an
+            infilling layout; infilling prompts hold their marks and Infill already).
     """
 
     style: int = -1
@@ -51,6 +53,7 @@ class ControlPlan:
     time_signature: int = -1
     bars: dict[TokenType, tuple[int, ...]] = field(default_factory=dict)
     fill_tracks: tuple[int, ...] = ()
+    fills: bool = False
 
 
 def plan_prompt(plan: ControlPlan, vocab: Vocabulary) -> np.ndarray:
@@ -97,7 +100,17 @@ class ControlState:
         device: where the tensors live.
     """
 
-    _ROWS = ("forced", "period", "given", "sig", "tempo", "planned", "tempo_placed", "fill_ok")
+    _ROWS = (
+        "forced",
+        "period",
+        "given",
+        "sig",
+        "tempo",
+        "planned",
+        "tempo_placed",
+        "fill_ok",
+        "fills",
+    )
 
     def __init__(self, vocab: Vocabulary, bars: int = PLAN_BARS,
                  device: torch.device | str = "cpu"):  # fmt: skip
@@ -114,7 +127,6 @@ class ControlState:
         for kind, slot in _SLOT_AFTER.items():
             self.slot_of[int(kind)] = slot
         self.is_sig, self.is_tempo = types == T.TIMESIG, types == T.TEMPO
-        self.is_pos = types == T.POSITION
         z = lambda *shape, fill=0: torch.full(shape, fill, dtype=torch.long, device=device)  # noqa: E731
         self.forced = z(0, self.bars, 4, fill=-1)  # forced id per bar and bar-control slot
         self.period = z(0, fill=1)  # bars after which a row's plan repeats
@@ -127,6 +139,8 @@ class ControlState:
         self.track_of = torch.as_tensor(vocab.values, device=device).clamp(min=0)
         self.n_tracks = max(vocab.counts[T.TRACK], 1)
         self.fill_ok = torch.ones(0, self.n_tracks, dtype=torch.bool, device=device)
+        self.is_fill = (types == T.FILL) | (types == T.INFILL)
+        self.fills = torch.zeros(0, dtype=torch.bool, device=device)
 
     def rows(self, plans: list[ControlPlan | None]) -> ControlState:
         """A state of the same tables for new rows with ``plans``."""
@@ -165,6 +179,8 @@ class ControlState:
         )
         other.tempo_placed = torch.zeros(n, dtype=torch.bool, device=device)
         other.fill_ok = fill_ok.to(device)
+        other.fills = torch.tensor([p is not None and p.fills for p in plans], dtype=torch.bool,
+                                   device=device)  # fmt: skip
         return other
 
     def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
@@ -190,6 +206,7 @@ class ControlState:
         if self.vocab.has_infill:  # in a second pass, only the tracks asked for
             track_ok = self.fill_ok[:, self.track_of.clamp(max=self.n_tracks - 1)]
             allowed = allowed & (~self.is_track | track_ok | ~state.filled[:, None])
+            allowed = allowed & (~self.is_fill | self.fills[:, None])
         forced = self._due(state)
         tempo_due = (state.last == T.POSITION) & (self.tempo >= 0) & ~self.tempo_placed
         forced = torch.where(tempo_due, self.tempo, forced)

@@ -13,9 +13,18 @@ import re
 
 import numpy as np
 import symusic
+import torch
 
-from aurl.tokens import EOS, TokenType, Vocabulary
-from aurl.tokens.infill import infill_example
+from aurl.generate.controls import ControlPlan
+from aurl.generate.sampler import SamplingConfig, sample
+from aurl.tokens import EOS, PAD, TokenType, Vocabulary
+from aurl.tokens.infill import (
+    bar_starts,
+    infill_example,
+    join_bar,
+    second_pass_notes,
+    split_bars,
+)
 from aurl.tokens.tracks import declared_tracks, track_names
 from aurl.tokens.vocab import VOICE_NAMES
 
@@ -63,19 +72,77 @@ def parse_tracks(text: str, names: list[str]) -> set[int]:
 
 
 def fill_prompt(ids: np.ndarray, vocab: Vocabulary, first: int, count: int,
-                tracks: set[int] | None = None) -> tuple[np.ndarray, int]:  # fmt: skip
+                tracks: set[int] | None = None, limit: int = 0
+                ) -> tuple[np.ndarray, int, int]:  # fmt: skip
     """The prompt that fills bars ``first .. first + count - 1`` (with ``tracks``, only their
-    notes): everything up to the second pass's first Bar and TimeSig; and the bars the row
-    should end with (the engine's ``max_bars``)."""
+    notes): everything up to the second pass's first Bar and TimeSig. With ``limit`` (the
+    model's context), bars far from the span are left out, the farther side first, until the
+    prompt and a second pass as long as the span's bars fit in it.
+
+    Returns:
+        The prompt, the bars the row should end with (the engine's ``max_bars``), and the
+        first bar the prompt kept (the second pass's times count from there).
+    """
     ids = np.asarray(ids, np.int64)
     ids = ids[ids != EOS]
-    example = infill_example(ids, vocab, first, count, tracks)
+    head, bars, _ = split_bars(ids, vocab)
+    sizes = [len(join_bar(b, vocab)) for b in bars]
+    lo, hi = 0, len(bars)
+    need = sum(sizes[first : first + count])
+    while limit and len(head) + sum(sizes[lo:hi]) + 4 * count + need > limit:
+        if first - lo <= 0 and hi - (first + count) <= 0:
+            break
+        if first - lo >= hi - (first + count):
+            lo += 1
+        else:
+            hi -= 1
+    kept = _crop(head, bars, lo, hi, vocab)
+    example = infill_example(kept, vocab, first - lo, count, tracks)
     at = int(np.flatnonzero(vocab.types[example] == T.INFILL)[0])
     end = at + 2  # Infill, Bar
     if end < len(example) and vocab.types[example[end]] == T.TIMESIG:
         end += 1
-    n_bars = int((vocab.types[ids] == T.BAR).sum())
-    return example[:end], n_bars + count
+    return example[:end], (hi - lo) + count, lo
+
+
+def _crop(head: list[int], bars: list, lo: int, hi: int, vocab: Vocabulary) -> np.ndarray:
+    """The head and bars ``lo`` to ``hi - 1``, the first with the TimeSig in force."""
+    out = list(head)
+    for b in range(lo, hi):
+        tokens = join_bar(bars[b], vocab)
+        if b == lo and lo > 0 and (len(tokens) < 2 or vocab.types[tokens[1]] != T.TIMESIG):
+            sig = next((t for bar in reversed(bars[:lo]) for t in bar.opening
+                        if vocab.types[t] == T.TIMESIG), None)  # fmt: skip
+            if sig is not None:
+                tokens = [tokens[0], sig, *tokens[1:]]
+        out += tokens
+    return np.array(out, np.int64)
+
+
+def sample_fills(model, vocab: Vocabulary, score: symusic.Score, ids: np.ndarray,
+                 context: np.ndarray, span: tuple[int, int], targets: set[int] | None,
+                 mapping: list[int], extra: dict[int, symusic.Track], num: int,
+                 sampling: SamplingConfig, generator, budget: int
+                 ) -> list[tuple[np.ndarray, symusic.Score, int, int]]:  # fmt: skip
+    """``num`` second passes sampled after the prompt of ``context`` (the piece's ids, or a
+    melody's with new tracks declared), each merged into ``score``: per sample its ids, the
+    merged score, its bars and the tokens it drew."""
+    first, count = span
+    limit = getattr(model.config, "max_seq_len", 0)  # a longer piece is cropped to fit
+    prompt, max_bars, lo = fill_prompt(context, vocab, first, count, targets, limit)
+    plan = ControlPlan(fill_tracks=tuple(sorted(targets or ())), fills=True)
+    batch = torch.as_tensor(np.tile(prompt, (num, 1)), dtype=torch.long,
+                            device=next(model.parameters()).device)  # fmt: skip
+    out = sample(model, vocab, batch, max_bars, budget, sampling, generator, plans=[plan] * num)
+    starts = bar_starts(ids, vocab)
+    fills = []
+    for row in out.cpu().numpy():
+        row = row[row != PAD]
+        notes = [(k, t + int(starts[lo]), *rest) for k, t, *rest in second_pass_notes(row, vocab)]
+        merged = merge_score(score, notes, starts, vocab.config.steps_per_quarter, first, count,
+                             targets, mapping, {k: t.copy() for k, t in extra.items()})  # fmt: skip
+        fills.append((row, merged, len(starts) - 1, len(row) - len(prompt)))
+    return fills
 
 
 def track_map(score: symusic.Score, limit: int) -> list[int]:

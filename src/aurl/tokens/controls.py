@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aurl.tokens.grammar import BAR_CONTROLS, PIECE_CONTROLS
+from aurl.tokens.grammar import BAR_CONTROLS, PIECE_CONTROLS, Grammar, bar_starts
 from aurl.tokens.vocab import (
     CHORD_QUALITIES,
     DENSITY_EDGES,
@@ -48,14 +48,15 @@ def bar_values(ids: np.ndarray, vocab: Vocabulary) -> dict[TokenType, np.ndarray
     """Density, polyphony and register bins of every bar of a piece (-1 for an empty bar),
     from its ids: one value per Bar token, in order. Drum notes count for density only."""
     ids = np.asarray(ids, np.int64)
-    bar, pos = _timeline(ids, vocab)
+    bar, pos = Grammar(vocab).timeline(ids)
     n_bars = int((vocab.types[ids] == T.BAR).sum())
     pitch_at = np.flatnonzero(vocab.types[ids] == T.PITCH)
     note_bar, note_pos = bar[pitch_at], pos[pitch_at]
     keep = note_bar >= 0
     note_bar, note_pos, pitch = note_bar[keep], note_pos[keep], vocab.values[ids[pitch_at[keep]]]
     onsets = np.bincount(note_bar, minlength=n_bars)
-    quarters = np.maximum(_bar_lengths(ids, vocab, n_bars) / vocab.config.steps_per_quarter, 1e-9)
+    lengths = np.diff(bar_starts(ids, vocab))
+    quarters = np.maximum(lengths / vocab.config.steps_per_quarter, 1e-9)
     distinct = np.unique(note_bar * (vocab.max_bar_steps + 1) + note_pos)
     onset_times = np.bincount(distinct // (vocab.max_bar_steps + 1), minlength=n_bars)
     mean_pitch = np.bincount(note_bar, pitch, n_bars) / np.maximum(onsets, 1)
@@ -111,30 +112,6 @@ def drop_controls(ids: np.ndarray, vocab: Vocabulary, kinds) -> np.ndarray:
     if not len(kinds):
         return ids
     return ids[~np.isin(vocab.types[ids], [int(k) for k in kinds])]
-
-
-def _timeline(ids: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """Bar index (-1 before the first) and position in the bar of every token."""
-    types = vocab.types[ids]
-    is_bar, is_pos = types == T.BAR, types == T.POSITION
-    bar = np.cumsum(is_bar) - 1
-    mark = np.maximum.accumulate(np.where(is_bar | is_pos, np.arange(len(ids)), -1))
-    at = np.maximum(mark, 0)
-    pos = np.where((mark >= 0) & is_pos[at], vocab.values[ids[at]], 0)
-    return bar, pos
-
-
-def _bar_lengths(ids: np.ndarray, vocab: Vocabulary, n_bars: int) -> np.ndarray:
-    """Length in steps of every bar: the TimeSig in force (4/4 before the first)."""
-    types = vocab.types[ids]
-    sig = np.where(types == T.TIMESIG, vocab.bar_steps[ids], 0)
-    last = np.maximum.accumulate(np.where(sig > 0, np.arange(len(ids)), -1))
-    four = 4 * vocab.config.steps_per_quarter
-    length = np.where(last >= 0, sig[np.maximum(last, 0)], four)
-    bars_at = np.flatnonzero(types == T.BAR)
-    # A bar's TimeSig follows its Bar token: read the length one token after the Bar.
-    after = np.minimum(bars_at + 1, len(ids) - 1)
-    return length[after][:n_bars] if len(bars_at) else np.zeros(0)
 
 
 def transpose_controls(ids: np.ndarray, vocab: Vocabulary, semitones: int) -> np.ndarray:

@@ -187,3 +187,17 @@ class Grammar:
             -1,
         )
         return bar, pos
+
+
+def bar_starts(ids, vocab: Vocabulary) -> np.ndarray:
+    """The start (in steps) of every bar of ``ids`` and where the last one ends: each bar is
+    as long as the TimeSig in force (4/4 before any)."""
+    ids = np.asarray(ids, np.int64)
+    types = vocab.types[np.clip(ids, 0, vocab.size - 1)]
+    length, starts, time = 4 * vocab.config.steps_per_quarter, [], 0
+    for i in np.flatnonzero(types == T.BAR).tolist():
+        if i + 1 < len(ids) and types[i + 1] == T.TIMESIG:
+            length = int(vocab.bar_steps[ids[i + 1]])
+        starts.append(time)
+        time += length
+    return np.array([*starts, time], np.int64)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from aurl.tokens import grammar
 from aurl.tokens.vocab import EOS, TokenType, Vocabulary
 
 T = TokenType
@@ -175,19 +176,10 @@ def _merge_events(a: list, b: list, vocab: Vocabulary) -> list:
 
 
 def bar_starts(ids: np.ndarray, vocab: Vocabulary) -> np.ndarray:
-    """The start (in steps) of every bar of ``ids`` up to its Infill (each bar as long as
-    the TimeSig in force, 4/4 before any), and where the last one ends."""
+    """The bar starts (steps) of ``ids`` up to its Infill, and where the last bar ends."""
     ids = np.asarray(ids, np.int64)
     at = np.flatnonzero(vocab.types[ids] == T.INFILL)
-    ids = ids[: at[0]] if len(at) else ids
-    types = vocab.types[ids]
-    length, starts, time = 4 * vocab.config.steps_per_quarter, [], 0
-    for i in np.flatnonzero(types == T.BAR).tolist():
-        if i + 1 < len(ids) and types[i + 1] == T.TIMESIG:
-            length = int(vocab.bar_steps[ids[i + 1]])
-        starts.append(time)
-        time += length
-    return np.array([*starts, time], np.int64)
+    return grammar.bar_starts(ids[: at[0]] if len(at) else ids, vocab)
 
 
 def second_pass_notes(ids: np.ndarray, vocab: Vocabulary) -> list[tuple[int, int, int, int, int]]:

@@ -1,0 +1,218 @@
+"""Infilling and harmonizing with a model trained for them, on the test chorales.
+
+1. Is a gap predicted better when the model sees both sides of it? For ``--spans`` gaps of
+   two to four bars, with ``--context`` bars on each side, the negative log-likelihood of
+   the gap's note tokens (Position, Track, Pitch, Velocity, Duration), two ways from the
+   same ids: both sides (the infilling layout: the gap marked Fill, the bars after it, then
+   Infill and the gap's bars) and left only (the ordinary layout up to the gap's end).
+2. Joins: ``aurl infill`` on ``--fills`` gaps of two to four bars; leaps and parallel fifths
+   and octaves in the moves across the gap's two joins, against the same joins of the
+   chorales themselves.
+3. Harmonizing: ``aurl harmonize`` on the soprano of ``--melodies`` test chorales; voice
+   ranges, crossings, parallels and leaps of the four voices, against the chorales.
+
+Writes benchmarks/results/infill.md and infill.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import symusic
+import torch
+
+from aurl.api import load
+from aurl.data.prepare import prepare
+from aurl.data.shards import Shard
+from aurl.data.sources import resolve_source
+from aurl.evaluate.voice_leading import VoiceLeading, satb_tracks, voice_leading
+from aurl.fileio import atomic_write_json, atomic_write_text
+from aurl.midi import read_midi, write_midi
+from aurl.tokens import TokenType
+from aurl.tokens.grammar import bar_starts
+from aurl.tokens.infill import infill_example
+from common import RESULTS_DIR, machine_info, machine_markdown
+
+T = TokenType
+NOTE_TYPES = [int(k) for k in (T.POSITION, T.TRACK, T.PITCH, T.VELOCITY, T.DURATION)]
+PACKAGES = ("aurl", "torch", "numpy")
+
+
+def window(ids: np.ndarray, vocab, first: int, last: int) -> np.ndarray:
+    """The piece's head and bars ``first`` to ``last - 1`` (with the first one's TimeSig)."""
+    types = vocab.types[ids]
+    bars = np.flatnonzero(types == T.BAR)
+    head = ids[: bars[0]]
+    end = bars[last] if last < len(bars) else len(ids) - (ids[-1] == 2)
+    body = ids[bars[first] : end]
+    sig = ids[bars[0] + 1 : bars[0] + 2]
+    if (
+        first
+        and vocab.types[body[1]] != T.TIMESIG
+        and len(sig)
+        and vocab.types[sig[0]] == T.TIMESIG
+    ):
+        body = np.concatenate([body[:1], sig, body[1:]])
+    return np.concatenate([head, body])
+
+
+@torch.inference_mode()
+def scored_nll(model, ids: np.ndarray, scored: np.ndarray) -> tuple[float, int]:
+    """Summed NLL (nats) of the tokens where ``scored`` is True (not the first), and how many."""
+    x = torch.as_tensor(ids[None, :-1])
+    logp = torch.log_softmax(model(x)[0].float(), -1)
+    nll = -logp.gather(1, torch.as_tensor(ids[1:, None]))[:, 0].numpy()
+    keep = scored[1:]
+    return float(nll[keep].sum()), int(keep.sum())
+
+
+def gap_pair(model, vocab, ids: np.ndarray, rng, context: int) -> tuple[float, float, int] | None:
+    """(NLL per token with both sides, with the left only, tokens) for one random gap."""
+    n = int((vocab.types[ids] == T.BAR).sum())
+    size = int(rng.integers(2, 5))
+    if n < size + 2 * context:
+        return None
+    first = int(rng.integers(context, n - size - context + 1))
+    part = window(ids, vocab, first - context, first + size + context)
+    both = infill_example(part, vocab, context, size)
+    if len(both) > model.config.max_seq_len + 1:
+        return None
+    after = np.arange(len(both)) > np.flatnonzero(vocab.types[both] == T.INFILL)[0]
+    both_nll, both_n = scored_nll(model, both, after & np.isin(vocab.types[both], NOTE_TYPES))
+    left = window(ids, vocab, first - context, first + size)
+    bar = np.cumsum(vocab.types[left] == T.BAR) - 1
+    in_gap = (bar >= context) & np.isin(vocab.types[left], NOTE_TYPES)
+    left_nll, left_n = scored_nll(model, left, in_gap)
+    if not both_n or both_n != left_n:
+        return None
+    return both_nll / both_n, left_nll / left_n, both_n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--spans", type=int, default=100)
+    parser.add_argument("--context", type=int, default=2)
+    parser.add_argument("--fills", type=int, default=40)
+    parser.add_argument("--melodies", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    gen = load(args.model, "cpu", threads=args.threads)
+    vocab = gen.tokenizer.vocab
+    if not vocab.has_infill:
+        raise SystemExit(f"{args.model}: this model has no infilling tokens")
+    source = resolve_source(gen.folder.meta.get("data_source", "bach"), 2, False)
+    dataset = prepare(source, gen.tokenizer, workers=2, progress=False)
+    test = Shard(dataset.split("test"))
+    rng = np.random.default_rng(args.seed)
+    pairs = []
+    while len(pairs) < args.spans:
+        ids = np.asarray(test.piece(int(rng.integers(0, test.num_pieces))), np.int64)
+        pair = gap_pair(gen.model, vocab, ids, rng, args.context)
+        if pair is not None:
+            pairs.append(pair)
+    both, left, tokens = (np.array(x) for x in zip(*pairs, strict=True))
+    result = {
+        "model": args.model,
+        "spans": len(pairs),
+        "context_bars": args.context,
+        "tokens": int(tokens.sum()),
+        "nll_both_sides": round(float((both * tokens).sum() / tokens.sum()), 4),
+        "nll_left_only": round(float((left * tokens).sum() / tokens.sum()), 4),
+        "spans_better_with_both": round(float((both < left).mean()), 4),
+    }
+    files = [f for f in test_files(dataset) if satb_tracks(read_midi(f)) is not None]
+    result["joins"] = joins(gen, files, args.fills, rng)
+    result["harmonize"] = harmonize(gen, files[: args.melodies], args.seed)
+    result["machine"] = machine_info(PACKAGES)
+    atomic_write_json(RESULTS_DIR / "infill.json", result)
+    atomic_write_text(RESULTS_DIR / "infill.md", markdown(result))
+    print(markdown(result))
+
+
+def test_files(dataset) -> list[Path]:
+    """The MIDI files of the dataset's test pieces."""
+    lines = (dataset.split("test") / "metadata.jsonl").read_text().splitlines()
+    return [Path(json.loads(line)["source"]) for line in lines if line.strip()]
+
+
+def joins(gen, files: list[Path], n: int, rng) -> dict:
+    """Leaps and parallels across the joins of infilled gaps, against the chorales'."""
+    vocab, made, real = gen.tokenizer.vocab, VoiceLeading(), VoiceLeading()
+    for k in range(n):
+        path = files[k % len(files)]
+        score = read_midi(path)
+        ids = gen.tokenizer.encode(score)
+        starts = bar_starts(ids, vocab) * score.tpq // vocab.config.steps_per_quarter
+        bars = len(starts) - 1
+        size = int(rng.integers(2, 5))
+        if bars < size + 2:
+            continue
+        first = int(rng.integers(1, bars - size))
+        out = gen.infill(path, f"{first + 1}-{first + size}", seed=k).pieces[0].score
+        at = np.array([starts[first], starts[first + size]])
+        made += voice_leading(out, satb_tracks(out), around=at)
+        real += voice_leading(score, satb_tracks(score), around=at)
+    return {"model": made.rates(), "chorales": real.rates(), "moves": made.moves}
+
+
+def harmonize(gen, files: list[Path], seed: int) -> dict:
+    """The voice leading of harmonized chorale sopranos, against the chorales'."""
+    made, real = VoiceLeading(), VoiceLeading()
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, path in enumerate(files):
+            score = read_midi(path)
+            satb = satb_tracks(score)
+            melody = symusic.Score(score.tpq)
+            melody.tracks.append(score.tracks[satb[0]].copy())
+            melody.tempos, melody.time_signatures = score.tempos, score.time_signatures
+            out = gen.harmonize(write_midi(melody, Path(tmp) / f"m{k}.mid"), seed=seed + k)
+            result = out.pieces[0].score
+            made += voice_leading(result, satb_tracks(result))
+            real += voice_leading(score, satb)
+    return {"model": made.rates(), "chorales": real.rates(), "pieces": len(files)}
+
+
+def markdown(r: dict) -> str:
+    return "\n".join([
+        "# Infilling: both sides against the left side only",
+        "",
+        f"{r['spans']} gaps of 2-4 bars in the test pieces, {r['context_bars']} bars of context "
+        f"on each side, model `{r['model']}`; NLL of the gaps' {r['tokens']} note tokens "
+        "(Position, Track, Pitch, Velocity, Duration), in nats per token.",
+        "",
+        "| layout | NLL per note token |",
+        "|---|---:|",
+        f"| both sides (Fill ... Infill gap) | {r['nll_both_sides']:.4f} |",
+        f"| left side only (a continuation) | {r['nll_left_only']:.4f} |",
+        "",
+        f"Gaps predicted better with both sides: {r['spans_better_with_both']:.0%}.",
+        "",
+        "Voice leading (shares: leaps of more than a fifth per melodic move; parallel fifths "
+        "and octaves per move of two voices; crossings per pair of voices sounding; notes "
+        "outside the usual SATB ranges):",
+        "",
+        "| what | by | leaps | parallels | crossings | out of range |",
+        "|---|---|---:|---:|---:|---:|",
+        *(f"| {what} | {who} | {v['leaps']:.3f} | {v['parallels']:.3f} | {v['crossings']:.3f} "
+          f"| {v['out_of_range']:.3f} |"
+          for what, key in (("moves across infilled joins", "joins"),
+                            ("harmonized sopranos", "harmonize"))
+          for who, v in r[key].items() if isinstance(v, dict)),
+        "",
+        f"Joins: {r['joins']['moves']} moves across the joins of infilled gaps (bars 2-4 long; "
+        "the chorales' row: the same joins in the original pieces). Harmonized: "
+        f"{r['harmonize']['pieces']} test chorales' sopranos, all four voices counted.",
+        "",
+        machine_markdown(r["machine"]),
+        "",
+    ])  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
