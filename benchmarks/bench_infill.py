@@ -4,7 +4,9 @@
    two to four bars, with ``--context`` bars on each side, the negative log-likelihood of
    the gap's note tokens (Position, Track, Pitch, Velocity, Duration), two ways from the
    same ids: both sides (the infilling layout: the gap marked Fill, the bars after it, then
-   Infill and the gap's bars) and left only (the ordinary layout up to the gap's end).
+   Infill and the gap's bars) and left only (the ordinary layout up to the gap's end). The
+   pieces' control tokens are left out of both (in the left-only layout a gap's own Chord
+   and Density would otherwise come right before its notes).
 2. Joins: ``aurl infill`` on ``--fills`` gaps of two to four bars; leaps and parallel fifths
    and octaves in the moves across the gap's two joins, against the same joins of the
    chorales themselves.
@@ -33,6 +35,7 @@ from aurl.evaluate.voice_leading import VoiceLeading, satb_tracks, voice_leading
 from aurl.fileio import atomic_write_json, atomic_write_text
 from aurl.midi import read_midi, write_midi
 from aurl.tokens import TokenType
+from aurl.tokens.controls import CONTROL_TYPES, drop_controls
 from aurl.tokens.grammar import bar_starts
 from aurl.tokens.infill import infill_example
 from common import RESULTS_DIR, machine_info, machine_markdown
@@ -113,6 +116,7 @@ def main() -> None:
     pairs = []
     while len(pairs) < args.spans:
         ids = np.asarray(test.piece(int(rng.integers(0, test.num_pieces))), np.int64)
+        ids = drop_controls(ids, vocab, CONTROL_TYPES)  # a gap's own controls would tell
         pair = gap_pair(gen.model, vocab, ids, rng, args.context)
         if pair is not None:
             pairs.append(pair)
