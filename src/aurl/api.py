@@ -225,7 +225,7 @@ class Generator:
               seed) -> GenerationResult:  # fmt: skip
         """Sample ``num`` second passes after the prompt of ``context``, each merged into
         ``score``."""
-        _, generator, _ = self._start(count, num, seed, None)
+        generator = self._generator(seed)
         t0 = time.perf_counter()
         fills = sample_fills(self.model, self.tokenizer.vocab, score, ids, context, (first, count),
                              targets, mapping, extra, num, sampling or SamplingConfig(),
@@ -235,6 +235,11 @@ class Generator:
             seconds = merged.to("second").end() if merged.note_num() else 0.0
             pieces.append(Piece(row, merged, bars, merged.note_num(), float(seconds)))
         return GenerationResult(pieces, sum(f[3] for f in fills), time.perf_counter() - t0)
+
+    def _generator(self, seed: int | None) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
+        return generator
 
     def _start(self, bars: int, num: int, seed: int | None, prompt: np.ndarray | None,
                controls: ControlRequest | None = None,
@@ -250,8 +255,7 @@ class Generator:
         plan = None  # a model with infilling gets one too: no Fill or Infill in a plain piece
         if controls is not None or vocab.has_controls or vocab.has_infill:
             plan = resolve_controls(controls or ControlRequest(), vocab)
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
+        generator = self._generator(seed)
         if prompt is None:
             start = plan_prompt(plan, vocab) if plan is not None else np.array([BOS])
         else:
@@ -330,8 +334,7 @@ class Generator:
                        seed: int | None = None) -> GenerationResult:  # fmt: skip
         """One K-bar piece per latent (greedy unless ``sampling`` says otherwise)."""
         vae = self._vae()
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
+        generator = self._generator(seed)
         t0 = time.perf_counter()
         out = sample_latents(vae, self.tokenizer.vocab, latents,
                              vae.config.bars * TOKENS_PER_BAR_LIMIT,
@@ -356,8 +359,7 @@ class Generator:
         Raises:
             ValueError: an attribute the model has no vector for.
         """
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
+        generator = self._generator(seed)
         z = self.segment_latents(path)
         if attribute is not None:
             name, far = attribute

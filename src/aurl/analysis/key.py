@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aurl.tokens.vocab import PITCH_NAMES  # noqa: F401  (re-exported for the analysis)
+
 PROFILES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "krumhansl": (
         (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
@@ -33,7 +35,6 @@ DEFAULT_PROFILE = "albrecht"
 
 MAJOR_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MINOR_NAMES = ("c", "c#", "d", "eb", "e", "f", "f#", "g", "g#", "a", "bb", "b")
-PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 @dataclass(frozen=True)

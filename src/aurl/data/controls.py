@@ -12,6 +12,7 @@ from aurl.analysis.piece import Piece, beat_steps_of, pitched_notes
 from aurl.tokens import TokenType, Vocabulary
 from aurl.tokens.controls import bar_values, chord_value, insert_controls
 from aurl.tokens.decode import decode
+from aurl.tokens.grammar import bar_starts
 
 T = TokenType
 
@@ -55,14 +56,10 @@ def analysis_piece(ids: np.ndarray, vocab: Vocabulary) -> Piece | None:
     if not len(notes["time"]):
         return None
     types = vocab.types[ids]
-    bar_at = np.flatnonzero(types == T.BAR)
-    lengths, beats = [], []
-    sig = (4, 4)
-    for i in bar_at.tolist():
+    beats, sig = [], (4, 4)
+    for i in np.flatnonzero(types == T.BAR).tolist():
         if i + 1 < len(ids) and types[i + 1] == T.TIMESIG:
             sig = vocab.time_signatures[int(vocab.values[ids[i + 1]])]
-        lengths.append(vocab.config.bar_steps(*sig))
         beats.append(beat_steps_of(*sig, spq))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     return Piece("piece", notes["time"], notes["duration"], notes["pitch"], notes["velocity"],
-                 spq, starts, np.array(beats, np.int64))  # fmt: skip
+                 spq, bar_starts(ids, vocab)[:-1], np.array(beats, np.int64))  # fmt: skip

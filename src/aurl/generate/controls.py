@@ -22,7 +22,7 @@ import torch
 from aurl.generate import filters
 from aurl.tokens import BOS, TokenType, Vocabulary
 from aurl.tokens.grammar import _HEAD_TRACK, BAR_CONTROLS, PIECE_CONTROLS
-from aurl.tokens.mask import GrammarState
+from aurl.tokens.mask import GrammarState, RowTensors
 
 T = TokenType
 PLAN_BARS = 512  # bars a plan is spelled out for (longer pieces repeat it)
@@ -89,7 +89,7 @@ def continue_prompt(plan: ControlPlan, prompt: np.ndarray, vocab: Vocabulary) ->
     return np.concatenate([head, rest[1:] if len(rest) and rest[0] == BOS else rest])
 
 
-class ControlState:
+class ControlState(RowTensors):
     """The control requests of a batch of rows, as tensors, with the mask they imply.
 
     Rows added without a plan are left alone (nothing forced, nothing forbidden).
@@ -225,17 +225,3 @@ class ControlState:
         ok = (row >= 0) & (torch.arange(4, device=bar.device) >= slot[:, None])
         first = torch.where(ok.any(1), ok.float().argmax(1), 0)
         return torch.where(ok.any(1), row.gather(1, first[:, None])[:, 0], -1)
-
-    # -- rows, as the grammar state has them --------------------------------------------
-
-    def select(self, index: torch.Tensor) -> None:
-        for name in self._ROWS:
-            setattr(self, name, getattr(self, name)[index])
-
-    def extend(self, other: ControlState) -> None:
-        for name in self._ROWS:
-            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
-
-    def put(self, rows: torch.Tensor, other: ControlState) -> None:
-        for name in self._ROWS:
-            getattr(self, name)[rows] = getattr(other, name)

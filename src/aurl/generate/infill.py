@@ -23,6 +23,7 @@ from aurl.tokens.infill import (
     infill_example,
     join_bar,
     second_pass_notes,
+    sig_in_force,
     split_bars,
 )
 from aurl.tokens.tracks import declared_tracks, track_names
@@ -111,8 +112,7 @@ def _crop(head: list[int], bars: list, lo: int, hi: int, vocab: Vocabulary) -> n
     for b in range(lo, hi):
         tokens = join_bar(bars[b], vocab)
         if b == lo and lo > 0 and (len(tokens) < 2 or vocab.types[tokens[1]] != T.TIMESIG):
-            sig = next((t for bar in reversed(bars[:lo]) for t in bar.opening
-                        if vocab.types[t] == T.TIMESIG), None)  # fmt: skip
+            sig = sig_in_force(bars, lo - 1, vocab)
             if sig is not None:
                 tokens = [tokens[0], sig, *tokens[1:]]
         out += tokens

@@ -129,12 +129,18 @@ def _divide(bar: Bar, tracks: set[int] | None) -> tuple[Bar, Bar]:
 
 
 def _second_opening(bars: list[Bar], b: int, vocab: Vocabulary) -> list[int]:
-    """Bar and the TimeSig in force at bar ``b`` (the last one at or before it)."""
+    """Bar and the TimeSig in force at bar ``b``."""
+    sig = sig_in_force(bars, b, vocab)
+    return [vocab.offsets[T.BAR]] + ([sig] if sig is not None else [])
+
+
+def sig_in_force(bars: list[Bar], b: int, vocab: Vocabulary) -> int | None:
+    """The TimeSig token in force at bar ``b``: the last one at or before it (None if none)."""
     for bar in reversed(bars[: b + 1]):
         sig = [t for t in bar.opening if vocab.types[t] == T.TIMESIG]
         if sig:
-            return [vocab.offsets[T.BAR], sig[0]]
-    return [vocab.offsets[T.BAR]]
+            return sig[0]
+    return None
 
 
 def merge_fill(ids: np.ndarray, vocab: Vocabulary) -> np.ndarray:

@@ -16,7 +16,29 @@ from aurl.tokens.vocab import TokenType, Vocabulary
 T = TokenType
 
 
-class GrammarState:
+class RowTensors:
+    """Per-sequence state kept as tensors named in ``_ROWS`` (one row per sequence), with the
+    row operations a batch needs when sequences are repeated, reordered, added or replaced."""
+
+    _ROWS: tuple[str, ...] = ()
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep, repeat or reorder rows: row i becomes old row ``index[i]``."""
+        for name in self._ROWS:
+            setattr(self, name, getattr(self, name)[index])
+
+    def extend(self, other: RowTensors) -> None:
+        """Append the rows of ``other``."""
+        for name in self._ROWS:
+            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
+
+    def put(self, rows: torch.Tensor, other: RowTensors) -> None:
+        """Replace rows ``rows`` with the rows of ``other``, in order."""
+        for name in self._ROWS:
+            getattr(self, name)[rows] = getattr(other, name)
+
+
+class GrammarState(RowTensors):
     """The grammar state of a batch of sequences, as tensors, with a vectorized mask.
 
     The per-step work is a handful of table lookups: ``update`` reads one row of a per-id
@@ -108,21 +130,6 @@ class GrammarState:
         other.tracks = torch.zeros(batch, dtype=torch.long, device=device)
         other.filled = torch.zeros(batch, dtype=torch.bool, device=device)
         return other
-
-    def select(self, index: torch.Tensor) -> None:
-        """Keep, repeat or reorder rows: row i becomes old row ``index[i]``."""
-        for name in self._ROWS:
-            setattr(self, name, getattr(self, name)[index])
-
-    def extend(self, other: GrammarState) -> None:
-        """Append the rows of ``other``."""
-        for name in self._ROWS:
-            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
-
-    def put(self, rows: torch.Tensor, other: GrammarState) -> None:
-        """Replace rows ``rows`` with the rows of ``other``, in order."""
-        for name in self._ROWS:
-            getattr(self, name)[rows] = getattr(other, name)
 
     def mask(self) -> torch.Tensor:
         """(B, V) boolean mask of the legal next tokens."""
