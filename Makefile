@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# tinysoundfont (the synthesizer of `aurl render`) declares PyAudio, which it needs only for
+	# live playback and which has no Linux wheel: install it without its dependencies.
+	$(PY) -m pip install --quiet --no-deps tinysoundfont==0.3.7
 	touch $(STAMP)
 
 setup: $(STAMP)

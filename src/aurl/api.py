@@ -1,4 +1,4 @@
-"""The high-level API shared by the CLI and (later) the server: ``load(model) -> Generator``."""
+"""The high-level API shared by the CLI and the server: ``load(model) -> Generator``."""
 
 from __future__ import annotations
 
@@ -102,7 +102,11 @@ class Generator:
         Raises:
             MidiError: the file cannot be read.
         """
-        ids = self.tokenizer.encode(read_midi(path))
+        return self.score_prompt(read_midi(path), bars)
+
+    def score_prompt(self, score: symusic.Score, bars: int) -> tuple[np.ndarray, int]:
+        """BOS plus the first ``bars`` bars of a score, and the bars actually taken."""
+        ids = self.tokenizer.encode(score)
         ids = ids[ids != EOS]
         bar_at = np.flatnonzero(self.tokenizer.vocab.types[ids] == TokenType.BAR)
         if len(bar_at) > bars:
@@ -135,7 +139,7 @@ class Generator:
                      bars * TOKENS_PER_BAR_LIMIT, sampling or SamplingConfig(), generator,
                      progress, [plan] * num)  # fmt: skip
         tempo = controls.tempo if controls is not None else None
-        return self._result(out, batch.shape[1], time.perf_counter() - t0, prompt_bars + bars,
+        return self.collect(out, batch.shape[1], time.perf_counter() - t0, prompt_bars + bars,
                             tempo)  # fmt: skip
 
     def stream(
@@ -161,12 +165,12 @@ class Generator:
         engine.add(list(batch), prompt_bars + bars, bars * TOKENS_PER_BAR_LIMIT, [plan] * num)
         t0 = time.perf_counter()
         for row, bar, last in finished_bars(engine, [prompt_bars] * num):
-            ids = engine.row(row).cpu().numpy()
+            ids = engine.row(row).cpu().numpy().copy()  # the engine goes on writing
             if not last:  # the Bar just drawn opens the next bar
                 ids = ids[:-1]
             lengths = bar_seconds(ids, vocab)
             tempo = controls.tempo if controls is not None else None
-            yield BarEvent(row, bar, ids, self._decode(ids, tempo), time.perf_counter() - t0,
+            yield BarEvent(row, bar, ids, self.decode(ids, tempo), time.perf_counter() - t0,
                            lengths[-1] if lengths else 0.0, last)  # fmt: skip
 
     def infill(self, path: str | Path, bars: str, tracks: str | None = None, num: int = 1,
@@ -180,8 +184,13 @@ class Generator:
             MidiError: the file cannot be read. ValueError: a span or track the piece lacks,
             or a model trained without infilling.
         """
+        return self.infill_score(read_midi(path), bars, tracks, num, sampling, seed)
+
+    def infill_score(self, score: symusic.Score, bars: str, tracks: str | None = None,
+                     num: int = 1, sampling: SamplingConfig | None = None,
+                     seed: int | None = None) -> GenerationResult:  # fmt: skip
+        """:meth:`infill` on a score in memory."""
         vocab = self._fill_vocab()
-        score = read_midi(path)
         ids = self.tokenizer.encode(score)
         first, count = parse_span(bars, int((vocab.types[ids] == TokenType.BAR).sum()))
         targets = None
@@ -202,10 +211,15 @@ class Generator:
     ) -> GenerationResult:
         """Write Alto, Tenor and Bass under the one-track melody of a MIDI file (which comes
         back note for note as the Soprano)."""
+        return self.harmonize_score(read_midi(path), num, sampling, seed)
+
+    def harmonize_score(self, score: symusic.Score, num: int = 1,
+                        sampling: SamplingConfig | None = None,
+                        seed: int | None = None) -> GenerationResult:  # fmt: skip
+        """:meth:`harmonize` on a score in memory."""
         vocab = self._fill_vocab()
         if not vocab.has_tracks:
             raise ValueError(f"{self.folder.path}: harmonizing needs a model with tracks")
-        score = read_midi(path)
         ids = self.tokenizer.encode(score)
         full, targets = harmony_ids(ids, vocab)
         mapping = track_map(score, vocab.config.tracks)
@@ -246,6 +260,19 @@ class Generator:
                ) -> tuple[torch.Tensor, torch.Generator, ControlPlan | None]:  # fmt: skip
         """Check the request; the (num, T0) prompt batch, the seeded generator and the
         controls' plan (None for a model without controls asked for none)."""
+        batch, plan = self.start_ids(bars, num, prompt, controls)
+        return batch, self._generator(seed), plan
+
+    def start_ids(self, bars: int, num: int, prompt: np.ndarray | None = None,
+                  controls: ControlRequest | None = None,
+                  ) -> tuple[torch.Tensor, ControlPlan | None]:  # fmt: skip
+        """Check a request; the (num, T0) batch of first ids (the prompt, or BOS and the
+        controls' head) and the controls' plan (None for a model without controls asked for
+        none).
+
+        Raises:
+            ValueError: a bar count out of range, a prompt for a VAE, a bad control.
+        """
         if not 1 <= bars <= MAX_BARS:
             raise ValueError(f"bars must be between 1 and {MAX_BARS}, got {bars}")
         if isinstance(self.model, VAE) and prompt is not None:
@@ -255,13 +282,12 @@ class Generator:
         plan = None  # a model with infilling gets one too: no Fill or Infill in a plain piece
         if controls is not None or vocab.has_controls or vocab.has_infill:
             plan = resolve_controls(controls or ControlRequest(), vocab)
-        generator = self._generator(seed)
         if prompt is None:
             start = plan_prompt(plan, vocab) if plan is not None else np.array([BOS])
         else:
             start = prompt if plan is None else continue_prompt(plan, prompt, vocab)
         batch = torch.as_tensor(np.tile(start, (num, 1)), dtype=torch.long, device=self.device)
-        return batch, generator, plan
+        return batch, plan
 
     def _segments(self, bars: int, num: int, sampling: SamplingConfig,
                   generator: torch.Generator, drift: float = SEGMENT_DRIFT) -> GenerationResult:  # fmt: skip
@@ -287,9 +313,9 @@ class Generator:
         for i, row in enumerate(rows):
             ids = np.concatenate([*row, [EOS]])
             joined[i, : len(ids)] = torch.as_tensor(ids)
-        return self._result(joined, 1, time.perf_counter() - t0, bars)
+        return self.collect(joined, 1, time.perf_counter() - t0, bars)
 
-    def _result(self, out: torch.Tensor, start: int, wall: float, asked: int = 0,
+    def collect(self, out: torch.Tensor, start: int, wall: float, asked: int = 0,
                 tempo: float | None = None) -> GenerationResult:  # fmt: skip
         """Pieces (scores and counts) from sampled rows that began with ``start`` ids and
         should have had ``asked`` bars; a requested ``tempo`` is written exactly (the tokens
@@ -298,13 +324,15 @@ class Generator:
         for row in out.cpu().numpy():
             ids = row[row != PAD]
             new_tokens += len(ids) - start
-            score = self._decode(ids, tempo)
+            score = self.decode(ids, tempo)
             n_bars = int((self.tokenizer.vocab.types[ids] == TokenType.BAR).sum())
             seconds = score.to("second").end() if score.note_num() else 0.0
             pieces.append(Piece(ids, score, n_bars, score.note_num(), float(seconds), asked))
         return GenerationResult(pieces, new_tokens, wall)
 
-    def _decode(self, ids: np.ndarray, tempo: float | None = None) -> symusic.Score:
+    def decode(self, ids: np.ndarray, tempo: float | None = None) -> symusic.Score:
+        """A score from ids; a requested ``tempo`` is written exactly (the tokens hold its
+        nearest bin)."""
         score = self.tokenizer.decode(ids)
         if tempo is not None:
             score.tempos.clear()
@@ -339,7 +367,7 @@ class Generator:
         out = sample_latents(vae, self.tokenizer.vocab, latents,
                              vae.config.bars * TOKENS_PER_BAR_LIMIT,
                              sampling or SamplingConfig(greedy=True), generator)  # fmt: skip
-        return self._result(out, 1, time.perf_counter() - t0, vae.config.bars)
+        return self.collect(out, 1, time.perf_counter() - t0, vae.config.bars)
 
     def interpolate(self, a: str | Path, b: str | Path, steps: int = 8, method: str = "slerp",
                     sampling: SamplingConfig | None = None,

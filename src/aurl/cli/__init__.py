@@ -18,6 +18,8 @@ from aurl.cli.controls import control_options, control_request
 from aurl.cli.infill import harmonize, infill
 from aurl.cli.latent import interpolate, vary
 from aurl.cli.progress import GenerationProgress
+from aurl.cli.render import render
+from aurl.cli.serve import serve
 from aurl.cli.train import distill, finetune, train
 from aurl.cli.tune import tune
 from aurl.evaluate.command import evaluate
@@ -148,6 +150,8 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
               help="Sample this many candidates per piece and keep the one the model finds most likely.")  # fmt: skip
 @click.option("--stream", is_flag=True,
               help="Write each piece bar by bar (a valid MIDI after every bar) and print each bar's time.")  # fmt: skip
+@click.option("--audio", is_flag=True,
+              help="Also write a WAV beside each MIDI file (General MIDI SoundFont, as `aurl render`).")  # fmt: skip
 @click.option("--threads", type=click.IntRange(1, 512), default=None,
               help="CPU threads (default: $AURL_THREADS, else the cores that are idle now).")  # fmt: skip
 @click.option("--progress/--no-progress", default=None,
@@ -157,7 +161,7 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
 )
 @control_options
 def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_bars, out,
-             no_grammar, beams, length_penalty, best_of, stream, threads, progress,
+             no_grammar, beams, length_penalty, best_of, stream, audio, threads, progress,
              device, **controls) -> None:  # fmt: skip
     """Generate new music with the shipped model or your own, and write MIDI files.
 
@@ -171,6 +175,10 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
     from aurl.generate.sampler import SamplingConfig
 
     request = control_request(controls)
+    if audio:
+        from aurl.render.audio import check_render
+
+        check_render()  # a missing synthesizer fails now, not after the generation
     gen = load(model, device, threads=threads)
     seed = seed if seed is not None else random.randrange(2**31)
     prompt_ids, taken = (None, 0) if prompt is None else gen.prompt_ids(prompt, prompt_bars)
@@ -180,7 +188,7 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
     stem = f"{Path(prompt).stem}-cont" if prompt else "aurl"
     paths = [Path(out) / f"{stem}-{seed}-{i + 1:02d}.mid" for i in range(num)]
     if stream:
-        _stream(gen, paths, bars, sampling, seed, prompt_ids, taken, request)
+        _stream(gen, paths, bars, sampling, seed, prompt_ids, taken, request, audio)
         return
     show = sys.stderr.isatty() if progress is None else progress
     with GenerationProgress(num * bars, taken, enabled=show) as bar:
@@ -191,6 +199,8 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
         _write(piece.score, path)
         line = f"wrote {path}: {_bars(piece.bars, piece.asked_bars)}, {piece.notes} notes, {piece.seconds:.1f} s"
         click.echo(f"{line} ({speed})" if num == 1 else line)
+        if audio:
+            _write_audio(piece.score, path)
     if num > 1:
         click.echo(f"{num} pieces: {speed}")
 
@@ -209,8 +219,16 @@ def _write(score, path: Path) -> None:
     write_midi(score, path)
 
 
+def _write_audio(score, path: Path) -> None:
+    """Render ``score`` to a WAV beside the MIDI file ``path`` (same stem)."""
+    from aurl.render.audio import write_wav
+
+    wav = path.with_suffix(".wav")
+    click.echo(f"wrote {wav}: {write_wav(score, wav):.1f} s of audio")
+
+
 def _stream(gen, paths: list[Path], bars: int, sampling, seed: int, prompt_ids, taken: int,
-            controls=None) -> None:  # fmt: skip
+            controls=None, audio: bool = False) -> None:  # fmt: skip
     """Write every piece bar by bar and print each bar's time against its length."""
     total = taken + bars
     last_at = [0.0] * len(paths)
@@ -225,11 +243,24 @@ def _stream(gen, paths: list[Path], bars: int, sampling, seed: int, prompt_ids, 
             notes = event.score.note_num()
             click.echo(f"wrote {paths[event.piece]}: {_bars(event.bar, total)}, {notes} notes, "
                        f"seed {seed}")  # fmt: skip
+            if audio:
+                _write_audio(event.score, paths[event.piece])
 
 
 cli.add_command(analyze)
 cli.add_command(evaluate)
-for command in (train, finetune, distill, tune, interpolate, vary, infill, harmonize):
+for command in (
+    train,
+    finetune,
+    distill,
+    tune,
+    interpolate,
+    vary,
+    infill,
+    harmonize,
+    render,
+    serve,
+):
     cli.add_command(command)
 
 

@@ -240,3 +240,34 @@ def parse_time_signature(sig: str | None, vocab: Vocabulary) -> int:
         allowed = ", ".join(f"{n}/{d}" for n, d in vocab.time_signatures)
         raise ValueError(f"time signature {sig!r}: choose from {allowed}")
     return vocab.signature_index[pair]
+
+
+def control_choices(vocab: Vocabulary) -> dict:
+    """What each control accepts for a model speaking ``vocab`` (for a server's /info)."""
+    if not vocab.has_controls and not vocab.has_tracks:
+        return {"tempo": [vocab.config.tempo_min, vocab.config.tempo_max],
+                "time_signature": [f"{n}/{d}" for n, d in vocab.time_signatures]}  # fmt: skip
+    choices = {
+        "style": [*vocab.config.styles, ANY] if vocab.has_controls else [],
+        "key": list(KEY_NAMES),
+        "tempo": [vocab.config.tempo_min, vocab.config.tempo_max],
+        "time_signature": [f"{n}/{d}" for n, d in vocab.time_signatures],
+        "instruments": {
+            "programs": list(PROGRAM_NAMES),
+            "families": list(FAMILY_NAMES),
+            "ensembles": list(ENSEMBLES),
+            "drums": ["drums"],
+        },  # fmt: skip
+        "voices": [1, min(len(VOICE_NAMES) - 1, vocab.config.tracks)],
+        "density": [0, len(DENSITY_EDGES)],
+        "polyphony": [0, len(POLYPHONY_EDGES)],
+        "register": [0, len(REGISTER_EDGES)],
+        "chords": {
+            "qualities": list(CHORD_QUALITIES),
+            "examples": ["i iv V i", "Dm G7 C"],
+        },  # fmt: skip
+    }
+    if not vocab.has_controls:
+        for name in ("style", "key", "density", "polyphony", "register", "chords"):
+            choices.pop(name)
+    return choices

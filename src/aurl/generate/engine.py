@@ -21,6 +21,7 @@ import torch
 
 from aurl.generate import filters
 from aurl.generate.controls import ControlPlan, ControlState
+from aurl.generate.draws import RowDraws, RowSampling
 from aurl.generate.filters import NEG_INF
 from aurl.tokens import EOS, PAD, TokenType, Vocabulary
 from aurl.tokens.mask import GrammarState
@@ -64,6 +65,7 @@ class Engine:
         self.bar_id = int(vocab.offsets[TokenType.BAR])
         self.state = GrammarState(vocab, 0, self.device)
         self.controls: ControlState | None = None  # made by the first plan that comes
+        self.draws: RowDraws | None = None  # settings per row: made by the first that come
         self.seq = torch.full((0, 0), PAD, dtype=torch.long, device=self.device)
         z = lambda dtype=torch.long: torch.zeros(0, dtype=dtype, device=self.device)  # noqa: E731
         self.length, self.offset, self.prompt_len, self.head = z(), z(), z(), z()
@@ -84,12 +86,15 @@ class Engine:
     @torch.inference_mode()
     def add(self, prompts: list[torch.Tensor], max_bars: int | list[int],
             max_tokens: int | list[int],
-            plans: list[ControlPlan | None] | None = None) -> list[int]:  # fmt: skip
+            plans: list[ControlPlan | None] | None = None,
+            samplings: list[RowSampling] | None = None) -> list[int]:  # fmt: skip
         """Start sequences from ``prompts`` (1-D ids each); a row ends after ``max_bars`` bars
         in all (prompt included) or ``max_tokens`` new tokens. With controls, ``plans`` holds
-        each row's requests (see :mod:`aurl.generate.controls`; None: none). New rows take
-        the slots of finished ones first, so read a finished row (:meth:`row`) before adding
-        more. Returns their row indices."""
+        each row's requests (see :mod:`aurl.generate.controls`; None: none). ``samplings``
+        gives each row its own temperature, top-k, top-p and seed (see
+        :mod:`aurl.generate.draws`) in place of the engine's; once given, every row draws
+        that way. New rows take the slots of finished ones first, so read a finished row
+        (:meth:`row`) before adding more. Returns their row indices."""
         n = len(prompts)
         bars = torch.as_tensor(_per_row(max_bars, n), device=self.device)
         budget = torch.as_tensor(_per_row(max_tokens, n), device=self.device)
@@ -111,6 +116,8 @@ class Engine:
         if self.controls is not None:
             controls = self.controls.rows(plans or [None] * n)
             controls.feed(ids[:, : int(lengths.max())], lengths)
+        if self.draws is None and samplings is not None:
+            self.draws = RowDraws([self._default_draw()] * self.batch, self.device)
         logits, cache = self._prefill(ids, offsets, lengths, heads)
         if self.logits.shape[1] != logits.shape[1]:  # the model's vocabulary may be smaller
             self.logits = torch.zeros(self.batch, logits.shape[1], device=self.device)
@@ -126,6 +133,8 @@ class Engine:
         self.state.put(rows, state)
         if controls is not None:
             self.controls.put(rows, controls)
+        if self.draws is not None:
+            self.draws.put(rows, RowDraws(samplings or [self._default_draw()] * n, self.device))
         if cache is not None:
             self._put_cache(rows, cache)
         return rows.tolist()
@@ -146,6 +155,8 @@ class Engine:
             self.state.extend(self.state.fresh(extra))
             if self.controls is not None:
                 self.controls.extend(self.controls.rows([None] * extra))
+            if self.draws is not None:
+                self.draws.extend(RowDraws([self._default_draw()] * extra, self.device))
         if width > self.seq.shape[1]:
             pad = torch.full((self.batch, width - self.seq.shape[1]), PAD, dtype=torch.long,
                              device=self.device)  # fmt: skip
@@ -153,6 +164,15 @@ class Engine:
         rows = torch.cat([free, torch.arange(self.batch - extra, self.batch, device=self.device)])
         self.seq[rows] = PAD
         return rows
+
+    def _default_draw(self) -> RowSampling:
+        c = self.config
+        return RowSampling(0.0 if c.greedy else c.temperature, c.top_k, c.top_p)
+
+    @torch.inference_mode()
+    def drop(self, rows: list[int]) -> None:
+        """End rows now (a client that went away): their slots are free for the next add."""
+        self.done[rows] = True
 
     def _put_cache(self, rows: torch.Tensor, cache) -> None:
         if self.cache is None:
@@ -218,8 +238,12 @@ class Engine:
         (PAD for rows that were already done); rows that end set :attr:`done`."""
         live = ~self.done
         logits = self.next_logits()
-        tok = logits.argmax(-1) if self.config.greedy else _draw(logits, self.config,
-                                                                  self.generator)  # fmt: skip
+        if self.draws is not None:
+            tok = self.draws.draw(logits, self.length)
+        elif self.config.greedy:
+            tok = logits.argmax(-1)
+        else:
+            tok = _draw(logits, self.config, self.generator)
         self.advance(tok, live)
         return self.tokens
 
@@ -308,6 +332,8 @@ class Engine:
         self.state.select(index)
         if self.controls is not None:
             self.controls.select(index)
+        if self.draws is not None:
+            self.draws.select(index)
         if self.cache is not None:
             self.cache.select(index)
 

@@ -1,0 +1,1 @@
+"""``aurl serve``: the HTTP API (FastAPI on uvicorn), continuous batching, the web studio."""
