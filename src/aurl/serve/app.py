@@ -293,7 +293,8 @@ def _tensor(ids: np.ndarray):
 
 def _pieces(result, name: str, with_notes: bool, timed_out: bool = False) -> PiecesOut:
     return PiecesOut(pieces=[piece_out(p, timed_out, with_notes) for p in result.pieces],
-                     model=name, tokens_per_second=round(result.tokens_per_second, 1))  # fmt: skip
+                     new_tokens=result.new_tokens, model=name,
+                     tokens_per_second=round(result.tokens_per_second, 1))  # fmt: skip
 
 
 def _analysis(score) -> dict:

@@ -99,5 +99,6 @@ class PieceOut(BaseModel):
 
 class PiecesOut(BaseModel):
     pieces: list[PieceOut]
+    new_tokens: int = Field(description="Tokens sampled for this request.")
     tokens_per_second: float
     model: str
