@@ -26,32 +26,14 @@ from aurl.data.prepare import prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
 from aurl.evaluate.adherence import adherence, read_piece, shuffled
+from aurl.evaluate.controls_eval import random_requests, sample_plans
 from aurl.fileio import atomic_write_json, atomic_write_text
-from aurl.generate.control_names import parse_chords
-from aurl.generate.controls import ControlPlan, plan_prompt
-from aurl.generate.sampler import SamplingConfig, sample
 from aurl.tokens import TokenType
 from aurl.tokens.controls import CONTROL_TYPES, drop_controls
 from common import RESULTS_DIR, machine_info, machine_markdown
 
 T = TokenType
-PROGRESSIONS = ("I IV V I", "I vi IV V", "ii V I I", "I V vi IV", "I IV I V")
-MINOR_PROGRESSIONS = ("i iv V i", "i VI iv V", "i iv i V", "i VII VI V")
 PACKAGES = ("aurl", "torch", "numpy")
-
-
-def requests(n: int, vocab, seed: int) -> list[ControlPlan]:
-    """``n`` plans: a random key, a progression in it, and one bin per ordinal control."""
-    rng = np.random.default_rng(seed)
-    plans = []
-    for _ in range(n):
-        key = int(rng.integers(0, 24))
-        pool = MINOR_PROGRESSIONS if key >= 12 else PROGRESSIONS
-        chords = parse_chords(pool[int(rng.integers(0, len(pool)))], key)
-        bars = {T.DENSITY: (int(rng.integers(2, 7)),), T.POLYPHONY: (int(rng.integers(1, 5)),),
-                T.REGISTER: (int(rng.integers(2, 6)),), T.CHORD: chords}  # fmt: skip
-        plans.append(ControlPlan(style=vocab.config.styles.index("bach"), key=key, bars=bars))
-    return plans
 
 
 @torch.inference_mode()
@@ -108,15 +90,10 @@ def main() -> None:
     vocab = gen.tokenizer.vocab
     if not vocab.has_controls:
         raise SystemExit(f"{args.model}: this model has no control tokens")
-    plans = requests(args.num, vocab, args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    readings, t0 = [], time.perf_counter()
-    for first in range(0, args.num, args.batch):
-        part = plans[first : first + args.batch]
-        prompts = [torch.as_tensor(plan_prompt(p, vocab)) for p in part]
-        out = sample(gen.model, vocab, prompts, args.bars, args.bars * 512,
-                     SamplingConfig(top_p=0.95), generator, plans=part)  # fmt: skip
-        readings += [read_piece(row[row != 0].numpy(), vocab) for row in out]
+    plans = random_requests(args.num, vocab, args.seed)
+    t0 = time.perf_counter()
+    samples = sample_plans(gen.model, vocab, plans, args.bars, args.seed, args.batch)
+    readings = [read_piece(ids, vocab) for ids in samples]
     wall = time.perf_counter() - t0
     result = {
         "model": args.model,

@@ -57,12 +57,27 @@ import click
     show_default=True,
     help="Report folder (replaced if it holds an earlier report).",
 )
+@click.option(
+    "--controls",
+    "controls_num",
+    type=click.IntRange(0, 10_000),
+    default=0,
+    help="A model with controls: this many samples under random requests (key, chords, "
+    "density, polyphony, register), scored against their requests and shuffled ones.",
+)
+@click.option(
+    "--styles",
+    default=None,
+    help="A model with controls: a style classifier of these corpora (comma-separated, e.g. "
+    "bach,palestrina,essen), on held-out real pieces and on samples asked for each style.",
+)
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
 @click.option("--quiet", is_flag=True, help="Print only the report's location.")
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
-def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quiet, device) -> None:
+def evaluate(model, data, files, reference, num, bars, seed, out, controls_num, styles, no_plots,
+             quiet, device) -> None:  # fmt: skip
     """Measure a model, or compare two folders of MIDI files, and write a report folder.
 
     With a model: test-split likelihood against a Kneser–Ney n-gram baseline, grammar
@@ -83,6 +98,8 @@ def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quie
         raise ValueError("--files and --reference go together")
     if files is not None and (model is not None or data is not None):
         raise ValueError("give either --model (and --data) or --files/--reference, not both")
+    if files is not None and (controls_num or styles):
+        raise ValueError("--controls and --styles measure a model; not with --files")
     log = (lambda _: None) if quiet else click.echo
     options = EvalOptions(num=num, bars=bars, seed=seed, validity_num=min(num, 16))
     if files is None and _latent(model, data, out, device, quiet, num, seed):
@@ -91,6 +108,9 @@ def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quie
         result = evaluate_files(files, reference, options, log=log)
     else:
         result = evaluate_model(model, options, device, log=log, progress=not quiet, data=data)
+        if controls_num or styles:
+            result.report["controls"] = _controls(model, device, controls_num, styles, bars,
+                                                  seed, log)  # fmt: skip
     path = write_report(result, out, plots=not no_plots)
     report = result.report
     if not quiet:
@@ -103,6 +123,24 @@ def evaluate(model, data, files, reference, num, bars, seed, out, no_plots, quie
             f"as copied; {report['timing']['total']:.1f} s"
         )
     click.echo(f"wrote {path / 'report.md'}")
+
+
+def _controls(model, device, num: int, styles: str | None, bars: int, seed: int, log) -> dict:
+    """Adherence to random requests and the style classifier (see
+    :mod:`aurl.evaluate.controls_eval`)."""
+    from aurl.api import load
+    from aurl.evaluate.controls_eval import adherence_report, style_report
+
+    gen = load(model, device)
+    out = {}
+    if num:
+        log(f"controls: {num} samples under random requests")
+        out["adherence"] = adherence_report(gen.model, gen.tokenizer.vocab, num, bars, seed)
+    if styles:
+        names = [s.strip() for s in styles.split(",") if s.strip()]
+        out["style"] = style_report(gen.model, gen.tokenizer, names, max(num // len(names), 8),
+                                    bars, seed, log=log)  # fmt: skip
+    return out
 
 
 def _latent(model, data, out, device, quiet, num: int, seed: int) -> bool:

@@ -139,6 +139,10 @@ def markdown(r: dict) -> str:
             if s["skipped"]:
                 lines += [f"{s['label']}: {len(s['skipped'])} unreadable files skipped.", ""]
     lines += _features(r) + _memorization(r) + _diversity(r)
+    if r.get("controls"):
+        from aurl.evaluate.controls_eval import controls_markdown
+
+        lines += controls_markdown(r["controls"])
     if r.get("figures"):
         lines += ["## Figures", ""] + [f"![{f}]({f})" for f in r["figures"]] + [""]
     t = r["timing"]
