@@ -142,3 +142,43 @@ def test_harmonize_keeps_the_melody_note_for_note(infill_run, small_corpus, tmp_
                  str(out)]) == 0  # fmt: skip
     assert len(list(out.glob("melody-harmony-2-*.mid"))) == 1
     assert main(["infill", str(path), "--model", str(infill_run), "--bars", "9-2"]) == 2
+
+
+def test_fill_controls_go_on_the_filled_bars_only(bach_source):
+    from aurl.generate.controls import ControlPlan
+    from aurl.generate.infill import with_fill_controls
+
+    ids = TK.encode(read_midi(bach_source.files[2]))
+    bar_at = np.flatnonzero(V.types[ids] == T.BAR)
+    chords = {T.CHORD: (3, 17), T.DENSITY: (4,)}
+    out = with_fill_controls(ids, V, ControlPlan(style=0, key=14, bars=chords), 2, 3, False)
+    assert TK.grammar.validate(out) is None
+    assert list(out[1:2]) == [V.token(T.KEY, 14)] and T.STYLE not in V.types[out]
+    bars = np.split(out, np.flatnonzero(V.types[out] == T.BAR))[1:]
+    values = [[int(V.values[t]) for t in bar if V.types[t] == T.CHORD] for bar in bars]
+    assert values[:6] == [[], [], [3], [17], [3], []] and len(bars) == len(bar_at)
+    assert [int((V.types[b] == T.DENSITY).sum()) for b in bars[:6]] == [0, 0, 1, 1, 1, 0]
+    styled = with_fill_controls(ids, V, ControlPlan(style=2), 0, 1, True)
+    assert list(styled[1:2]) == [V.token(T.STYLE, 2)]
+    with pytest.raises(ValueError, match="keeps the piece's instruments"):
+        with_fill_controls(ids, V, ControlPlan(tempo=3), 0, 1, False)
+
+
+def test_infill_and_harmonize_take_controls(infill_run, small_corpus, tmp_path):
+    from aurl.api import load
+    from aurl.cli import main
+    from aurl.generate.control_names import ControlRequest
+
+    gen = load(infill_run, device="cpu")
+    path = sorted(small_corpus.glob("*.mid"))[3]
+    piece = gen.infill(path, "2-3", seed=0, controls=ControlRequest(key="D minor",
+                                                                    chords="i V")).pieces[0]  # fmt: skip
+    types = gen.tokenizer.vocab.types[piece.ids]
+    assert (types == T.KEY).sum() == 1 and (types == T.CHORD).sum() == 2
+    out = tmp_path / "out"
+    assert main(["infill", str(path), "--model", str(infill_run), "--bars", "2", "--chords",
+                 "IV", "--out", str(out), "--seed", "1"]) == 0  # fmt: skip
+    assert main(["infill", str(path), "--model", str(infill_run), "--bars", "2",
+                 "--instruments", "violin"]) == 2  # not an option of infill  # fmt: skip
+    assert main(["infill", str(path), "--model", str(infill_run), "--bars", "2", "--key",
+                 "H major"]) == 2  # fmt: skip

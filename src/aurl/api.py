@@ -23,6 +23,7 @@ from aurl.generate.infill import (
     parse_tracks,
     sample_fills,
     track_map,
+    with_fill_controls,
 )
 from aurl.generate.latents import Latents, follow, join, prior
 from aurl.generate.latents import interpolate as interpolate_latents
@@ -174,25 +175,28 @@ class Generator:
                            lengths[-1] if lengths else 0.0, last)  # fmt: skip
 
     def infill(self, path: str | Path, bars: str, tracks: str | None = None, num: int = 1,
-               sampling: SamplingConfig | None = None, seed: int | None = None
-               ) -> GenerationResult:  # fmt: skip
+               sampling: SamplingConfig | None = None, seed: int | None = None,
+               controls: ControlRequest | None = None) -> GenerationResult:  # fmt: skip
         """Regenerate bars ``bars`` (``"5-8"``, from 1) of a MIDI file given everything before
         and after; with ``tracks`` (``"alto,tenor"``) only those tracks' notes, the others as
         context. Every other note comes back as it was.
 
         Raises:
             MidiError: the file cannot be read. ValueError: a span or track the piece lacks,
-            or a model trained without infilling.
+            or a model trained without infilling; a control it cannot take.
         """
-        return self.infill_score(read_midi(path), bars, tracks, num, sampling, seed)
+        return self.infill_score(read_midi(path), bars, tracks, num, sampling, seed, controls)
 
     def infill_score(self, score: symusic.Score, bars: str, tracks: str | None = None,
                      num: int = 1, sampling: SamplingConfig | None = None,
-                     seed: int | None = None) -> GenerationResult:  # fmt: skip
-        """:meth:`infill` on a score in memory."""
+                     seed: int | None = None,
+                     controls: ControlRequest | None = None) -> GenerationResult:  # fmt: skip
+        """:meth:`infill` on a score in memory; ``controls`` (style, key and the bar
+        controls, cycled over the filled bars) steer what is written."""
         vocab = self._fill_vocab()
         ids = self.tokenizer.encode(score)
         first, count = parse_span(bars, int((vocab.types[ids] == TokenType.BAR).sum()))
+        ids = self._fill_controls(ids, controls, first, count)
         targets = None
         if tracks:
             if not vocab.has_tracks:
@@ -208,23 +212,24 @@ class Generator:
         num: int = 1,
         sampling: SamplingConfig | None = None,
         seed: int | None = None,
+        controls: ControlRequest | None = None,
     ) -> GenerationResult:
         """Write Alto, Tenor and Bass under the one-track melody of a MIDI file (which comes
-        back note for note as the Soprano)."""
-        return self.harmonize_score(read_midi(path), num, sampling, seed)
+        back note for note as the Soprano), under ``controls`` (as :meth:`infill` takes)."""
+        return self.harmonize_score(read_midi(path), num, sampling, seed, controls)
 
     def harmonize_score(self, score: symusic.Score, num: int = 1,
-                        sampling: SamplingConfig | None = None,
-                        seed: int | None = None) -> GenerationResult:  # fmt: skip
+                        sampling: SamplingConfig | None = None, seed: int | None = None,
+                        controls: ControlRequest | None = None) -> GenerationResult:  # fmt: skip
         """:meth:`harmonize` on a score in memory."""
         vocab = self._fill_vocab()
         if not vocab.has_tracks:
             raise ValueError(f"{self.folder.path}: harmonizing needs a model with tracks")
         ids = self.tokenizer.encode(score)
-        full, targets = harmony_ids(ids, vocab)
+        n_bars = int((vocab.types[ids] == TokenType.BAR).sum())
+        full, targets = harmony_ids(self._fill_controls(ids, controls, 0, n_bars), vocab)
         mapping = track_map(score, vocab.config.tracks)
         extra = harmony_tracks(int(score.tracks[mapping[0]].program))
-        n_bars = int((vocab.types[ids] == TokenType.BAR).sum())
         return self._fill(score, ids, full, 0, n_bars, targets, mapping, extra, num, sampling,
                           seed)  # fmt: skip
 
@@ -234,6 +239,15 @@ class Generator:
             raise ValueError(f"{self.folder.path}: this model was trained without infilling; "
                              "train with tokenizer.infill=true")  # fmt: skip
         return vocab
+
+    def _fill_controls(self, ids: np.ndarray, controls: ControlRequest | None, first: int,
+                       count: int) -> np.ndarray:  # fmt: skip
+        """``ids`` with the controls asked for, for filling bars ``first .. first+count-1``."""
+        if controls is None:
+            return ids
+        plan = resolve_controls(controls, self.tokenizer.vocab)
+        return with_fill_controls(ids, self.tokenizer.vocab, plan, first, count,
+                                  controls.style is not None)  # fmt: skip
 
     def _fill(self, score, ids, context, first, count, targets, mapping, extra, num, sampling,
               seed) -> GenerationResult:  # fmt: skip

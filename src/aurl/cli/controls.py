@@ -25,11 +25,20 @@ _OPTIONS = (
 )  # fmt: skip
 
 
-def control_options(command):
-    """Add the control options to a click command (they arrive as keyword arguments)."""
-    for name, kind, text in reversed(_OPTIONS):
-        command = click.option(name, type=kind, default=None, help=text)(command)
-    return command
+LEARNED = ("--style", "--key", "--density", "--polyphony", "--register", "--chords")
+
+
+def control_options(command=None, *, only: tuple[str, ...] = ()):
+    """Add the control options (or ``only`` those named) to a click command; they arrive as
+    keyword arguments. Use bare (``@control_options``) or called (``@control_options(only=...)``)."""
+
+    def add(command):
+        for name, kind, text in reversed(_OPTIONS):
+            if not only or name in only:
+                command = click.option(name, type=kind, default=None, help=text)(command)
+        return command
+
+    return add(command) if command is not None else add
 
 
 def control_request(values: dict):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from aurl.cli.controls import LEARNED, control_options, control_request
+
 _SHARED = (
     click.option("--model", default=None,
                  help="A model folder or run folder trained with tokenizer.infill (and tracks "
@@ -44,23 +46,29 @@ def shared_options(command):
               help="Regenerate only these tracks (names or numbers from 1: alto,tenor), the "
                    "others kept as context.")  # fmt: skip
 @shared_options
+@control_options(only=LEARNED)
 def infill(file, span, tracks, model, num, temperature, top_k, top_p, seed, out, threads,
-           device) -> None:  # fmt: skip
+           device, **controls) -> None:  # fmt: skip
     """Regenerate bars of FILE given everything before and after them (or, with --tracks,
-    those tracks over the bars). Every other note is written back unchanged."""
+    those tracks over the bars). Every other note is written back unchanged. The controls
+    (a model trained with them) steer the new bars: bar controls are cycled over them."""
+    request = control_request(controls)
     gen, sampling, seed = _setup(model, device, threads, temperature, top_k, top_p, seed)
-    result = gen.infill(file, span, tracks, num, sampling, seed)
+    result = gen.infill(file, span, tracks, num, sampling, seed, request)
     _write(result, out, f"{Path(file).stem}-infill-{seed}", seed)
 
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @shared_options
-def harmonize(file, model, num, temperature, top_k, top_p, seed, out, threads, device) -> None:
+@control_options(only=LEARNED)
+def harmonize(file, model, num, temperature, top_k, top_p, seed, out, threads, device,
+              **controls) -> None:  # fmt: skip
     """Write Alto, Tenor and Bass under the one-track melody of FILE, which comes back note
-    for note as the Soprano."""
+    for note as the Soprano. The controls (--chords: one per bar, cycled) steer the voices."""
+    request = control_request(controls)
     gen, sampling, seed = _setup(model, device, threads, temperature, top_k, top_p, seed)
-    result = gen.harmonize(file, num, sampling, seed)
+    result = gen.harmonize(file, num, sampling, seed, request)
     _write(result, out, f"{Path(file).stem}-harmony-{seed}", seed)
 
 

@@ -226,3 +226,29 @@ def harmony_tracks(program: int) -> dict[int, symusic.Track]:
     """Empty Alto, Tenor and Bass tracks (token tracks 1-3) of the melody's program."""
     names = track_names([program] * 3, [VOICE_NAMES.index(v) for v in HARMONY_VOICES])
     return {k: symusic.Track(names[k - 1], program, False) for k in (1, 2, 3)}
+
+
+def with_fill_controls(ids: np.ndarray, vocab: Vocabulary, plan: ControlPlan, first: int,
+                       count: int, style_given: bool) -> np.ndarray:  # fmt: skip
+    """A piece's ids with the controls of ``plan`` for filling bars ``first .. first + count
+    - 1``: Key (and Style, when it was asked for) at the head, and the plan's bar controls
+    (cycled) on the filled bars only, where training examples keep a filled bar's controls.
+
+    Raises:
+        ValueError: a control that infilling cannot take (instruments, voices, tempo and
+            time signature are the piece's own).
+    """
+    if plan.tracks or plan.tempo >= 0 or plan.time_signature >= 0:
+        raise ValueError("infilling keeps the piece's instruments, voices, tempo and time "
+                         "signature; give style, key, density, polyphony, register or chords")  # fmt: skip
+    from aurl.tokens.controls import insert_controls
+
+    n_bars = int((vocab.types[ids] == T.BAR).sum())
+    piece = {T.KEY: plan.key, T.STYLE: plan.style if style_given else -1}
+    bars = {}
+    for kind, values in plan.bars.items():
+        column = np.full(n_bars, -1, np.int64)
+        for i in range(count):
+            column[first + i] = values[i % len(values)]
+        bars[kind] = column
+    return insert_controls(ids, vocab, piece, bars)

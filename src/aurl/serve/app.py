@@ -208,7 +208,8 @@ def _routes(app: FastAPI, server: Server) -> None:
         sampling = SamplingConfig(req.temperature, req.top_k, req.top_p)
         async with server.fill_lock:
             result = await run_in_threadpool(gen.infill_score, score, req.bars, req.tracks,
-                                             req.num, sampling, req.seed)  # fmt: skip
+                                             req.num, sampling, req.seed,
+                                             req.controls.request())  # fmt: skip
         return _pieces(result, name, req.with_notes)
 
     @app.post("/harmonize", response_model=PiecesOut)
@@ -222,7 +223,7 @@ def _routes(app: FastAPI, server: Server) -> None:
         sampling = SamplingConfig(req.temperature, req.top_k, req.top_p)
         async with server.fill_lock:
             result = await run_in_threadpool(gen.harmonize_score, score, req.num, sampling,
-                                             req.seed)  # fmt: skip
+                                             req.seed, req.controls.request())  # fmt: skip
         return _pieces(result, name, req.with_notes)
 
     @app.post("/notes", response_model=PieceOut)

@@ -63,12 +63,14 @@ class InfillRequest(Sampling):
     bars: str = Field("1-2", max_length=32, description="Bars to regenerate, from 1: '5-8'.")
     tracks: str | None = Field(None, max_length=256, description="Only these tracks: 'alto'.")
     num: int = Field(1, ge=1)
+    controls: Controls = Field(Controls(), description="Style, key and bar controls only.")
     model: str | None = _MODEL
 
 
 class HarmonizeRequest(Sampling):
     midi: str = Field(description="A one-track melody, base64 MIDI.")
     num: int = Field(1, ge=1)
+    controls: Controls = Field(Controls(), description="Style, key and bar controls only.")
     model: str | None = _MODEL
 
 
