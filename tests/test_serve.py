@@ -247,3 +247,22 @@ def test_render_gives_wav_audio_of_the_piece(client):
     with wave.open(io.BytesIO(response.content)) as w:
         seconds = w.getnframes() / w.getframerate()
     assert 4.0 <= seconds <= 4.0 * 1.05 + 1.0  # 8 beats at 120 bpm, and a second of release
+
+
+def test_finished_rows_leave_the_batch_and_the_rest_go_on_as_alone(runs):
+    gen = load(runs / "tiny", threads=2)
+    vocab = gen.tokenizer.vocab
+    batcher = Batcher(gen.model, vocab, max_rows=8)
+
+    def job(bars: int, seed: int, budget: int) -> Job:
+        return Job([torch.tensor([BOS])], bars, budget, [None], [RowSampling(seed=seed)],
+                   time.monotonic() + 60)  # fmt: skip
+
+    (alone,) = batcher.submit(job(50, 1, 300)).result(timeout=60)
+    short = [batcher.submit(job(50, 10 + k, 5)) for k in range(3)]
+    (shared,) = batcher.submit(job(50, 1, 300)).result(timeout=60)
+    assert all(len(f.result(timeout=5)[0]) == 6 for f in short)
+    assert (alone == shared).all() and batcher.engine.batch <= 2  # the short rows left
+    (again,) = batcher.submit(job(50, 1, 300)).result(timeout=60)  # into an emptied batch
+    batcher.close()
+    assert (again == alone).all()

@@ -425,7 +425,8 @@ def _complete(ids: np.ndarray, vocab) -> np.ndarray:
 
 
 def load(model: str | Path | None = None, device: str = "auto",
-         default: Path = SHIPPED_MODEL, threads: int | None = None) -> Generator:  # fmt: skip
+         default: Path = SHIPPED_MODEL, threads: int | None = None,
+         backend: str = "torch") -> Generator:  # fmt: skip
     """Load a model folder for generation: a path, a run folder, the name of a shipped model
     (``bach-small``, ``vae-small``), or with None ``default`` (the shipped transformer;
     :data:`~aurl.paths.SHIPPED_VAE` for the latent commands).
@@ -433,18 +434,30 @@ def load(model: str | Path | None = None, device: str = "auto",
     On the CPU, torch's thread count is set to ``threads`` (default: ``$AURL_THREADS``, else
     the cores other processes leave idle; see :func:`aurl.device.generation_threads`).
 
+    ``backend="onnx"`` runs an export of ``aurl export`` with onnxruntime on the CPU (needs
+    ``pip install -e '.[onnx]'``): ``model`` is then the ONNX folder itself (it holds
+    ``onnx.json``), or a model folder with its export in an ``onnx/`` subfolder.
+
     Raises:
-        ModelLoadError: the folder is missing or not a model.
-        ValueError: a bad device or thread count.
+        ModelLoadError: the folder is missing or not a model (or holds no ONNX export).
+        ValueError: a bad device, thread count or backend.
     """
+    if backend not in ("torch", "onnx"):
+        raise ValueError(f"unknown backend {backend!r} (known: torch, onnx)")
     path = resolve_model_path(model, default)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model folder")
-    dev = pick_device(device)
+    dev = pick_device("cpu" if backend == "onnx" and device == "auto" else device)
+    if backend == "onnx" and dev.type != "cpu":
+        raise ValueError(f"the ONNX backend runs on the CPU, not {dev.type}")
     if dev.type == "cpu":
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be 1 or more, got {threads}")
         torch.set_num_threads(threads or generation_threads())
+    if backend == "onnx":
+        from aurl.generate.onnx_backend import load_onnx
+
+        return Generator(load_onnx(path), dev)
     folder = load_model(path, dev)
     use_fastest_attention(folder.model, dev)
     return Generator(folder, dev)

@@ -15,6 +15,7 @@ import click
 from aurl import __version__
 from aurl.analysis.command import analyze
 from aurl.cli.controls import control_options, control_request
+from aurl.cli.export import export
 from aurl.cli.infill import harmonize, infill
 from aurl.cli.latent import interpolate, vary
 from aurl.cli.progress import GenerationProgress
@@ -159,10 +160,12 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="onnx: run the `aurl export` of --model (its onnx/ folder, or an ONNX folder) with onnxruntime.")  # fmt: skip
 @control_options
 def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_bars, out,
              no_grammar, beams, length_penalty, best_of, stream, audio, threads, progress,
-             device, **controls) -> None:  # fmt: skip
+             device, backend, **controls) -> None:  # fmt: skip
     """Generate new music with the shipped model or your own, and write MIDI files.
 
     Controls (for a model trained with them; each optional): --style, --key, --density,
@@ -179,7 +182,7 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
         from aurl.render.audio import check_render
 
         check_render()  # a missing synthesizer fails now, not after the generation
-    gen = load(model, device, threads=threads)
+    gen = load(model, device, threads=threads, backend=backend)
     seed = seed if seed is not None else random.randrange(2**31)
     prompt_ids, taken = (None, 0) if prompt is None else gen.prompt_ids(prompt, prompt_bars)
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
@@ -260,6 +263,7 @@ for command in (
     harmonize,
     render,
     serve,
+    export,
 ):
     cli.add_command(command)
 

@@ -51,8 +51,8 @@ class Job:
     future: Future = field(default_factory=Future)
     cancelled: threading.Event = field(default_factory=threading.Event)
     timed_out: bool = False
-    rows: list[int] = field(default_factory=list)
-    results: dict[int, np.ndarray] = field(default_factory=dict)
+    rows: list[int] = field(default_factory=list)  # the engine rows of its pieces, in order
+    results: dict[int, np.ndarray] = field(default_factory=dict)  # piece index -> ids
 
     def cancel(self) -> None:
         """Stop this request's rows at the next step (its client went away)."""
@@ -164,22 +164,38 @@ class Batcher:
             self.bars[r] += 1
             job = self.owner[r]
             if job.on_bar is not None and self.bars[r] - 1 > job.skip:
-                job.on_bar(job.rows.index(r), self.bars[r] - 1, engine.row(r)[:-1].cpu().numpy().copy(),
-                           False)  # fmt: skip
+                ids = engine.row(r)[:-1].cpu().numpy().copy()
+                job.on_bar(job.rows.index(r), self.bars[r] - 1, ids, False)
         for r in [r for r in list(self.owner) if bool(engine.done[r])]:
             self._finish(r)
+        self._compact()
 
     def _finish(self, r: int) -> None:
         job = self.owner.pop(r)
         ids = self.engine.row(r).cpu().numpy().copy()  # the slot is reused
-        job.results[r] = ids
+        piece = job.rows.index(r)
+        job.results[piece] = ids
         if job.on_bar is not None and not job.cancelled.is_set():
-            job.on_bar(job.rows.index(r), self.bars[r], ids, True)
+            job.on_bar(piece, self.bars.pop(r), ids, True)
         if len(job.results) == len(job.rows):
             if job.cancelled.is_set():
                 job.future.cancel()
             elif not job.future.done():
-                job.future.set_result([job.results[r] for r in job.rows])
+                job.future.set_result([job.results[i] for i in range(len(job.rows))])
+
+    def _compact(self) -> None:
+        """Drop finished rows from the engine once they are half of it: every step costs
+        each row of the batch, finished or not."""
+        batch, live = self.engine.batch, sorted(self.owner)
+        if batch < 4 or 2 * len(live) > batch:
+            return
+        self.engine.reorder(torch.tensor(live, dtype=torch.long, device=self.engine.device))
+        new = {old: i for i, old in enumerate(live)}
+        for job in {id(j): j for j in self.owner.values()}.values():
+            job.rows = [new.get(r, -1) if i not in job.results else -1
+                        for i, r in enumerate(job.rows)]  # fmt: skip
+        self.owner = {new[r]: job for r, job in self.owner.items()}
+        self.bars = {new[r]: n for r, n in self.bars.items() if r in new}
 
     def _fail_all(self, err: Exception) -> None:
         for job in {id(j): j for j in self.owner.values()}.values():
