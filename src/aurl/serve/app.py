@@ -74,8 +74,9 @@ class Server:
         if num > lim.max_num:
             raise PayloadError(f"num: at most {lim.max_num} on this server, got {num}")
 
-    async def job(self, req: GenerateRequest, gen: Generator, on_bar=None) -> tuple[Job, int]:
-        """A request's rows as a batcher job, and the bars its prompt holds."""
+    def job(self, req: GenerateRequest, gen: Generator, on_bar=None) -> tuple[Job, int]:
+        """A request's rows as a batcher job, and the bars its prompt holds (CPU work: call
+        it off the event loop)."""
         self.check_counts(req.bars, req.num)
         prompt, taken = None, 0
         if req.prompt is not None:
@@ -120,13 +121,33 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message.splitlines()[0] if message else "error"}, status)
 
 
+class BodyCap:
+    """ASGI middleware: a body declared over ``limit`` bytes gets a 413 before it is read; a
+    body sent without a length is cut off (as a disconnect) once it passes the limit."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        size = dict(scope["headers"]).get(b"content-length")
+        if size is not None and (not size.isdigit() or int(size) > self.limit):
+            response = _error(413, f"request body over the limit of {self.limit} bytes")
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            return {"type": "http.disconnect"} if seen > self.limit else message
+
+        return await self.app(scope, counted, send)
+
+
 def _errors(app: FastAPI, limits: Limits) -> None:
-    @app.middleware("http")
-    async def cap_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
-            return _error(413, f"request body over the limit of {limits.max_body_bytes} bytes")
-        return await call_next(request)
+    app.add_middleware(BodyCap, limit=limits.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -177,7 +198,7 @@ def _routes(app: FastAPI, server: Server) -> None:
             result = await run_in_threadpool(gen.generate, req.bars, req.num, SamplingConfig(
                 req.temperature, req.top_k, req.top_p), req.seed)  # fmt: skip
             return _pieces(result, name, req.with_notes)
-        job, taken = await server.job(req, gen)
+        job, taken = await run_in_threadpool(server.job, req, gen)
         rows = await asyncio.wrap_future(server.batcher(name, gen).submit(job))
         out = pad_rows([_tensor(r) for r in rows])
         tempo = req.controls.tempo
@@ -194,7 +215,7 @@ def _routes(app: FastAPI, server: Server) -> None:
             raise PayloadError(f"model {name}: streaming needs a transformer model")
         loop, events = asyncio.get_running_loop(), asyncio.Queue()
         on_bar = lambda *event: loop.call_soon_threadsafe(events.put_nowait, event)  # noqa: E731
-        job, taken = await server.job(req, gen, on_bar)
+        job, taken = await run_in_threadpool(server.job, req, gen, on_bar)
         server.batcher(name, gen).submit(job)
         return StreamingResponse(_sse(gen, job, events, req, request),
                                  media_type="text/event-stream")  # fmt: skip
