@@ -11,9 +11,9 @@ import click
 @click.command()
 @click.argument("model")
 @click.option("--onnx", "onnx_dir", type=click.Path(file_okay=False), required=True,
-              help="Folder to write the ONNX export to (new, empty, or an earlier export).")  # fmt: skip
+              help="Folder to write the export to (new, empty, or an earlier export).")  # fmt: skip
 @click.option("--int8", is_flag=True,
-              help="Quantize the weights to INT8 (dynamic quantization): smaller, faster, less exact.")  # fmt: skip
+              help="INT8 weights (dynamic quantization): smaller, less exact.")  # fmt: skip
 def export(model: str, onnx_dir: str, int8: bool) -> None:
     """Export MODEL (a model folder, a run folder or a shipped model's name) to ONNX: a
     prefill graph and a one-step graph over a KV cache the caller keeps, plus the model's

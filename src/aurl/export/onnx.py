@@ -27,8 +27,9 @@ import json
 import logging
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,9 @@ from aurl.fileio import atomic_dir
 from aurl.models import Transformer, load_model
 from aurl.models.folder import CONFIG
 from aurl.models.transformer import apply_rope, rope_tables
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 META = "onnx.json"
 FORMAT = "aurl-onnx/1"
@@ -89,12 +93,8 @@ class DecoderTwin(nn.Module):
         qkv = qkv.unflatten(-1, (3, self.n_head, self.head_dim))  # (B, T, 3, H, D)
         cos = self.cos[positions][:, :, None, None, :]  # (B, T, 1, 1, D)
         sin = self.sin[positions][:, :, None, None, :]
-        qk = apply_rope(qkv[:, :, :2], cos, sin)
-        return (
-            qk[:, :, 0].transpose(1, 2),
-            qk[:, :, 1].transpose(1, 2),
-            qkv[:, :, 2].transpose(1, 2),
-        )
+        q, k = (t.transpose(1, 2) for t in apply_rope(qkv[:, :, :2], cos, sin).unbind(2))
+        return q, k, qkv[:, :, 2].transpose(1, 2)
 
     def _rest(self, block, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The block after attention: output projection, residual, MLP. ``y`` (B, H, T, D)."""
@@ -105,7 +105,8 @@ class DecoderTwin(nn.Module):
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self._norm(self.model.norm, x), self.model.embed.weight)
 
-    def prefill(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor):
+    def prefill(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         """Logits (B, T, V) and keys, values (L, B, H, T, D) of right-padded rows."""
         x = F.embedding(ids, self.model.embed.weight)  # (B, T, C)
         keys, values = [], []
@@ -119,7 +120,8 @@ class DecoderTwin(nn.Module):
         return self._head(x), torch.stack(keys), torch.stack(values)
 
     def step(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
-             past_k: Sequence[torch.Tensor], past_v: Sequence[torch.Tensor]):  # fmt: skip
+             past_k: Sequence[torch.Tensor], past_v: Sequence[torch.Tensor]
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         """Logits (B, V) and the new keys, values (L, B, H, 1, D) of one token per row;
         ``past_k``/``past_v``: each layer's (B, H, S, D) (a stacked tensor does too)."""
         x = F.embedding(ids, self.model.embed.weight)  # (B, 1, C)
@@ -164,7 +166,8 @@ def step_names(n_layer: int) -> list[str]:
     return ["ids", "positions", "mask", *(f"past_{kv}_{i}" for kv in "kv" for i in range(n_layer))]
 
 
-def sample_inputs(vocab_size: int, lengths: list[int], seed: int = 0):
+def sample_inputs(vocab_size: int, lengths: list[int], seed: int = 0
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Random right-padded ids (B, T), positions and the prefill mask, for checks."""
     gen = torch.Generator().manual_seed(seed)
     T = max(lengths)
@@ -174,13 +177,13 @@ def sample_inputs(vocab_size: int, lengths: list[int], seed: int = 0):
 
 
 @torch.inference_mode()
-def compare(model: Transformer, prefill, step, lengths: list[int] | None = None,
-            seed: int = 0) -> float:  # fmt: skip
+def compare(model: Transformer, prefill: Callable, step: Callable,
+            lengths: list[int] | None = None, seed: int = 0) -> float:  # fmt: skip
     """The largest logit difference of ``prefill`` and ``step`` (the twin's functions, or
     the graphs run by onnxruntime; torch tensors in and out, keys and values stacked (L, B,
     H, S, D)) against ``Transformer.forward``: a ragged prefill (every real position against
     the uncached model, each row's last against a cached prefill), then two cached steps."""
-    lengths = lengths or [7, 3, 5]
+    lengths = [min(n, model.config.max_seq_len - 2) for n in lengths or [7, 3, 5]]
     ids, positions, mask = sample_inputs(model.config.vocab_size, lengths, seed)
     logits, k, v = prefill(ids, positions, mask)
     diffs = [(logits[b, :n] - model(ids[b : b + 1, :n])[0]).abs().max()
@@ -267,7 +270,7 @@ def export_graphs(twin: DecoderTwin, out_dir: Path) -> None:
     _export(_Graph(twin, "step"), args, out_dir / STEP, names, ["logits", "new_k", "new_v"], axes)
 
 
-def session(path: str | Path, threads: int | None = None):
+def session(path: str | Path, threads: int | None = None) -> InferenceSession:
     """An onnxruntime CPU session for the graph at ``path`` with ``threads`` intra-op threads
     (default: torch's thread count, so both backends use the same cores)."""
     import onnxruntime as ort

@@ -2,12 +2,13 @@
 so that the step :class:`~aurl.generate.engine.Engine` drives it as it drives a Transformer.
 
 :class:`OnnxDecoder` is called like ``Transformer.forward`` (ids in, torch float logits out,
-with or without a cache) and makes :class:`OnnxCache` es, which keep every layer's keys and
-values as numpy arrays (L, B, H, slots, D) with each row's position and the position held in
-each slot, like :class:`~aurl.models.KVCache`, and take the same row operations (``select``,
-``extend``, ``put``). A token at position ``p`` goes to slot ``p % size``. The arrays grow
-by :data:`GROW` slots as the rows advance, and the step graph attends over all of them (the
-unused ones masked): each layer's slice is passed as it lies, never copied.
+with or without a cache) and makes caches (:class:`OnnxCache`) that keep every layer's keys
+and values as numpy arrays (L, B, H, slots, D) with each row's position and the position held
+in each slot, like :class:`~aurl.models.KVCache`, and take the same row operations
+(``select``, ``extend``, ``put``). A token at position ``p`` goes to slot ``p % size``. The
+arrays grow by :data:`GROW` slots as the rows advance, and the step graph attends over all of
+them (the unused ones masked): each layer's slice is passed as it lies, never copied, at the
+cost of attending over up to ``GROW - 1`` empty slots.
 
 Which folder ``load_onnx`` reads: the folder given if it holds ``onnx.json`` (an export),
 else its ``onnx/`` subfolder (a model folder with its export inside it).

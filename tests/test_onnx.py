@@ -1,0 +1,156 @@
+"""ONNX export and the ONNX backend against their slow twin, the PyTorch decoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("onnx", reason="the ONNX tests need the onnx extra: pip install -e '.[onnx]'")
+pytest.importorskip("onnxruntime", reason="the ONNX tests need onnxruntime (the onnx extra)")
+
+from aurl.api import load  # noqa: E402
+from aurl.cli import main  # noqa: E402
+from aurl.errors import ModelLoadError  # noqa: E402
+from aurl.export.onnx import TOLERANCE, export_onnx, onnx_difference  # noqa: E402
+from aurl.generate.engine import Engine, SamplingConfig, run  # noqa: E402
+from aurl.generate.onnx_backend import load_onnx  # noqa: E402
+from aurl.generate.sampler import sample  # noqa: E402
+from aurl.models import load_model, save_model  # noqa: E402
+from aurl.paths import SHIPPED_MODEL  # noqa: E402
+from aurl.tokens import BOS, Tokenizer  # noqa: E402
+from factories import debug_model  # noqa: E402
+
+TK = Tokenizer()
+CONTEXT = 64  # short, so that 100 new tokens restart the rows' contexts too
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A random debug decoder's folder with its float32 export in ``model/onnx``."""
+    root = tmp_path_factory.mktemp("onnx")
+    model = debug_model(max_seq_len=CONTEXT)
+    path = save_model(model, TK, root / "model")
+    report = export_onnx(path, path / "onnx")
+    return model, path, report
+
+
+def greedy(model, prompts: list[torch.Tensor], tokens: int, vocab=TK.vocab, **config
+           ) -> torch.Tensor:  # fmt: skip
+    """Greedy rows from ``prompts`` through the Engine, ``tokens`` new tokens each."""
+    engine = Engine(model, vocab, SamplingConfig(greedy=True, **config))
+    engine.add(prompts, 10**6, tokens)
+    run(engine)
+    return engine.padded()
+
+
+def prompts(*lengths: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    return [torch.cat([torch.tensor([BOS]), torch.randint(4, 300, (n - 1,), generator=gen)])
+            for n in lengths]  # fmt: skip
+
+
+def test_export_writes_a_self_describing_folder(exported):
+    _, path, report = exported
+    names = sorted(p.name for p in (path / "onnx").iterdir())
+    assert names == ["config.json", "onnx.json", "prefill.onnx", "step.onnx"]
+    assert report["int8"] is False and report["twin_max_diff"] <= TOLERANCE
+    assert (path / "onnx" / "config.json").read_text() == (path / "config.json").read_text()
+
+
+def test_both_graphs_match_pytorch_on_rows_of_different_lengths(exported):
+    model, path, report = exported
+    assert report["onnx_max_diff"] <= TOLERANCE
+    assert onnx_difference(model, path / "onnx") <= TOLERANCE  # prefill of 9, 4, 6; 2 steps
+
+
+@torch.inference_mode()
+def test_the_backend_and_its_cache_match_the_kv_cache(exported):
+    model, path, _ = exported
+    onnx = load_onnx(path).model
+    ids = torch.randint(4, 300, (3, 8))
+    lengths = torch.tensor([8, 2, 5])
+    caches = model.new_cache(3, CONTEXT), onnx.new_cache(3, CONTEXT)
+    want, got = (m(ids, cache=c, last_only=True, lengths=lengths) for m, c in zip((model, onnx),
+                 caches, strict=True))  # fmt: skip
+    assert (want - got).abs().max() <= TOLERANCE
+    for t in range(3):
+        tok = ids[:, t : t + 1]
+        want, got = model(tok, cache=caches[0], last_only=True), onnx(tok, cache=caches[1])
+        assert got.shape == (3, 1, model.config.vocab_size)
+        assert (want - got).abs().max() <= TOLERANCE
+    assert (onnx(ids[:1, :5]) - model(ids[:1, :5])).abs().max() <= TOLERANCE  # uncached
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_greedy_tokens_through_the_engine_are_pytorchs(exported, use_cache):
+    model, path, _ = exported
+    onnx = load_onnx(path).model
+    rows = prompts(1, 9)
+    want = greedy(model, rows, 100, use_cache=use_cache)
+    got = greedy(onnx, rows, 100, use_cache=use_cache)
+    assert want.shape[1] >= 64 + 9
+    assert torch.equal(want, got)
+
+
+def test_rows_joining_a_running_batch_and_beams_are_pytorchs(exported):
+    model, path, _ = exported
+    onnx = load_onnx(path).model
+    outs = []
+    for m in (model, onnx):  # extend and put: rows added to a running batch
+        engine = Engine(m, TK.vocab, SamplingConfig(greedy=True))
+        engine.add(prompts(3), 10**6, 40)
+        for _ in range(10):
+            engine.step()
+        engine.add(prompts(5, 2), 10**6, 30)
+        run(engine)
+        outs.append(engine.padded())
+    assert torch.equal(*outs)
+    config = SamplingConfig(beams=3, greedy=True)  # select: beams reordered every step
+    beams = [sample(m, TK.vocab, prompts(4)[0][None], 10**6, 30, config) for m in (model, onnx)]
+    assert torch.equal(*beams)
+
+
+def test_int8_export_mostly_agrees_with_pytorch(tmp_path):
+    """On the shipped model: a random model's logits are too flat for its argmax to survive
+    quantization noise."""
+    report = export_onnx(SHIPPED_MODEL, tmp_path / "int8", int8=True)
+    assert report["int8"] is True and report["onnx_max_diff"] < 1.0
+    folder = load_model(SHIPPED_MODEL)
+    weights = (tmp_path / "int8" / "step.onnx").stat().st_size
+    assert weights < 2 * folder.model.num_params()  # float32 takes 4 bytes a weight
+    opening = greedy(folder.model, [torch.tensor([BOS])], 8, vocab=folder.tokenizer.vocab)[0]
+    rows = [opening[:1], opening]  # BOS, and BOS with the model's first 8 tokens
+    int8 = load_onnx(tmp_path / "int8").model
+    want, got = (greedy(m, rows, 100, vocab=folder.tokenizer.vocab) for m in (folder.model, int8))
+    agree = float((want == got).float().mean())
+    print(f"INT8 greedy tokens equal to PyTorch's: {agree:.1%}")
+    assert agree >= 0.5
+
+
+def test_export_refuses_unsupported_options_in_one_line(tmp_path, capsys):
+    path = save_model(debug_model(window=16), TK, tmp_path / "windowed")
+    assert main(["export", str(path), "--onnx", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "window" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_and_generate_with_the_onnx_backend(tmp_path, capsys):
+    path = save_model(debug_model(max_seq_len=CONTEXT), TK, tmp_path / "model")
+    assert main(["export", str(path), "--onnx", str(path / "onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "prefill.onnx" in out and "max logit difference" in out
+    args = ["generate", "--model", str(path), "--backend", "onnx", "--bars", "2", "--seed", "1",
+            "--threads", "1", "--no-progress", "--out", str(tmp_path / "midi")]  # fmt: skip
+    assert main(args) == 0
+    assert list((tmp_path / "midi").glob("*.mid"))
+    gen = load(path / "onnx", backend="onnx", threads=1)  # the ONNX folder itself works too
+    assert gen.generate(bars=1, seed=1, sampling=SamplingConfig(greedy=True)).pieces
+
+
+def test_loading_a_folder_without_an_export_says_how_to_make_one(tmp_path):
+    path = save_model(debug_model(), TK, tmp_path / "model")
+    with pytest.raises(ModelLoadError, match="aurl export"):
+        load(path, backend="onnx", threads=1)
+    with pytest.raises(ValueError, match="backend"):
+        load(path, backend="tensorrt", threads=1)
