@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import symusic
 import torch
 
+from aurl.api_fill import FillMethods
+from aurl.api_latent import LatentMethods
 from aurl.device import generation_threads, pick_device
-from aurl.generate.attributes import move
 from aurl.generate.control_names import ControlRequest, resolve_controls
 from aurl.generate.controls import ControlPlan, continue_prompt, plan_prompt
 from aurl.generate.engine import Engine
-from aurl.generate.infill import (
-    harmony_ids,
-    harmony_tracks,
-    parse_span,
-    parse_tracks,
-    sample_fills,
-    track_map,
-    with_fill_controls,
-)
-from aurl.generate.latents import Latents, follow, join, prior
-from aurl.generate.latents import interpolate as interpolate_latents
-from aurl.generate.latents import vary as vary_latents
-from aurl.generate.sampler import SamplingConfig, sample, sample_latents
+from aurl.generate.sampler import SamplingConfig, sample
 from aurl.generate.stream import bar_seconds, finished_bars
 from aurl.midi import read_midi
 from aurl.models import ModelFolder, load_model
@@ -36,61 +24,14 @@ from aurl.models.calibration import use_fastest_attention
 from aurl.models.folder import ModelLoadError
 from aurl.models.vae import VAE
 from aurl.paths import SHIPPED_MODEL, resolve_model_path
+from aurl.results import MAX_BARS, TOKENS_PER_BAR_LIMIT, BarEvent, GenerationResult, Piece
 from aurl.tokens import BOS, EOS, PAD, TokenType
-from aurl.tokens.grammar import FOLLOWS
-from aurl.tokens.tracks import declared_tracks, track_names
 
-MAX_BARS = 512
-TOKENS_PER_BAR_LIMIT = 512  # safety stop for a model that never closes its bars
-END_TYPES = [t for t, nxt in FOLLOWS.items() if TokenType.EOS in nxt]  # a piece may end there
-SEGMENT_DRIFT = 0.5  # how far a VAE's next segment moves from the last one's latents
+__all__ = ["MAX_BARS", "TOKENS_PER_BAR_LIMIT", "BarEvent", "GenerationResult", "Generator",
+           "Piece", "load"]  # fmt: skip
 
 
-@dataclass
-class Piece:
-    """One generated piece: its ids, its score and a few numbers about it. ``asked_bars``
-    is how many bars it should have had (prompt included); ``short`` says it ended before
-    (the model did not close its bars within its token budget)."""
-
-    ids: np.ndarray
-    score: symusic.Score
-    bars: int
-    notes: int
-    seconds: float
-    asked_bars: int = 0
-
-    @property
-    def short(self) -> bool:
-        return self.bars < self.asked_bars
-
-
-@dataclass
-class BarEvent:
-    """A bar just finished while streaming: piece ``piece`` now holds ``bar`` bars (``ids``
-    and ``score`` up to the end of that bar), ``elapsed`` seconds after the start, and the
-    bar plays for ``bar_seconds``; ``last`` marks the piece's end."""
-
-    piece: int
-    bar: int
-    ids: np.ndarray
-    score: symusic.Score
-    elapsed: float
-    bar_seconds: float
-    last: bool
-
-
-@dataclass
-class GenerationResult:
-    pieces: list[Piece]
-    new_tokens: int
-    wall_time: float
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.new_tokens / max(self.wall_time, 1e-9)
-
-
-class Generator:
+class Generator(FillMethods, LatentMethods):
     """Generates music with one loaded model."""
 
     def __init__(self, folder: ModelFolder, device: torch.device):
@@ -174,96 +115,6 @@ class Generator:
             yield BarEvent(row, bar, ids, self.decode(ids, tempo), time.perf_counter() - t0,
                            lengths[-1] if lengths else 0.0, last)  # fmt: skip
 
-    def infill(self, path: str | Path, bars: str, tracks: str | None = None, num: int = 1,
-               sampling: SamplingConfig | None = None, seed: int | None = None,
-               controls: ControlRequest | None = None) -> GenerationResult:  # fmt: skip
-        """Regenerate bars ``bars`` (``"5-8"``, from 1) of a MIDI file given everything before
-        and after; with ``tracks`` (``"alto,tenor"``) only those tracks' notes, the others as
-        context. Every other note comes back as it was.
-
-        Raises:
-            MidiError: the file cannot be read. ValueError: a span or track the piece lacks,
-            or a model trained without infilling; a control it cannot take.
-        """
-        return self.infill_score(read_midi(path), bars, tracks, num, sampling, seed, controls)
-
-    def infill_score(self, score: symusic.Score, bars: str, tracks: str | None = None,
-                     num: int = 1, sampling: SamplingConfig | None = None,
-                     seed: int | None = None,
-                     controls: ControlRequest | None = None) -> GenerationResult:  # fmt: skip
-        """:meth:`infill` on a score in memory; ``controls`` (style, key and the bar
-        controls, cycled over the filled bars) steer what is written."""
-        vocab = self._fill_vocab()
-        ids = self.tokenizer.encode(score)
-        first, count = parse_span(bars, int((vocab.types[ids] == TokenType.BAR).sum()))
-        ids = self._fill_controls(ids, controls, first, count)
-        targets = None
-        if tracks:
-            if not vocab.has_tracks:
-                raise ValueError(f"{self.folder.path}: this model has no tracks; fill bars only")
-            targets = parse_tracks(tracks, track_names(*declared_tracks(ids, vocab)))
-        mapping = track_map(score, vocab.config.tracks) if vocab.has_tracks else [0]
-        return self._fill(score, ids, ids, first, count, targets, mapping, {}, num, sampling,
-                          seed)  # fmt: skip
-
-    def harmonize(
-        self,
-        path: str | Path,
-        num: int = 1,
-        sampling: SamplingConfig | None = None,
-        seed: int | None = None,
-        controls: ControlRequest | None = None,
-    ) -> GenerationResult:
-        """Write Alto, Tenor and Bass under the one-track melody of a MIDI file (which comes
-        back note for note as the Soprano), under ``controls`` (as :meth:`infill` takes)."""
-        return self.harmonize_score(read_midi(path), num, sampling, seed, controls)
-
-    def harmonize_score(self, score: symusic.Score, num: int = 1,
-                        sampling: SamplingConfig | None = None, seed: int | None = None,
-                        controls: ControlRequest | None = None) -> GenerationResult:  # fmt: skip
-        """:meth:`harmonize` on a score in memory."""
-        vocab = self._fill_vocab()
-        if not vocab.has_tracks:
-            raise ValueError(f"{self.folder.path}: harmonizing needs a model with tracks")
-        ids = self.tokenizer.encode(score)
-        n_bars = int((vocab.types[ids] == TokenType.BAR).sum())
-        full, targets = harmony_ids(self._fill_controls(ids, controls, 0, n_bars), vocab)
-        mapping = track_map(score, vocab.config.tracks)
-        extra = harmony_tracks(int(score.tracks[mapping[0]].program))
-        return self._fill(score, ids, full, 0, n_bars, targets, mapping, extra, num, sampling,
-                          seed)  # fmt: skip
-
-    def _fill_vocab(self):
-        vocab = self.tokenizer.vocab
-        if isinstance(self.model, VAE) or not vocab.has_infill:
-            raise ValueError(f"{self.folder.path}: this model was trained without infilling; "
-                             "train with tokenizer.infill=true")  # fmt: skip
-        return vocab
-
-    def _fill_controls(self, ids: np.ndarray, controls: ControlRequest | None, first: int,
-                       count: int) -> np.ndarray:  # fmt: skip
-        """``ids`` with the controls asked for, for filling bars ``first .. first+count-1``."""
-        if controls is None:
-            return ids
-        plan = resolve_controls(controls, self.tokenizer.vocab)
-        return with_fill_controls(ids, self.tokenizer.vocab, plan, first, count,
-                                  controls.style is not None)  # fmt: skip
-
-    def _fill(self, score, ids, context, first, count, targets, mapping, extra, num, sampling,
-              seed) -> GenerationResult:  # fmt: skip
-        """Sample ``num`` second passes after the prompt of ``context``, each merged into
-        ``score``."""
-        generator = self._generator(seed)
-        t0 = time.perf_counter()
-        fills = sample_fills(self.model, self.tokenizer.vocab, score, ids, context, (first, count),
-                             targets, mapping, extra, num, sampling or SamplingConfig(),
-                             generator, count * TOKENS_PER_BAR_LIMIT)  # fmt: skip
-        pieces = []
-        for row, merged, bars, _ in fills:
-            seconds = merged.to("second").end() if merged.note_num() else 0.0
-            pieces.append(Piece(row, merged, bars, merged.note_num(), float(seconds)))
-        return GenerationResult(pieces, sum(f[3] for f in fills), time.perf_counter() - t0)
-
     def _generator(self, seed: int | None) -> torch.Generator:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
@@ -303,32 +154,6 @@ class Generator:
         batch = torch.as_tensor(np.tile(start, (num, 1)), dtype=torch.long, device=self.device)
         return batch, plan
 
-    def _segments(self, bars: int, num: int, sampling: SamplingConfig,
-                  generator: torch.Generator, drift: float = SEGMENT_DRIFT) -> GenerationResult:  # fmt: skip
-        """A VAE's pieces, K bars at a time: the first segment's latents from the prior, each
-        next segment's from the posterior of the one before, moved by ``drift`` (see
-        :func:`~aurl.generate.latents.follow`); the segments are joined at their bar lines."""
-        vae, vocab = self._vae(), self.tokenizer.vocab
-        cfg, bos = vae.config, int(vocab.offsets[TokenType.BOS])
-        z = prior(num, cfg.z_global, cfg.bars, cfg.z_bar, generator, self.device)
-        rows: list[list[np.ndarray]] = [[np.array([bos])] for _ in range(num)]
-        t0 = time.perf_counter()
-        for first in range(0, bars, cfg.bars):
-            n = min(cfg.bars, bars - first)
-            out = sample_latents(vae, vocab, z, n * TOKENS_PER_BAR_LIMIT, sampling, generator, n)
-            for row, ids in zip(rows, out.cpu().numpy(), strict=True):
-                row.append(_complete(ids[(ids != PAD) & (ids != EOS) & (ids != bos)], vocab))
-            if first + cfg.bars < bars:
-                with torch.no_grad():
-                    segment = out.masked_fill(out == EOS, PAD)
-                    z = follow(vae.encode(segment).mean(), drift, generator)
-        width = max(sum(len(part) for part in row) for row in rows) + 1
-        joined = torch.full((num, width), PAD, dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids = np.concatenate([*row, [EOS]])
-            joined[i, : len(ids)] = torch.as_tensor(ids)
-        return self.collect(joined, 1, time.perf_counter() - t0, bars)
-
     def collect(self, out: torch.Tensor, start: int, wall: float, asked: int = 0,
                 tempo: float | None = None) -> GenerationResult:  # fmt: skip
         """Pieces (scores and counts) from sampled rows that began with ``start`` ids and
@@ -352,76 +177,6 @@ class Generator:
             score.tempos.clear()
             score.tempos.append(symusic.Tempo(0, float(tempo)))
         return score
-
-    def _vae(self) -> VAE:
-        if not isinstance(self.model, VAE):
-            raise ValueError(f"{self.folder.path}: not a latent model (arch "
-                             f"{self.model.config.arch}); pass --model with a VAE")  # fmt: skip
-        return self.model
-
-    def segment_latents(self, path: str | Path) -> Latents:
-        """The posterior mean of the first K bars of a MIDI file (K: the VAE's segment).
-
-        Raises:
-            MidiError: the file cannot be read.
-        """
-        vae = self._vae()
-        ids, _ = self.prompt_ids(path, vae.config.bars)
-        ids = ids[: vae.decoder.config.max_seq_len - vae.prefix_len]
-        batch = torch.as_tensor(ids[None], dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            return vae.encode(batch).mean()
-
-    def decode_latents(self, latents: Latents, sampling: SamplingConfig | None = None,
-                       seed: int | None = None) -> GenerationResult:  # fmt: skip
-        """One K-bar piece per latent (greedy unless ``sampling`` says otherwise)."""
-        vae = self._vae()
-        generator = self._generator(seed)
-        t0 = time.perf_counter()
-        out = sample_latents(vae, self.tokenizer.vocab, latents,
-                             vae.config.bars * TOKENS_PER_BAR_LIMIT,
-                             sampling or SamplingConfig(greedy=True), generator)  # fmt: skip
-        return self.collect(out, 1, time.perf_counter() - t0, vae.config.bars)
-
-    def interpolate(self, a: str | Path, b: str | Path, steps: int = 8, method: str = "slerp",
-                    sampling: SamplingConfig | None = None,
-                    seed: int | None = None) -> GenerationResult:  # fmt: skip
-        """``steps`` pieces from the first K bars of ``a`` to those of ``b``, both included."""
-        path = interpolate_latents(self.segment_latents(a), self.segment_latents(b), steps,
-                                   method)  # fmt: skip
-        return self.decode_latents(path, sampling, seed)
-
-    def vary(self, path: str | Path, num: int = 4, amount: float = 0.5,
-             sampling: SamplingConfig | None = None, seed: int | None = None,
-             attribute: tuple[str, float] | None = None) -> GenerationResult:  # fmt: skip
-        """``num`` variations of the first K bars of ``path``: latents ``amount`` away; or,
-        with ``attribute`` (a name and how far), ``num`` steps along that attribute's vector
-        up to that far (``amount`` then adds noise as well).
-
-        Raises:
-            ValueError: an attribute the model has no vector for.
-        """
-        generator = self._generator(seed)
-        z = self.segment_latents(path)
-        if attribute is not None:
-            name, far = attribute
-            vectors = self.folder.meta.get("attributes", {})
-            if name not in vectors:
-                known = ", ".join(vectors) or "none"
-                raise ValueError(f"{self.folder.path}: no attribute {name!r} (known: {known})")
-            moved = [move(z, vectors[name], far * (i + 1) / num) for i in range(num)]
-            z = join(moved)
-            if amount:  # noise around each step
-                z = vary_latents(z, num, amount, generator)
-            return self.decode_latents(z, sampling, seed)
-        return self.decode_latents(vary_latents(z, num, amount, generator), sampling, seed)
-
-
-def _complete(ids: np.ndarray, vocab) -> np.ndarray:
-    """``ids`` up to the last token a bar line may follow (a segment cut short by its token
-    budget could end inside a note)."""
-    can_end = np.isin(vocab.types[ids], END_TYPES)
-    return ids[: int(np.flatnonzero(can_end)[-1]) + 1] if can_end.any() else ids[:0]
 
 
 def load(model: str | Path | None = None, device: str = "auto",

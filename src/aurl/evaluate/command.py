@@ -128,18 +128,21 @@ def evaluate(model, data, files, reference, num, bars, seed, out, controls_num, 
 def _controls(model, device, num: int, styles: str | None, bars: int, seed: int, log) -> dict:
     """Adherence to random requests and the style classifier (see
     :mod:`aurl.evaluate.controls_eval`)."""
-    from aurl.api import load
+    from aurl.device import pick_device
     from aurl.evaluate.controls_eval import adherence_report, style_report
+    from aurl.models import load_model
+    from aurl.paths import resolve_model_path
 
-    gen = load(model, device)
+    folder = load_model(resolve_model_path(model), pick_device(device))
+    folder.model.eval()
     out = {}
     if num:
         log(f"controls: {num} samples under random requests")
-        out["adherence"] = adherence_report(gen.model, gen.tokenizer.vocab, num, bars, seed)
+        out["adherence"] = adherence_report(folder.model, folder.tokenizer.vocab, num, bars, seed)
     if styles:
         names = [s.strip() for s in styles.split(",") if s.strip()]
-        out["style"] = style_report(gen.model, gen.tokenizer, names, max(num // len(names), 8),
-                                    bars, seed, log=log)  # fmt: skip
+        out["style"] = style_report(folder.model, folder.tokenizer, names,
+                                    max(num // len(names), 8), bars, seed, log=log)  # fmt: skip
     return out
 
 
