@@ -53,4 +53,4 @@ def test_evaluate_measures_adherence_of_a_model_with_controls(feature_run, tmp_p
 def test_evaluate_refuses_controls_for_a_model_without_them(tiny_run, tmp_path, capsys):
     code = main(["evaluate", "--model", str(tiny_run), "--num", "2", "--bars", "2",
                  "--controls", "4", "--no-plots", "--quiet", "--out", str(tmp_path / "r")])  # fmt: skip
-    assert code == 2 and "without controls" in capsys.readouterr().err
+    assert code == 2 and "need a model trained with controls" in capsys.readouterr().err

@@ -107,10 +107,10 @@ def evaluate(model, data, files, reference, num, bars, seed, out, controls_num, 
     if files is not None:
         result = evaluate_files(files, reference, options, log=log)
     else:
+        measure = _control_measures(model, device, controls_num, styles, bars, seed, log)
         result = evaluate_model(model, options, device, log=log, progress=not quiet, data=data)
-        if controls_num or styles:
-            result.report["controls"] = _controls(model, device, controls_num, styles, bars,
-                                                  seed, log)  # fmt: skip
+        if measure is not None:
+            result.report["controls"] = measure()
     path = write_report(result, out, plots=not no_plots)
     report = result.report
     if not quiet:
@@ -125,25 +125,35 @@ def evaluate(model, data, files, reference, num, bars, seed, out, controls_num, 
     click.echo(f"wrote {path / 'report.md'}")
 
 
-def _controls(model, device, num: int, styles: str | None, bars: int, seed: int, log) -> dict:
-    """Adherence to random requests and the style classifier (see
-    :mod:`aurl.evaluate.controls_eval`)."""
+def _control_measures(model, device, num: int, styles: str | None, bars: int, seed: int, log):
+    """What ``--controls`` and ``--styles`` measure, checked now and run later (see
+    :mod:`aurl.evaluate.controls_eval`): a function giving the report's section, or None."""
+    if not num and not styles:
+        return None
     from aurl.device import pick_device
     from aurl.evaluate.controls_eval import adherence_report, style_report
     from aurl.models import load_model
     from aurl.paths import resolve_model_path
 
     folder = load_model(resolve_model_path(model), pick_device(device))
+    if not folder.tokenizer.vocab.has_controls:
+        raise ValueError(f"{folder.path}: --controls and --styles need a model trained with "
+                         "controls (tokenizer.controls=true); this one was trained without")  # fmt: skip
+    names = [s.strip() for s in (styles or "").split(",") if s.strip()]
     folder.model.eval()
-    out = {}
-    if num:
-        log(f"controls: {num} samples under random requests")
-        out["adherence"] = adherence_report(folder.model, folder.tokenizer.vocab, num, bars, seed)
-    if styles:
-        names = [s.strip() for s in styles.split(",") if s.strip()]
-        out["style"] = style_report(folder.model, folder.tokenizer, names,
-                                    max(num // len(names), 8), bars, seed, log=log)  # fmt: skip
-    return out
+
+    def measure() -> dict:
+        out = {}
+        if num:
+            log(f"controls: {num} samples under random requests")
+            out["adherence"] = adherence_report(folder.model, folder.tokenizer.vocab, num, bars,
+                                                seed)  # fmt: skip
+        if names:
+            out["style"] = style_report(folder.model, folder.tokenizer, names,
+                                        max(num // len(names), 8), bars, seed, log=log)  # fmt: skip
+        return out
+
+    return measure
 
 
 def _latent(model, data, out, device, quiet, num: int, seed: int) -> bool:
