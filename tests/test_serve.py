@@ -266,3 +266,15 @@ def test_finished_rows_leave_the_batch_and_the_rest_go_on_as_alone(runs):
     (again,) = batcher.submit(job(50, 1, 300)).result(timeout=60)  # into an emptied batch
     batcher.close()
     assert (again == alone).all()
+
+
+def test_a_piece_made_endless_by_a_stray_event_is_repaired_or_refused(client):
+    score = read_midi_bytes(base64.b64decode(_melody(2)))
+    far = score.copy()
+    far.tracks[0].notes.append(symusic.Note(500_000_000, 480, 60, 80))  # after a huge silence
+    out = _ok(client.post("/analyze", json={"midi": base64.b64encode(far.dumps_midi()).decode()}))
+    assert out["meter"]["bars"] <= 3  # the stray note was cut, as prepare cuts it
+    long = score.copy()
+    long.tracks[0].notes.append(symusic.Note(0, 50_000_000, 60, 80))  # one note, 29 hours
+    response = client.post("/analyze", json={"midi": base64.b64encode(long.dumps_midi()).decode()})
+    assert response.status_code == 413 and "quarter notes long" in response.json()["error"]

@@ -80,7 +80,7 @@ class Server:
         self.check_counts(req.bars, req.num)
         prompt, taken = None, 0
         if req.prompt is not None:
-            score = midi_from_base64(req.prompt, "prompt", self.limits.max_upload_bytes)
+            score = self.midi(req.prompt, "prompt")
             prompt, taken = gen.score_prompt(score, req.prompt_bars)
         batch, plan = gen.start_ids(req.bars, req.num, prompt, req.controls.request())
         seed = req.seed if req.seed is not None else random.randrange(2**31)
@@ -89,6 +89,11 @@ class Server:
         deadline = time.monotonic() + self.limits.request_seconds
         return Job(list(batch), taken + req.bars, req.bars * TOKENS_PER_BAR_LIMIT,
                    [plan] * req.num, samplings, deadline, on_bar, taken), taken  # fmt: skip
+
+    def midi(self, text: str, field: str):
+        """The score of a base64 MIDI field, within this server's limits."""
+        return midi_from_base64(text, field, self.limits.max_upload_bytes,
+                                self.limits.max_piece_quarters)  # fmt: skip
 
     def close(self) -> None:
         for b in self.batchers.values():
@@ -225,7 +230,7 @@ def _routes(app: FastAPI, server: Server) -> None:
         """Bars (and optionally tracks) of a piece regenerated, the rest kept note for note."""
         name, gen = await server.generator(req.model)
         server.check_counts(1, req.num)
-        score = midi_from_base64(req.midi, "midi", server.limits.max_upload_bytes)
+        score = server.midi(req.midi, "midi")
         sampling = SamplingConfig(req.temperature, req.top_k, req.top_p)
         async with server.fill_lock:
             result = await run_in_threadpool(gen.infill_score, score, req.bars, req.tracks,
@@ -238,7 +243,7 @@ def _routes(app: FastAPI, server: Server) -> None:
         """Alto, tenor and bass under a one-track melody (which comes back note for note)."""
         name, gen = await server.generator(req.model)
         server.check_counts(1, req.num)
-        score = midi_from_base64(req.midi, "midi", server.limits.max_upload_bytes)
+        score = server.midi(req.midi, "midi")
         if len(score.tracks) > 1:
             raise PayloadError(f"midi: a melody is one track, this file has {len(score.tracks)}")
         sampling = SamplingConfig(req.temperature, req.top_k, req.top_p)
@@ -250,7 +255,7 @@ def _routes(app: FastAPI, server: Server) -> None:
     @app.post("/notes", response_model=PieceOut)
     async def notes(req: MidiRequest) -> PieceOut:
         """A MIDI file as the studio draws it: its tracks, bar lines and notes."""
-        score = midi_from_base64(req.midi, "midi", server.limits.max_upload_bytes)
+        score = server.midi(req.midi, "midi")
         seconds = float(score.to("second").end())
         piece = Piece(np.zeros(0, np.int64), score, len(bar_ticks(score)), score.note_num(),
                       seconds)  # fmt: skip
@@ -259,7 +264,7 @@ def _routes(app: FastAPI, server: Server) -> None:
     @app.post("/analyze")
     async def analyze(req: MidiRequest) -> JSONResponse:
         """Key, chords, cadences, form and melody of a piece (as `aurl analyze` writes)."""
-        score = midi_from_base64(req.midi, "midi", server.limits.max_upload_bytes)
+        score = server.midi(req.midi, "midi")
         # Plain JSON data already: a JSONResponse skips FastAPI's slower generic encoding.
         return JSONResponse(await run_in_threadpool(_analysis, score))
 
@@ -267,7 +272,7 @@ def _routes(app: FastAPI, server: Server) -> None:
               responses={200: {"content": {"audio/wav": {}}}})  # fmt: skip
     async def render(req: MidiRequest) -> Response:
         """The piece as 16-bit stereo WAV, synthesized with a General MIDI SoundFont."""
-        score = midi_from_base64(req.midi, "midi", server.limits.max_upload_bytes)
+        score = server.midi(req.midi, "midi")
         seconds = score.to("second").end()
         if seconds > server.limits.max_render_seconds:
             raise PayloadError(f"midi: {seconds:.0f} s long, over the limit of "

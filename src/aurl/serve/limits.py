@@ -16,6 +16,8 @@ class Limits:
         max_rows: the rows of the shared batch (requests wait for room beyond).
         request_seconds: generation stops after this long; the pieces come back as they are.
         max_render_seconds: the longest piece ``/render`` synthesizes.
+        max_piece_quarters: the longest piece any route reads, in quarter notes (after the
+            repairs ``aurl prepare`` makes; about 68 minutes at 120 bpm).
         max_body_bytes: the largest request body (base64 MIDI plus the rest).
     """
 
@@ -25,6 +27,7 @@ class Limits:
     max_rows: int = 32
     request_seconds: float = 60.0
     max_render_seconds: float = 600.0
+    max_piece_quarters: int = 8192
 
     @property
     def max_body_bytes(self) -> int:
