@@ -166,7 +166,8 @@ class Batcher:
             if job.on_bar is not None and self.bars[r] - 1 > job.skip:
                 ids = engine.row(r)[:-1].cpu().numpy().copy()
                 job.on_bar(job.rows.index(r), self.bars[r] - 1, ids, False)
-        for r in [r for r in list(self.owner) if bool(engine.done[r])]:
+        done = engine.done.tolist()  # one read, not one tensor index per row
+        for r in [r for r in list(self.owner) if done[r]]:
             self._finish(r)
         self._compact()
 
