@@ -109,7 +109,7 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
 @click.option(
     "--model",
     default=None,
-    help="Model folder, run folder (runs/NAME) or shipped model (bach-small, vae-small). "
+    help="Model folder, run folder (runs/NAME) or shipped model (bach-small, many-small, vae-small). "
     "Default: bach-small.",
 )
 @click.option(
