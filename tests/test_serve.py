@@ -60,9 +60,10 @@ def test_health_and_info_name_models_controls_and_limits(client):
 
 
 def test_generate_gives_pieces_of_the_bars_asked_and_a_seed_repeats(client):
-    body = {"bars": 2, "num": 2, "seed": 5, "temperature": 0.9, "with_notes": True}
+    body = {"bars": 2, "num": 2, "seed": 5, "temperature": 0.9, "with_notes": True,
+            "model": "bach-small"}  # a real model closes its bars: quick  # fmt: skip
     out = _ok(client.post("/generate", json=body))
-    assert out["model"] == "tiny" and out["tokens_per_second"] > 0 and len(out["pieces"]) == 2
+    assert out["model"] == "bach-small" and out["tokens_per_second"] > 0 and len(out["pieces"]) == 2
     for piece in out["pieces"]:
         score = read_midi_bytes(base64.b64decode(piece["midi"]))
         assert piece["notes"] == score.note_num() > 0
@@ -87,7 +88,7 @@ def test_concurrent_requests_share_steps_and_each_gets_what_it_gets_alone(runs):
         read_midi_bytes(base64.b64decode(_melody())))[:40])]  # fmt: skip
 
     def job(k: int) -> Job:
-        return Job([prompts[k % 2]], 6, 400, [None], [RowSampling(0.8 + 0.1 * k, 0, 1.0, k)],
+        return Job([prompts[k % 2]], 6, 150, [None], [RowSampling(0.8 + 0.1 * k, 0, 1.0, k)],
                    time.monotonic() + 60)  # fmt: skip
 
     alone, steps_alone = [], 0
@@ -149,11 +150,11 @@ def test_stream_sends_every_bar_then_done(client):
 
 def test_a_client_that_leaves_a_stream_frees_its_rows(client):
     with client.stream("POST", "/generate/stream",
-                       json={"bars": 8, "num": 4, "seed": 3}) as response:  # fmt: skip
+                       json={"bars": 8, "num": 4, "seed": 3, "model": "bach-small"}) as response:  # fmt: skip
         for line in response.iter_lines():
             if line.startswith("event: bar"):
                 break
-    batcher = client.app.state.server.batchers["tiny"]
+    batcher = client.app.state.server.batchers["bach-small"]
     deadline = time.monotonic() + 20
     while batcher.live_rows and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -161,16 +162,16 @@ def test_a_client_that_leaves_a_stream_frees_its_rows(client):
 
 
 def test_infill_and_harmonize_keep_what_was_not_asked_for(client):
-    melody = _melody(4)
+    melody = _melody(2)
     out = _ok(client.post("/harmonize", json={"midi": melody, "model": "features", "seed": 1}))
     score = read_midi_bytes(base64.b64decode(out["pieces"][0]["midi"]))
     original = read_midi_bytes(base64.b64decode(melody))
     assert len(score.tracks) > 1
     assert score.tracks[0].notes.numpy()["pitch"].tolist() == original.tracks[0].notes.numpy()[
         "pitch"].tolist()  # fmt: skip
-    out = _ok(client.post("/infill", json={"midi": _melody(4, 2), "bars": "2-3",
-                                           "model": "features", "num": 2}))  # fmt: skip
-    assert len(out["pieces"]) == 2
+    out = _ok(client.post("/infill", json={"midi": _melody(4, 2), "bars": "2",
+                                           "model": "features"}))  # fmt: skip
+    assert len(out["pieces"]) == 1
 
 
 def test_analyze_gives_the_analysis(client):
