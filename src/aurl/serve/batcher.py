@@ -106,10 +106,12 @@ class Batcher:
     def _loop(self) -> None:
         torch.set_grad_enabled(False)
         while not self._stop.is_set():
-            self._admit(block=not self.owner)
-            if not self.owner:
-                continue
-            self._step()
+            try:
+                self._admit(block=not self.owner)
+                if self.owner:
+                    self._step()
+            except Exception as err:  # never let the thread die: fail the batch, go on
+                self._fail_all(err)
 
     def _admit(self, block: bool) -> None:
         """Add waiting requests while the batch has room (waiting a moment for one when
