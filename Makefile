@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 BARS   ?= 16
 
-.PHONY: setup run test lint format bench train-small train-vae ship clean
+.PHONY: setup run test test-slow lint format bench train-small train-vae ship clean
 
 # torch is pinned to 2.13.0: on the CPU machines we build on, that version resolves to the
 # CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
@@ -25,7 +25,12 @@ run: $(STAMP)
 	$(VENV)/bin/aurl generate --bars $(BARS)
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not slow"
+
+# The few tests marked slow (two-node training, hung-worker recovery, the analysis ground
+# truth): .ci/run runs them after `make test`.
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -q -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

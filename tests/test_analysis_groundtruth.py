@@ -16,6 +16,8 @@ import pytest
 from aurl.analysis.accuracy import baseline_reader, evaluate, quality_family
 from aurl.analysis.groundtruth import MIN_ALIGNED, SETS, load_references, score_name, set_of
 
+pytestmark = pytest.mark.slow  # 30 s to align the analyses: run by .ci/run (make test-slow)
+
 ANALYSES = Path(__file__).parents[1] / "benchmarks" / "analyses"
 MADRIGALS = ("madrigal.3.1", "madrigal.3.3", "madrigal.3.5")
 FURTHER = (

@@ -81,6 +81,7 @@ def reference(small_corpus, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_two_processes_of_b_train_as_one_of_2b(reference, small_corpus, tmp_path):
     runs = ["--runs-dir", str(tmp_path), "--name", "two"]
     finish(torchrun(["--standalone", "--nproc_per_node=2"], *runs,
@@ -106,6 +107,7 @@ if os.environ.get("RANK") == "0":  # a worker of the job, not torchrun itself
 """
 
 
+@pytest.mark.slow
 def test_killed_then_resumed_on_two_nodes_continues_the_same_curve(reference, small_corpus,
                                                                     tmp_path):  # fmt: skip
     """Two processes are killed at step 5 of 6; the run resumes as two "nodes" (one process

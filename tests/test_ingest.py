@@ -54,6 +54,7 @@ def _records(dataset) -> list[dict]:
     return [json.loads(line) for line in (dataset.path / REPORT).read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_crashed_hung_and_failing_files_are_reported_and_the_run_goes_on(bach_source, tmp_path):
     good = bach_source.files[:5]
     bad = bach_source.files[5:8]
