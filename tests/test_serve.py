@@ -3,7 +3,11 @@ requests run alone, and bad input answered with a one-line 4xx."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import os
+import signal
 import threading
 import time
 
@@ -19,6 +23,7 @@ from aurl.serve.app import create_app
 from aurl.serve.batcher import Batcher, Job
 from aurl.serve.limits import Limits
 from aurl.serve.models import Models
+from aurl.serve.workers import Workers
 from aurl.tokens import BOS
 
 
@@ -177,6 +182,26 @@ def test_infill_and_harmonize_keep_what_was_not_asked_for(client):
 def test_analyze_gives_the_analysis(client):
     out = _ok(client.post("/analyze", json={"midi": _melody()}))
     assert {"key", "harmony", "structure", "melody"} <= set(out)
+
+
+def test_analysis_workers_answer_as_the_server_does_and_a_dead_one_is_replaced(client, runs):
+    melody = _melody()
+    with TestClient(create_app(Models(runs, "tiny", threads=2), workers=1)) as pooled:
+        out = _ok(pooled.post("/analyze", json={"midi": melody}))
+        assert out == _ok(client.post("/analyze", json={"midi": melody}))
+        bad = pooled.post("/analyze", json={"midi": base64.b64encode(b"MThd junk").decode()})
+        assert bad.status_code == 400 and "midi" in bad.json()["error"]
+    workers = Workers(1)
+    workers.start()
+    try:
+        for pid in list(workers._pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        status, text = asyncio.run(workers.analyze(melody, 1 << 20, 8192))
+        assert status == 500 and "replaced" in text
+        status, text = asyncio.run(workers.analyze(melody, 1 << 20, 8192))
+        assert status == 200 and json.loads(text) == out
+    finally:
+        workers.close()
 
 
 @pytest.mark.parametrize(

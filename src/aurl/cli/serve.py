@@ -24,17 +24,22 @@ import click
               show_default=True, help="Generation stops after this long (pieces come back as they are).")  # fmt: skip
 @click.option("--threads", type=click.IntRange(1, 512), default=None,
               help="CPU threads (default: $AURL_THREADS, else the cores that are idle now).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Processes that analyse uploads for /analyze (default: one per core; 0: "
+                   "in the server's process).")  # fmt: skip
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
 def serve(host: str, port: int, model: str | None, runs: str, no_batching: bool, max_bars: int,
           max_num: int, max_rows: int, request_seconds: float, threads: int | None,
-          device: str) -> None:  # fmt: skip
+          workers: int | None, device: str) -> None:  # fmt: skip
     """Serve the HTTP API (OpenAPI docs at /docs) and the web studio (at /).
 
     Models are named, never given as paths: the shipped ones and the runs under --runs.
     Concurrent generation requests share one batch of the model.
     """
+    import os
+
     import uvicorn
 
     from aurl.serve.app import create_app
@@ -48,6 +53,8 @@ def serve(host: str, port: int, model: str | None, runs: str, no_batching: bool,
     models.get()  # load the default model now, so the first request does not wait for it
     limits = Limits(max_bars=max_bars, max_num=max_num, max_rows=max_rows,
                     request_seconds=request_seconds)  # fmt: skip
-    app = create_app(models, limits, batching=not no_batching)
+    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    app = create_app(models, limits, batching=not no_batching, workers=workers)
+    app.state.server.workers.start()
     click.echo(f"aurl: serving {models.default} at http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

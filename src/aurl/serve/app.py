@@ -30,14 +30,7 @@ from aurl.models.vae import VAE
 from aurl.serve.batcher import Batcher, Job
 from aurl.serve.limits import Limits
 from aurl.serve.models import Models, UnknownModel
-from aurl.serve.payload import (
-    PayloadError,
-    bar_notes,
-    bar_ticks,
-    midi_base64,
-    midi_from_base64,
-    piece_out,
-)
+from aurl.serve.payload import bar_notes, bar_ticks, midi_base64, piece_out
 from aurl.serve.schemas import (
     GenerateRequest,
     HarmonizeRequest,
@@ -47,13 +40,17 @@ from aurl.serve.schemas import (
     PiecesOut,
 )
 from aurl.serve.studio import mount_studio
+from aurl.serve.upload import PayloadError, midi_from_base64
+from aurl.serve.workers import Workers
 
 
 class Server:
-    """The state behind the routes: models, one batcher per transformer, the limits."""
+    """The state behind the routes: models, one batcher per transformer, the limits, the
+    analysis workers."""
 
-    def __init__(self, models: Models, limits: Limits, batching: bool):
+    def __init__(self, models: Models, limits: Limits, batching: bool, workers: int = 0):
         self.models, self.limits, self.batching = models, limits, batching
+        self.workers = Workers(workers)
         self.batchers: dict[str, Batcher] = {}
         self.fill_lock = asyncio.Lock()  # infilling and harmonizing run one at a time
 
@@ -98,13 +95,15 @@ class Server:
     def close(self) -> None:
         for b in self.batchers.values():
             b.close()
+        self.workers.close()
 
 
 def create_app(models: Models | None = None, limits: Limits | None = None,
-               batching: bool = True, studio: bool = True) -> FastAPI:  # fmt: skip
+               batching: bool = True, studio: bool = True, workers: int = 0) -> FastAPI:  # fmt: skip
     """The application: ``models`` (default: the shipped ones and ``runs/``), ``limits``
-    (default: :class:`Limits`), ``batching`` off serves one generation at a time."""
-    server = Server(models or Models(), limits or Limits(), batching)
+    (default: :class:`Limits`), ``batching`` off serves one generation at a time,
+    ``workers`` analysis processes (0: analyse on the server's thread pool)."""
+    server = Server(models or Models(), limits or Limits(), batching, workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -262,11 +261,14 @@ def _routes(app: FastAPI, server: Server) -> None:
         return piece_out(piece, with_notes=True)
 
     @app.post("/analyze")
-    async def analyze(req: MidiRequest) -> JSONResponse:
+    async def analyze(req: MidiRequest) -> Response:
         """Key, chords, cadences, form and melody of a piece (as `aurl analyze` writes)."""
-        score = server.midi(req.midi, "midi")
-        # Plain JSON data already: a JSONResponse skips FastAPI's slower generic encoding.
-        return JSONResponse(await run_in_threadpool(_analysis, score))
+        lim = server.limits
+        status, text = await server.workers.analyze(req.midi, lim.max_upload_bytes,
+                                                    lim.max_piece_quarters)  # fmt: skip
+        if status != 200:
+            return _error(status, text)
+        return Response(text, media_type="application/json")  # JSON text from the worker
 
     @app.post("/render", response_class=Response,
               responses={200: {"content": {"audio/wav": {}}}})  # fmt: skip
@@ -323,13 +325,6 @@ def _pieces(result, name: str, with_notes: bool, timed_out: bool = False) -> Pie
     return PiecesOut(pieces=[piece_out(p, timed_out, with_notes) for p in result.pieces],
                      new_tokens=result.new_tokens, model=name,
                      tokens_per_second=round(result.tokens_per_second, 1))  # fmt: skip
-
-
-def _analysis(score) -> dict:
-    from aurl.analysis.analyze import analyze_piece
-    from aurl.analysis.piece import piece_from_score
-
-    return analyze_piece(piece_from_score(score, "upload")).summary
 
 
 def _wav(score, sample_rate: int = 44100) -> bytes:

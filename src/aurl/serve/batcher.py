@@ -123,29 +123,43 @@ class Batcher:
                 self.waiting.append(self.inbox.get_nowait())
         except queue.Empty:
             pass
+        ready: list[Job] = []
+        room = self.max_rows - len(self.owner)
         while self.waiting:
             job = self.waiting[0]
             if job.cancelled.is_set():
                 self.waiting.pop(0).future.cancel()
                 continue
-            room = self.max_rows - len(self.owner)
-            if len(job.prompts) > room or (self.owner and not self.batching):
-                return
-            self._start(self.waiting.pop(0))
+            if len(job.prompts) > room or ((self.owner or ready) and not self.batching):
+                break
+            room -= len(job.prompts)
+            ready.append(self.waiting.pop(0))
+        if ready:
+            self._start(ready)
 
-    def _start(self, job: Job) -> None:
+    def _start(self, jobs: list[Job]) -> None:
+        """Add the rows of ``jobs`` to the batch in one call (one prefill for all); if the
+        engine refuses them, each job is tried alone so that only a bad one fails."""
         if not self.owner and self.engine.batch > self.max_rows:
             self.engine = Engine(self.model, self.vocab, self.config)  # shed an old big batch
         try:
-            rows = self.engine.add(job.prompts, job.max_bars, job.max_tokens, job.plans,
-                                   job.samplings)  # fmt: skip
-        except Exception as err:  # a request the engine cannot take fails alone
-            job.future.set_exception(err)
+            rows = self.engine.add(
+                [p for j in jobs for p in j.prompts],
+                [j.max_bars for j in jobs for _ in j.prompts],
+                [j.max_tokens for j in jobs for _ in j.prompts],
+                [p for j in jobs for p in j.plans], [s for j in jobs for s in j.samplings])  # fmt: skip
+        except Exception as err:
+            if len(jobs) == 1:  # a request the engine cannot take fails alone
+                jobs[0].future.set_exception(err)
+            else:
+                for job in jobs:
+                    self._start([job])
             return
-        job.rows = rows
-        for r in rows:
-            self.owner[r] = job
-            self.bars[r] = int((self.engine.row(r) == self.engine.bar_id).sum())
+        for job in jobs:
+            job.rows, rows = rows[: len(job.prompts)], rows[len(job.prompts) :]
+            for r in job.rows:
+                self.owner[r] = job
+                self.bars[r] = int((self.engine.row(r) == self.engine.bar_id).sum())
 
     def _step(self) -> None:
         engine = self.engine
