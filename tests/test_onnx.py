@@ -154,3 +154,31 @@ def test_loading_a_folder_without_an_export_says_how_to_make_one(tmp_path):
         load(path, backend="onnx", threads=1)
     with pytest.raises(ValueError, match="backend"):
         load(path, backend="tensorrt", threads=1)
+
+
+def test_auto_takes_the_cached_export_of_exactly_these_weights(tmp_path, capsys):
+    from aurl.export.locate import default_export_dir, find_export
+    from aurl.generate.onnx_backend import OnnxDecoder
+
+    path = save_model(debug_model(max_seq_len=CONTEXT), TK, tmp_path / "model")
+    assert find_export(path) is None
+    assert not isinstance(load(path, backend="auto", threads=1).model, OnnxDecoder)
+    assert main(["export", str(path)]) == 0  # no --onnx: the user cache
+    assert str(default_export_dir(path)) in capsys.readouterr().out
+    assert find_export(path) == default_export_dir(path)
+    auto = load(path, backend="auto", threads=1)
+    assert isinstance(auto.model, OnnxDecoder)
+    greedy_cfg = SamplingConfig(greedy=True)
+    torch_ids = load(path, threads=1).generate(bars=1, seed=1, sampling=greedy_cfg).pieces[0].ids
+    assert (
+        auto.generate(bars=1, seed=1, sampling=greedy_cfg).pieces[0].ids.tolist()
+        == torch_ids.tolist()
+    )
+    save_model(debug_model(max_seq_len=CONTEXT, seed=1), TK, tmp_path / "other")
+    (path / "model.safetensors").write_bytes(
+        (tmp_path / "other" / "model.safetensors").read_bytes()
+    )
+    assert find_export(path) is None  # retrained weights: the old export is not used
+    assert not isinstance(load(path, backend="auto", threads=1).model, OnnxDecoder)
+    assert main(["export", str(tmp_path / "missing")]) != 0
+    assert "missing" in capsys.readouterr().err

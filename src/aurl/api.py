@@ -192,13 +192,16 @@ def load(model: str | Path | None = None, device: str = "auto",
     ``backend="onnx"`` runs an export of ``aurl export`` with onnxruntime on the CPU (needs
     ``pip install -e '.[onnx]'``): ``model`` is then the ONNX folder itself (it holds
     ``onnx.json``), or a model folder with its export in an ``onnx/`` subfolder.
+    ``backend="auto"`` (``aurl generate``'s default) takes ONNX where it can: on the CPU,
+    with onnxruntime installed, when an export made from exactly this model's weights exists
+    (see :mod:`aurl.export.locate`); PyTorch otherwise.
 
     Raises:
         ModelLoadError: the folder is missing or not a model (or holds no ONNX export).
         ValueError: a bad device, thread count or backend.
     """
-    if backend not in ("torch", "onnx"):
-        raise ValueError(f"unknown backend {backend!r} (known: torch, onnx)")
+    if backend not in ("torch", "onnx", "auto"):
+        raise ValueError(f"unknown backend {backend!r} (known: torch, onnx, auto)")
     path = resolve_model_path(model, default)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model folder")
@@ -209,6 +212,9 @@ def load(model: str | Path | None = None, device: str = "auto",
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be 1 or more, got {threads}")
         torch.set_num_threads(threads or generation_threads())
+    if backend == "auto":
+        export = _usable_export(path) if dev.type == "cpu" else None
+        backend, path = ("onnx", export) if export is not None else ("torch", path)
     if backend == "onnx":
         from aurl.generate.onnx_backend import load_onnx
 
@@ -216,3 +222,12 @@ def load(model: str | Path | None = None, device: str = "auto",
     folder = load_model(path, dev)
     use_fastest_attention(folder.model, dev)
     return Generator(folder, dev)
+
+
+def _usable_export(path: Path) -> Path | None:
+    """The ONNX export of exactly this model, where onnxruntime can run it."""
+    from importlib.util import find_spec
+
+    from aurl.export.locate import find_export
+
+    return find_export(path) if find_spec("onnxruntime") is not None else None

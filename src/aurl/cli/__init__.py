@@ -160,8 +160,9 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
-@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
-              help="onnx: run the `aurl export` of --model (its onnx/ folder, or an ONNX folder) with onnxruntime.")  # fmt: skip
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True,
+              help="auto: onnxruntime on the CPU where `aurl export` has made an export of exactly this model, "
+                   "else PyTorch; onnx: --model's export (its onnx/ folder, or an ONNX folder).")  # fmt: skip
 @control_options
 def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_bars, out,
              no_grammar, beams, length_penalty, best_of, stream, audio, threads, progress,

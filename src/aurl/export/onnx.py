@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aurl.export.locate import META, weights_sha256
 from aurl.fileio import atomic_dir
 from aurl.models import Transformer, load_model
 from aurl.models.folder import CONFIG
@@ -43,7 +44,6 @@ from aurl.models.transformer import apply_rope, rope_tables
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
-META = "onnx.json"
 FORMAT = "aurl-onnx/1"
 PREFILL, STEP = "prefill.onnx", "step.onnx"
 OPSET = 17
@@ -321,7 +321,7 @@ def export_onnx(model_folder_path: str | Path, out_dir: str | Path, int8: bool =
     twin = DecoderTwin(model).eval()
     twin_diff = check_twin(model, twin)
     meta = {"format": FORMAT, "prefill": PREFILL, "step": STEP, "int8": int8,
-            "source": str(src.resolve()), "opset": OPSET,
+            "source": str(src.resolve()), "weights_sha256": weights_sha256(src), "opset": OPSET,
             "exporter": "torch.onnx.export(dynamo=False)"}  # fmt: skip
     with atomic_dir(out) as tmp:
         export_graphs(twin, tmp)

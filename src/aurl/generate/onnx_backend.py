@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from aurl.errors import ModelLoadError
-from aurl.export.onnx import META, prefill_mask, session, step_names
+from aurl.export.locate import META
+from aurl.export.onnx import prefill_mask, session, step_names
 from aurl.models import ModelFolder, model_config
 from aurl.models.folder import CONFIG
 from aurl.tokens import Tokenizer
