@@ -8,7 +8,7 @@ quantization) with ``aurl.export.onnx.export_onnx``. Three backends run through 
 
 1. Speed: greedy, grammar on, from BOS, exactly ``--tokens`` new tokens per row (EOS and PAD
    forbidden, as in bench_generate.py), at each ``--batches``; the median of ``--repeats``
-   runs after a warm-up.
+   runs after a warm-up, in each of ``--rounds`` rounds (the backends in turn).
 2. Likelihood: NLL per token of ``--pieces`` test chorales (teacher forcing over each
    piece's first context, uncached: the prefill graph for ONNX), and the share of positions
    whose most likely next token equals float32 PyTorch's.
@@ -145,14 +145,17 @@ def measure(args, tmp: Path) -> dict:
         nll, best = teacher_forced(model, pieces)
         same = np.concatenate([a == b for a, b in zip(best, ref_best, strict=True)])
         results["backends"][name] = {
-            "speed": {
-                f"batch_{b}": speed(model, vocab, b, args.tokens, args.repeats)
-                for b in args.batches
-            },
+            "speed_rounds": [],
             "test_nll_per_token": nll,
             "argmax_agreement": float(same.mean()),
             "greedy_agreement": agreement(generate(model, vocab, prompts, args.tokens), ref_out),
         }
+    for k in range(args.rounds):  # the backends in turn within each round: the same load
+        print(f"speed, round {k + 1} of {args.rounds} ...", flush=True)
+        for name, model in models.items():
+            results["backends"][name]["speed_rounds"].append(
+                {f"batch_{b}": speed(model, vocab, b, args.tokens, args.repeats)
+                 for b in args.batches})  # fmt: skip
     attention = str(gen.model.attention_dtype or "float32").replace("torch.", "")
     cfg = gen.model.config
     results |= {"exports": made, "model_path": str(args.model), "pieces": len(pieces),
@@ -160,9 +163,15 @@ def measure(args, tmp: Path) -> dict:
                 "shape": f"{cfg.n_layer} layers, {cfg.n_embd} wide, {cfg.n_head} heads, "
                          f"vocab {cfg.vocab_size}, context {cfg.max_seq_len}",
                 "pytorch_attention": f"{attention}, {gen.model.decode_kernel} decode kernel",
-                "tokens": args.tokens, "repeats": args.repeats,
+                "tokens": args.tokens, "repeats": args.repeats, "rounds": args.rounds,
                 "batches": args.batches}  # fmt: skip
     return results
+
+
+def _span(values: list[float], high_is_worst: bool, fmt: str) -> str:
+    """``worst-best`` of the rounds' values."""
+    worst, best = (max(values), min(values)) if high_is_worst else (min(values), max(values))
+    return fmt.format(worst) if worst == best else f"{fmt.format(worst)}-{fmt.format(best)}"
 
 
 def markdown(r: dict, info: dict) -> str:
@@ -175,23 +184,30 @@ def markdown(r: dict, info: dict) -> str:
         "`aurl.api.load` sets it on this CPU; agreement is against float32 PyTorch. All "
         f"runs go through the same `Engine`, greedy, grammar on; speed from BOS with EOS "
         f"forbidden, exactly {r['tokens']} new tokens per row, median of {r['repeats']} runs "
-        "after a warm-up.",
+        f"after a warm-up, in each of {r['rounds']} rounds (ranges worst first).",
         "",
         "| backend | "
         + " | ".join(f"batch {b} ms/token | batch {b} tokens/s" for b in r["batches"])
         + " | test NLL/token | next-token argmax = PyTorch | greedy tokens = PyTorch |",
         "|---|" + "---:|---:|" * len(r["batches"]) + "---:|---:|---:|",
     ]  # fmt: skip
-    base = r["backends"]["pytorch"]["speed"]
+    base = r["backends"]["pytorch"]["speed_rounds"]
     for key, x in r["backends"].items():
-        cells = [f"{s['ms_per_token']:.2f} | {s['tokens_per_s']:,.0f}" for s in x["speed"].values()]
+        cells = []
+        for b in r["batches"]:
+            ms = [s[f"batch_{b}"]["ms_per_token"] for s in x["speed_rounds"]]
+            per_s = [s[f"batch_{b}"]["tokens_per_s"] for s in x["speed_rounds"]]
+            cells.append(f"{_span(ms, True, '{:.2f}')} | {_span(per_s, False, '{:,.0f}')}")
         lines.append(f"| {names[key]} | " + " | ".join(cells) + f" | {x['test_nll_per_token']:.4f}"
                      f" | {x['argmax_agreement']:.1%} | {x['greedy_agreement']:.1%} |")  # fmt: skip
-    lines += ["", "Speed against PyTorch (its ms/token over the backend's):", ""]
+    lines += ["", "Speed against PyTorch in the same round (its ms/token over the backend's), "
+              "worst round first:", ""]  # fmt: skip
     for key in ("onnx_fp32", "onnx_int8"):
-        ratios = [f"batch {b}: **{base[f'batch_{b}']['ms_per_token'] / s['ms_per_token']:.2f}×**"
-                  for b, s in zip(r["batches"], r["backends"][key]["speed"].values(),
-                                  strict=True)]  # fmt: skip
+        ratios = []
+        for b in r["batches"]:
+            rs = [p[f"batch_{b}"]["ms_per_token"] / s[f"batch_{b}"]["ms_per_token"]
+                  for p, s in zip(base, r["backends"][key]["speed_rounds"], strict=True)]  # fmt: skip
+            ratios.append(f"batch {b}: **{_span(rs, False, '{:.2f}')}×**")
         lines.append(f"- {names[key]}: " + ", ".join(ratios))
     lines += [
         "",
@@ -216,7 +232,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=256, help="new tokens per row")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per speed (median)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the speed measures")
     parser.add_argument("--pieces", type=int, default=32, help="test pieces for NLL, agreement")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     args = parser.parse_args()
