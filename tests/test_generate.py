@@ -127,7 +127,7 @@ def test_the_old_shipped_folder_generates_what_it_always_did():
     from aurl.api import load
 
     expected = json.loads((Path(__file__).parent / "data" / "shipped_greedy.json").read_text())
-    gen = load(device="cpu")
+    gen = load("bach-small", device="cpu")
     piece = gen.generate(bars=2, sampling=SamplingConfig(greedy=True), seed=0).pieces[0]
     assert piece.ids.tolist() == expected["ids"]
     with torch.no_grad():
@@ -147,7 +147,7 @@ def test_streaming_yields_every_bar_of_every_piece_and_ends_as_generate_does():
         assert [e.bar for e in mine] == [1, 2, 3] and [e.last for e in mine] == [0, 0, 1]
         assert all(e.bar_seconds > 0 for e in mine)
         for e in mine:  # the score so far holds that many bars
-            assert int((TK.vocab.types[e.ids] == TokenType.BAR).sum()) == e.bar
+            assert int((gen.tokenizer.vocab.types[e.ids] == TokenType.BAR).sum()) == e.bar
     whole = gen.generate(bars=3, num=2, seed=11).pieces
     finals = {e.piece: e.ids for e in events if e.last}
     assert all(finals[i].tolist() == whole[i].ids.tolist() for i in (0, 1))

@@ -12,7 +12,7 @@ from aurl.cli import main
 from aurl.config import ConfigError, load_config
 from aurl.data.split import split_of
 from aurl.models import build_model, load_model
-from aurl.paths import SHIPPED_MODEL
+from aurl.paths import CHORALE_MODEL
 from aurl.train import lm
 from aurl.train.schedule import lr_at
 from factories import tiny_config
@@ -125,9 +125,9 @@ def test_model_folder_names_its_arch_and_keeps_meta_apart(tiny_run):
     assert {"metrics", "training", "data_fingerprint"} <= set(config["meta"])
     assert not {"metrics", "training"} & set(config)  # metadata never mixes with the fields
     assert config["meta"]["training"]["seq_len"] == 64
-    shipped = json.loads((SHIPPED_MODEL / "config.json").read_text())
+    shipped = json.loads((CHORALE_MODEL / "config.json").read_text())
     assert "arch" not in shipped and "meta" not in shipped  # written before both: still loads
-    assert load_model(SHIPPED_MODEL).meta["metrics"]["test_nll_per_token"] > 0
+    assert load_model(CHORALE_MODEL).meta["metrics"]["test_nll_per_token"] > 0
     with pytest.raises(ConfigError, match=r"unknown model arch 'gpt5' \(known: decoder, vae\)"):
         load_config(TINY, ["model.arch=gpt5"])
 

@@ -14,7 +14,7 @@ import torch
 from aurl.losses import gaussian_kl, kl_free_bits
 from aurl.models import load_model, save_model
 from aurl.models.vae import VAE, bar_index
-from aurl.paths import SHIPPED_MODEL
+from aurl.paths import CHORALE_MODEL, SHIPPED_MODEL
 from aurl.tokens import BOS, PAD, Tokenizer, TokenType
 from aurl.train.schedule import beta_at
 from factories import debug_model
@@ -310,7 +310,7 @@ def test_the_judge_prefers_a_chorale_to_noise_and_cuts_to_its_context(bach_sourc
     from aurl.evaluate.latent_samples import judge_nll
     from aurl.midi import read_midi
 
-    judge = load_model(SHIPPED_MODEL)
+    judge = load_model(CHORALE_MODEL)
     chorale = TK.encode(read_midi(bach_source.files[0]))
     noise = np.random.default_rng(0).integers(BAR + 1, TK.vocab_size, 300)
     long = np.tile(chorale, 8)  # longer than the judge's context: cut, not an error

@@ -183,8 +183,8 @@ def load(model: str | Path | None = None, device: str = "auto",
          default: Path = SHIPPED_MODEL, threads: int | None = None,
          backend: str = "torch") -> Generator:  # fmt: skip
     """Load a model folder for generation: a path, a run folder, the name of a shipped model
-    (``bach-small``, ``vae-small``), or with None ``default`` (the shipped transformer;
-    :data:`~aurl.paths.SHIPPED_VAE` for the latent commands).
+    (``many-small``, ``bach-small``, ``vae-small``), or with None ``default`` (the shipped
+    transformer, many-small; :data:`~aurl.paths.SHIPPED_VAE` for the latent commands).
 
     On the CPU, torch's thread count is set to ``threads`` (default: ``$AURL_THREADS``, else
     the cores other processes leave idle; see :func:`aurl.device.generation_threads`).

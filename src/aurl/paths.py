@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
-SHIPPED_MODEL = SHIPPED_DIR / "bach-small"  # the transformer: generate, continue, judge
+SHIPPED_MODEL = SHIPPED_DIR / "many-small"  # the transformer: generate, continue, infill
+CHORALE_MODEL = SHIPPED_DIR / "bach-small"  # chorales only: the judge of the VAE's samples
 SHIPPED_VAE = SHIPPED_DIR / "vae-small"  # the latent model: interpolate, vary
 
 

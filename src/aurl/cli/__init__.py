@@ -109,8 +109,8 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
 @click.option(
     "--model",
     default=None,
-    help="Model folder, run folder (runs/NAME) or shipped model (bach-small, many-small, vae-small). "
-    "Default: bach-small.",
+    help="Model folder, run folder (runs/NAME) or shipped model (many-small, bach-small, vae-small). "
+    "Default: many-small.",
 )
 @click.option(
     "--bars", type=click.IntRange(1, 512), default=8, show_default=True, help="New bars per piece."

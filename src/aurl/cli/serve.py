@@ -11,7 +11,7 @@ import click
                    "network the machine is on).")  # fmt: skip
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--model", default=None,
-              help="Default model: a shipped one (bach-small) or a run under --runs by name.")  # fmt: skip
+              help="Default model: a shipped one (many-small, the default) or a run under --runs by name.")  # fmt: skip
 @click.option("--runs", type=click.Path(file_okay=False), default="runs", show_default=True,
               help="Folder of training runs whose models requests may name.")  # fmt: skip
 @click.option("--no-batching", is_flag=True,

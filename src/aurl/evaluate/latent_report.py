@@ -8,7 +8,7 @@ measured on held-out segments, against the targets the design sets.
   along the steps (target 0.9) and the share of steps the grammar accepts;
 - attribute vectors: rho between the amount asked and the attribute realised (target 0.9)
   and how much the other attributes move, relative to it (target: under a quarter);
-- with the shipped transformer as a judge (when it reads the same tokens): each
+- with the chorales-only shipped transformer (bach-small) as a judge (when it reads the same tokens): each
   interpolation step's NLL per token against its endpoints' (target: at most 1.25 times);
 - prior samples against the test segments (:mod:`aurl.evaluate.latent_samples`).
 """
@@ -32,7 +32,7 @@ from aurl.generate.attributes import ATTRIBUTES, move, segment_attributes
 from aurl.generate.latents import interpolate, join
 from aurl.generate.sampler import SamplingConfig, sample_latents
 from aurl.models import ModelFolder, load_model
-from aurl.paths import SHIPPED_MODEL
+from aurl.paths import CHORALE_MODEL
 from aurl.tokens import PAD, Tokenizer
 
 TARGETS = {"token_accuracy": 0.95, "note_f1": 0.8, "active_share": 0.5,
@@ -164,7 +164,7 @@ def evaluate_latent(model: str | Path | None, folder: ModelFolder, device, data:
     )
     diagnostics = segment_metrics(folder.model, segments, device)
     z = _means(folder, segments, device)  # every measure below starts from these
-    judge = load_model(SHIPPED_MODEL, device)
+    judge = load_model(CHORALE_MODEL, device)
     judge = judge if same_vocabulary(judge, folder) else None
     train = fixed_segments(Shard(dataset.split("train")), folder.tokenizer.vocab, seq_len,
                            folder.model.config.bars, 4 * count)  # fmt: skip

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from aurl.api import Generator, load
-from aurl.paths import SHIPPED_DIR, shipped_models
+from aurl.paths import SHIPPED_DIR, SHIPPED_MODEL, shipped_models
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -35,7 +35,7 @@ class Models:
         self.runs, self.device, self.threads = Path(runs), device, threads
         self.loaded: dict[str, Generator] = {}
         self._lock = threading.Lock()
-        self.default = default or "bach-small"
+        self.default = default or SHIPPED_MODEL.name
         self.path(self.default)  # fail at start for a bad default
 
     def names(self) -> list[str]:

@@ -46,7 +46,7 @@ class Sampling(BaseModel):
     seed: int | None = Field(None, ge=0, lt=2**31, description="Same seed, same music.")
     temperature: float = Field(1.0, ge=0, le=10, description="0 picks the likeliest token.")
     top_k: int = Field(0, ge=0, le=100000)
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus: 0.95 as `aurl generate`.")
 
 
 class GenerateRequest(Sampling):

@@ -32,7 +32,7 @@ function numberOr(id, fallback) {
 }
 
 function sampling() {
-  const body = { temperature: numberOr("temperature", 1), top_p: numberOr("top_p", 1),
+  const body = { temperature: numberOr("temperature", 1), top_p: numberOr("top_p", 0.95),
                  with_notes: true, model: $("model").value || null };
   const seed = numberOr("seed", null);
   if (seed !== null) body.seed = seed;
