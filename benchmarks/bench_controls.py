@@ -8,9 +8,9 @@ request and, as the chance baseline, against another piece's request (requests s
 
 The cost of controls: the test chorales' negative log-likelihood in nats per note (every
 token but the controls counted, so that vocabularies compare), for this model with all its
-controls given and with none, and for the shipped model (no tracks, no controls).
+controls given and with none, and for bach-small (no tracks, no controls).
 
-Writes benchmarks/results/controls.md and controls.json.
+Writes benchmarks/results/controls.md and controls.json (``--name`` for another name).
 """
 
 from __future__ import annotations
@@ -64,11 +64,11 @@ def nats_per_note(model, vocab, pieces: list[np.ndarray], keep_controls: bool) -
 
 def cost(gen, pieces: int) -> dict:
     """Nats per note of the first ``pieces`` test chorales: this model with and without its
-    controls, and the shipped model."""
-    shipped = load(None, "cpu")
+    controls, and bach-small."""
+    shipped = load("bach-small", "cpu")
     out = {}
     for name, g, keep in (("with controls", gen, True), ("without controls", gen, False),
-                          ("shipped model", shipped, True)):  # fmt: skip
+                          ("bach-small", shipped, True)):  # fmt: skip
         test = Shard(prepare(resolve_source("bach", 2, False), g.tokenizer, workers=2,
                              progress=False).split("test"))  # fmt: skip
         ids = [np.asarray(test.piece(i), np.int64) for i in range(min(pieces, test.num_pieces))]
@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cost-pieces", type=int, default=24)
+    parser.add_argument("--name", default="controls", help="results file name")
     args = parser.parse_args()
     gen = load(args.model, "cpu", threads=args.threads)
     vocab = gen.tokenizer.vocab
@@ -105,8 +106,8 @@ def main() -> None:
         "nats_per_note": cost(gen, args.cost_pieces),
         "machine": machine_info(PACKAGES),
     }
-    atomic_write_json(RESULTS_DIR / "controls.json", result)
-    atomic_write_text(RESULTS_DIR / "controls.md", markdown(result))
+    atomic_write_json(RESULTS_DIR / f"{args.name}.json", result)
+    atomic_write_text(RESULTS_DIR / f"{args.name}.md", markdown(result))
     print(markdown(result))
 
 

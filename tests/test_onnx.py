@@ -182,3 +182,19 @@ def test_auto_takes_the_cached_export_of_exactly_these_weights(tmp_path, capsys)
     assert not isinstance(load(path, backend="auto", threads=1).model, OnnxDecoder)
     assert main(["export", str(tmp_path / "missing")]) != 0
     assert "missing" in capsys.readouterr().err
+
+
+def test_auto_exports_the_shipped_model_once_and_samples_as_pytorch_does():
+    from aurl.export.locate import default_export_dir, find_export
+    from aurl.generate.onnx_backend import OnnxDecoder
+    from aurl.paths import SHIPPED_MODEL, SHIPPED_VAE
+
+    auto = load(None, backend="auto", threads=1)  # made in the (test) cache if not there yet
+    assert isinstance(auto.model, OnnxDecoder)
+    assert find_export(SHIPPED_MODEL) == default_export_dir(SHIPPED_MODEL)
+    sampling = SamplingConfig(top_p=0.95)
+    mine = auto.generate(bars=2, num=2, sampling=sampling, seed=3).pieces
+    theirs = load(None, backend="torch", threads=1).generate(bars=2, num=2, sampling=sampling,
+                                                             seed=3).pieces  # fmt: skip
+    assert [p.ids.tolist() for p in mine] == [p.ids.tolist() for p in theirs]
+    assert find_export(SHIPPED_VAE) is None  # a VAE is not exported: PyTorch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from aurl.models import ModelFolder, load_model
 from aurl.models.calibration import use_fastest_attention
 from aurl.models.folder import ModelLoadError
 from aurl.models.vae import VAE
-from aurl.paths import SHIPPED_MODEL, resolve_model_path
+from aurl.paths import SHIPPED_DIR, SHIPPED_MODEL, SHIPPED_VAE, resolve_model_path
 from aurl.results import MAX_BARS, TOKENS_PER_BAR_LIMIT, BarEvent, GenerationResult, Piece
 from aurl.tokens import BOS, EOS, PAD, TokenType
 
@@ -225,9 +226,27 @@ def load(model: str | Path | None = None, device: str = "auto",
 
 
 def _usable_export(path: Path) -> Path | None:
-    """The ONNX export of exactly this model, where onnxruntime can run it."""
+    """The ONNX export of exactly this model, where onnxruntime can run it. A shipped
+    model's is made (float32, in the user cache) the first time, where ``onnx`` is
+    installed too; a model it cannot export runs with PyTorch."""
     from importlib.util import find_spec
 
-    from aurl.export.locate import find_export
+    from aurl.export.locate import default_export_dir, find_export
 
-    return find_export(path) if find_spec("onnxruntime") is not None else None
+    if find_spec("onnxruntime") is None:
+        return None
+    found = find_export(path)
+    shipped = (
+        path.resolve().parent == SHIPPED_DIR.resolve() and path.resolve() != SHIPPED_VAE.resolve()
+    )
+    if found is not None or find_spec("onnx") is None or not shipped:
+        return found
+    from aurl.export.onnx import export_onnx
+
+    try:
+        export_onnx(path, default_export_dir(path))
+    except (ValueError, OSError, RuntimeError) as err:  # unsupported, unwritable, no exporter
+        print(f"aurl: generating with PyTorch ({path.name} not exported to ONNX: "
+              f"{str(err).splitlines()[0] if str(err) else type(err).__name__})", file=sys.stderr)  # fmt: skip
+        return None
+    return find_export(path)
