@@ -156,10 +156,11 @@ def test_loading_a_folder_without_an_export_says_how_to_make_one(tmp_path):
         load(path, backend="tensorrt", threads=1)
 
 
-def test_auto_takes_the_cached_export_of_exactly_these_weights(tmp_path, capsys):
+def test_auto_takes_the_cached_export_of_exactly_these_weights(tmp_path, capsys, monkeypatch):
     from aurl.export.locate import default_export_dir, find_export
     from aurl.generate.onnx_backend import OnnxDecoder
 
+    monkeypatch.setenv("AURL_CACHE_DIR", str(tmp_path / "cache"))  # no earlier export
     path = save_model(debug_model(max_seq_len=CONTEXT), TK, tmp_path / "model")
     assert find_export(path) is None
     assert not isinstance(load(path, backend="auto", threads=1).model, OnnxDecoder)
