@@ -13,7 +13,7 @@
 3. Harmonizing: ``aurl harmonize`` on the soprano of ``--melodies`` test chorales; voice
    ranges, crossings, parallels and leaps of the four voices, against the chorales.
 
-Writes benchmarks/results/infill.md and infill.json.
+Writes benchmarks/results/infill.md and infill.json (``--name`` for another name).
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--melodies", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--name", default="infill", help="results file name")
     args = parser.parse_args()
     gen = load(args.model, "cpu", threads=args.threads)
     vocab = gen.tokenizer.vocab
@@ -134,8 +135,8 @@ def main() -> None:
     result["joins"] = joins(gen, files, args.fills, rng)
     result["harmonize"] = harmonize(gen, files[: args.melodies], args.seed)
     result["machine"] = machine_info(PACKAGES)
-    atomic_write_json(RESULTS_DIR / "infill.json", result)
-    atomic_write_text(RESULTS_DIR / "infill.md", markdown(result))
+    atomic_write_json(RESULTS_DIR / f"{args.name}.json", result)
+    atomic_write_text(RESULTS_DIR / f"{args.name}.md", markdown(result))
     print(markdown(result))
 
 
