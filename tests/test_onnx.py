@@ -199,3 +199,18 @@ def test_auto_exports_the_shipped_model_once_and_samples_as_pytorch_does():
                                                              seed=3).pieces  # fmt: skip
     assert [p.ids.tolist() for p in mine] == [p.ids.tolist() for p in theirs]
     assert find_export(SHIPPED_VAE) is None  # a VAE is not exported: PyTorch
+
+
+def test_auto_falls_back_to_pytorch_from_a_broken_export(tmp_path, capfd, monkeypatch):
+    from aurl.export.locate import find_export
+    from aurl.generate.onnx_backend import OnnxDecoder
+
+    monkeypatch.setenv("AURL_CACHE_DIR", str(tmp_path / "cache"))
+    path = save_model(debug_model(max_seq_len=CONTEXT), TK, tmp_path / "model")
+    export_onnx(path, path / "onnx")
+    (find_export(path) / "step.onnx").write_bytes(b"not a graph")
+    gen = load(path, backend="auto", threads=1)
+    assert not isinstance(gen.model, OnnxDecoder) and gen.generate(bars=1, seed=1).pieces
+    assert "generating with PyTorch" in capfd.readouterr().err
+    with pytest.raises(ModelLoadError, match="cannot load the ONNX export"):
+        load(path, backend="onnx", threads=1)  # asked for by name: the error stands

@@ -213,13 +213,18 @@ def load(model: str | Path | None = None, device: str = "auto",
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be 1 or more, got {threads}")
         torch.set_num_threads(threads or generation_threads())
-    if backend == "auto":
-        export = _usable_export(path) if dev.type == "cpu" else None
-        backend, path = ("onnx", export) if export is not None else ("torch", path)
-    if backend == "onnx":
+    export = path if backend == "onnx" else None
+    if backend == "auto" and dev.type == "cpu":
+        export = _usable_export(path)
+    if export is not None:
         from aurl.generate.onnx_backend import load_onnx
 
-        return Generator(load_onnx(path), dev)
+        try:
+            return Generator(load_onnx(export), dev)
+        except ModelLoadError as err:
+            if backend == "onnx":
+                raise
+            print(f"aurl: generating with PyTorch ({str(err).splitlines()[0]})", file=sys.stderr)
     folder = load_model(path, dev)
     use_fastest_attention(folder.model, dev)
     return Generator(folder, dev)
@@ -245,7 +250,7 @@ def _usable_export(path: Path) -> Path | None:
 
     try:
         export_onnx(path, default_export_dir(path))
-    except (ValueError, OSError, RuntimeError) as err:  # unsupported, unwritable, no exporter
+    except Exception as err:  # an optional speed-up: whatever stops it, PyTorch generates
         print(f"aurl: generating with PyTorch ({path.name} not exported to ONNX: "
               f"{str(err).splitlines()[0] if str(err) else type(err).__name__})", file=sys.stderr)  # fmt: skip
         return None
