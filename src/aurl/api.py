@@ -195,7 +195,8 @@ def load(model: str | Path | None = None, device: str = "auto",
     ``onnx.json``), or a model folder with its export in an ``onnx/`` subfolder.
     ``backend="auto"`` (``aurl generate``'s default) takes ONNX where it can: on the CPU,
     with onnxruntime installed, when an export made from exactly this model's weights exists
-    (see :mod:`aurl.export.locate`); PyTorch otherwise.
+    (see :mod:`aurl.export.locate`; a shipped transformer's is made the first time, where
+    ``onnx`` is installed); PyTorch otherwise, and whenever the export fails to load.
 
     Raises:
         ModelLoadError: the folder is missing or not a model (or holds no ONNX export).
