@@ -249,10 +249,11 @@ def _usable_export(path: Path) -> Path | None:
         return found
     from aurl.export.onnx import export_onnx
 
+    out = default_export_dir(path)
     try:
-        export_onnx(path, default_export_dir(path))
+        export_onnx(path, out)
     except Exception as err:  # an optional speed-up: whatever stops it, PyTorch generates
         print(f"aurl: generating with PyTorch ({path.name} not exported to ONNX: "
               f"{str(err).splitlines()[0] if str(err) else type(err).__name__})", file=sys.stderr)  # fmt: skip
         return None
-    return find_export(path)
+    return out

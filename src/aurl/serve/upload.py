@@ -12,7 +12,7 @@ import re
 
 import symusic
 
-from aurl.midi import read_midi_bytes
+from aurl.midi import MidiError, read_midi_bytes
 from aurl.midi.repair import repair_score
 
 _DATA_URL = re.compile(r"^data:[\w/.+-]*;base64,")
@@ -49,8 +49,6 @@ def midi_from_base64(text: str, field: str, max_bytes: int,
         raise PayloadError(f"{field}: larger than the limit of {max_bytes} bytes", 413)
     if not data:
         raise PayloadError(f"{field}: empty")
-    from aurl.midi import MidiError
-
     try:
         score = read_midi_bytes(data, field)
     except MidiError as err:
