@@ -29,7 +29,8 @@ T = TokenType
 
 
 def track_notes(score: symusic.Score, tk: Tokenizer = TK) -> list[set[tuple]]:
-    """Per track with notes, in order: the set of (time, duration, pitch) on the grid."""
+    """Per track with notes, in order: the set of (time, duration, pitch) on the grid, one
+    note (the longest) where several start together on one pitch (they sound as one)."""
     out = []
     for track in score.tracks:
         if not len(track.notes):
@@ -37,9 +38,11 @@ def track_notes(score: symusic.Score, tk: Tokenizer = TK) -> list[set[tuple]]:
         one = symusic.Score(score.tpq)
         one.tracks.append(track.copy())
         notes = grid_notes(note_table([one]), tk.config.steps_per_quarter)
-        rows = zip(notes["time"].tolist(), notes["duration"].clip(max=V.counts[T.DURATION]).tolist(),
-                   notes["pitch"].tolist(), strict=True)  # fmt: skip
-        out.append(set(rows))
+        longest: dict[tuple[int, int], int] = {}
+        for t, d, p in zip(notes["time"].tolist(), notes["duration"].tolist(),
+                           notes["pitch"].tolist(), strict=True):  # fmt: skip
+            longest[t, p] = max(longest.get((t, p), 0), min(d, V.counts[T.DURATION]))
+        out.append({(t, d, p) for (t, p), d in longest.items()})
     return out
 
 
@@ -151,11 +154,39 @@ def test_track_violations_say_why():
         "track 2 was not declared (2 were)": GOOD[:9] + [tok(T.TRACK, 2)],
         "expected PROGRAM": [BOS, tok(T.TRACK, 0), tok(T.PITCH, 60)],
         "expected TEMPO, TRACK": GOOD[:9] + [tok(T.PROGRAM, 0)],
+        "pitch 60 after pitch 60 in one track": GOOD[:13] + [tok(T.PITCH, 60)],
+        "pitch 59 after pitch 60 in one track": GOOD[:13] + [tok(T.PITCH, 59)],
+        "track 0 after track 1 at one position": GOOD[:17] + [tok(T.TRACK, 0)],
+        "track 1 after track 1 at one position": GOOD[:17] + [tok(T.TRACK, 1)],
     }  # fmt: skip
     for reason, ids in cases.items():
         violation = TK.grammar.validate(ids)
         assert violation is not None and reason in str(violation), (reason, violation)
         assert violation.index == len(ids) - 1
+
+
+def test_each_tracks_pitches_rise_at_a_position_and_start_again_at_the_next():
+    chord = GOOD[:13] + [tok(T.PITCH, 64), *NOTE[1:], tok(T.TRACK, 1), *NOTE,
+                         tok(T.POSITION, 12), tok(T.TRACK, 0), *NOTE, EOS]  # fmt: skip
+    assert TK.grammar.validate(chord) is None
+    state = GrammarState(V, 1)
+    state.feed(torch.tensor([GOOD[:13]]))  # ... Position_0 Track_0 Pitch_60 Velocity Duration
+    mask = state.mask()[0]
+    pitches = V.offsets[T.PITCH] + torch.arange(V.counts[T.PITCH])
+    assert mask[pitches].tolist() == [False] * 61 + [True] * 67
+    assert not mask[tok(T.TRACK, 0)] and mask[tok(T.TRACK, 1)]
+
+
+def test_notes_together_on_one_pitch_of_a_track_become_the_longest():
+    score = symusic.Score(480)
+    track = symusic.Track(program=0)
+    for time, duration, pitch in ((0, 240, 60), (0, 960, 60), (2, 480, 60), (0, 480, 64)):
+        track.notes.append(symusic.Note(time, duration, pitch, 80))
+    score.tracks.append(track)
+    ids = TK.encode(score)
+    assert TK.grammar.validate(ids) is None
+    notes = TK.decode(ids).tracks[0].notes
+    assert sorted((n.time, n.duration, n.pitch) for n in notes) == [(0, 12, 64), (0, 24, 60)]
 
 
 def legal_by_validation(prefix: list[int]) -> np.ndarray:

@@ -73,6 +73,25 @@ def grid_notes(table: NoteTable, steps_per_quarter: int, micro: int = 1,
     return out
 
 
+def one_note_per_pitch(notes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Sorted grid notes (with ``track``) keeping one note per piece, step, track and pitch:
+    the first, lengthened to the longest of them. Notes that start together on one pitch of
+    one track sound as one; the grammar with tracks has each track's pitches at a position
+    strictly rising."""
+    piece, time, track, pitch = notes["piece"], notes["time"], notes["track"], notes["pitch"]
+    same = np.zeros(len(time), bool)
+    same[1:] = ((piece[1:] == piece[:-1]) & (time[1:] == time[:-1]) & (track[1:] == track[:-1])
+                & (pitch[1:] == pitch[:-1]))  # fmt: skip
+    if not same.any():
+        return notes
+    first = ~same
+    longest = np.zeros(int(first.sum()), notes["duration"].dtype)
+    np.maximum.at(longest, np.cumsum(first) - 1, notes["duration"])
+    out = {k: v[first] for k, v in notes.items()}
+    out["duration"] = longest
+    return out
+
+
 def _to_grid(ticks: np.ndarray, tpq: np.ndarray | int, steps: int) -> np.ndarray:
     """``ticks * steps / tpq`` rounded half away from zero, in integers (what symusic's
     ``resample`` computes in floating point)."""
@@ -156,12 +175,14 @@ def encode_many(table: NoteTable, vocab: Vocabulary) -> list[np.ndarray]:
     count = len(table)
     tracks, headers = assign_tracks(table, cfg.tracks) if vocab.has_tracks else (None, [])
     notes = grid_notes(table, cfg.steps_per_quarter, cfg.micro, tracks)
+    per_piece = table.notes
+    if tracks is not None:
+        notes = one_note_per_pitch(notes)
+        per_piece = np.bincount(notes["piece"], minlength=count)
     # Each piece's last onset (notes sort by piece, then time) and its place on the line.
-    ends = np.cumsum(table.notes).tolist()
-    last = [
-        int(notes["time"][e - 1]) if n else 0
-        for e, n in zip(ends, table.notes.tolist(), strict=True)
-    ]
+    ends = np.cumsum(per_piece).tolist()
+    counts = per_piece.tolist()
+    last = [int(notes["time"][e - 1]) if n else 0 for e, n in zip(ends, counts, strict=True)]
     start = list(itertools.accumulate((x + 1 for x in last[:-1]), initial=0))
 
     # Tempo changes: last one per time step, only when the bin changes, inside the bars.

@@ -9,8 +9,10 @@
 
 State: the type of the last token, the position in the current bar (-1 right after a Bar),
 the length of the current bar in steps (0 until the first TimeSig), the bars seen and, with
-tracks, the tracks declared. With tracks, the declarations between BOS and the first Bar
-count up from Track_0, and a note may name only a declared track.
+tracks, the tracks declared and the track and pitch of the last note at this position. With
+tracks, the declarations between BOS and the first Bar count up from Track_0, a note may name
+only a declared track, and at one position the tracks rise and each track's pitches rise
+strictly (notes are written sorted by track and pitch, one per pitch of a track).
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class Grammar:
         """Walk ``ids`` and return the first :class:`Violation`, or None if all is legal."""
         vocab, last, pos, bar_len, bars, tracks = self.vocab, _START, -1, 0, 0, 0
         filled = False  # after Infill: the second pass
+        at_track, at_pitch = -1, -1  # the last note's track and pitch at this position
         for i, tok in enumerate(np.asarray(ids, np.int64).tolist()):
             if not 0 <= tok < vocab.size:
                 return Violation(i, tok, f"id outside the vocabulary (size {vocab.size})")
@@ -157,6 +160,12 @@ class Grammar:
                 tracks += 1
             elif kind == T.TRACK and value >= tracks:
                 return Violation(i, tok, f"track {value} was not declared ({tracks} were)")
+            if (reason := self._order(kind, value, at_track, at_pitch)) is not None:
+                return Violation(i, tok, reason)
+            if kind in (T.POSITION, T.BAR) or (kind == T.TRACK and bars):
+                at_track, at_pitch = value if kind == T.TRACK else -1, -1
+            elif kind == T.PITCH:
+                at_pitch = value
             if kind == T.POSITION:
                 if value <= pos:
                     return Violation(i, tok, f"position {value} is not after position {pos}")
@@ -168,6 +177,16 @@ class Grammar:
             elif kind == T.TIMESIG:
                 bar_len = int(vocab.bar_steps[tok])
             last = kind
+        return None
+
+    def _order(self, kind: int, value: int, at_track: int, at_pitch: int) -> str | None:
+        """With tracks, why a Track or Pitch is out of order at its position (None if not)."""
+        if not self.vocab.has_tracks:
+            return None
+        if kind == T.TRACK and at_track >= 0 and value <= at_track:
+            return f"track {value} after track {at_track} at one position (tracks rise)"
+        if kind == T.PITCH and value <= at_pitch:
+            return f"pitch {value} after pitch {at_pitch} in one track at one position (rising)"
         return None
 
     def timeline(self, ids) -> tuple[np.ndarray, np.ndarray]:

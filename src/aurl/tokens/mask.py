@@ -44,7 +44,8 @@ class GrammarState(RowTensors):
     The per-step work is a handful of table lookups: ``update`` reads one row of a per-id
     table, and ``mask`` ANDs one row of the type table with one row of a precomputed table of
     legal positions for (current position, current bar length), and with tracks one row of
-    a table of legal tracks for (tracks declared, declaring or not).
+    a table of legal tracks for (tracks declared, declaring or not) and one row each of the
+    tracks and pitches above the last note's at this position.
 
     Args:
         vocab: the vocabulary.
@@ -78,6 +79,14 @@ class GrammarState(RowTensors):
         n = torch.arange(vocab.counts[T.TRACK] + 1)[:, None]
         ok = torch.stack([values < n, values == n], 1)  # (tracks + 1, 2, V)
         self.tracks_ok = (ok | (types != T.TRACK)).to(device) if vocab.has_tracks else None
+        # above[x + 1, v]: id v is no Track (or no Pitch) at or below value x
+        above = lambda kind, n: ((values > torch.arange(-1, n)[:, None])  # noqa: E731
+                                 | (types != kind)).to(device)  # fmt: skip
+        self.track_above = above(T.TRACK, vocab.counts[T.TRACK]) if vocab.has_tracks else None
+        self.pitch_above = above(T.PITCH, vocab.counts[T.PITCH]) if vocab.has_tracks else None
+        # per id: 1 for Position and Bar (a new place), 2 for Track, 3 for Pitch, else 0
+        place = (is_pos | is_bar).long() + 2 * (types == T.TRACK) + 3 * (types == T.PITCH)
+        self.note_table = torch.stack([place, values.clamp(min=-1)], 1).to(device)
         # positions[p + 1, s, v]: id v is allowed at position p in a bar of length number s
         bar_len = torch.tensor([0, *lengths])
         p = torch.arange(-1, vocab.max_bar_steps)
@@ -89,8 +98,11 @@ class GrammarState(RowTensors):
         self.bars = torch.zeros(batch, dtype=torch.long, device=device)
         self.tracks = torch.zeros(batch, dtype=torch.long, device=device)
         self.filled = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.at_track = torch.full((batch,), -1, dtype=torch.long, device=device)
+        self.at_pitch = torch.full((batch,), -1, dtype=torch.long, device=device)
 
-    _ROWS = ("last", "pos", "sig", "bars", "tracks", "filled")  # the per-sequence tensors
+    # the per-sequence tensors
+    _ROWS = ("last", "pos", "sig", "bars", "tracks", "filled", "at_track", "at_pitch")
 
     def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
         """Advance every sequence by one token (only where ``active``, if given).
@@ -102,6 +114,8 @@ class GrammarState(RowTensors):
         pos = torch.where(keep_pos.bool(), self.pos, new_pos)
         self.sig = torch.where(is_sig.bool(), sig, self.sig)
         declaring = self.bars == 0
+        if self.track_above is not None:
+            self._note_order(tokens, active, declaring)
         self.tracks = self.tracks + is_track * declaring
         self.bars = self.bars + is_bar
         no_sig = is_bar.bool() & (self.sig == 0)
@@ -112,6 +126,18 @@ class GrammarState(RowTensors):
         if self.infill_id >= 0:
             opened = tokens == self.infill_id
             self.filled |= opened if active is None else opened & active
+
+    def _note_order(self, tokens: torch.Tensor, active: torch.Tensor | None,
+                    declaring: torch.Tensor) -> None:  # fmt: skip
+        """Track the last note's track and pitch at this position (with tracks)."""
+        place, value = self.note_table[tokens].unbind(1)
+        if active is not None:
+            place = place * active
+        new_place = place == 1
+        track = (place == 2) & ~declaring
+        self.at_track = torch.where(new_place, -1, torch.where(track, value, self.at_track))
+        self.at_pitch = torch.where(new_place | track, -1,
+                                    torch.where(place == 3, value, self.at_pitch))  # fmt: skip
 
     def feed(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
         """Advance by a whole prompt. ``ids``: (B, T); with ``lengths`` (B,) only the first
@@ -129,6 +155,8 @@ class GrammarState(RowTensors):
         other.bars = torch.zeros(batch, dtype=torch.long, device=device)
         other.tracks = torch.zeros(batch, dtype=torch.long, device=device)
         other.filled = torch.zeros(batch, dtype=torch.bool, device=device)
+        other.at_track = torch.full((batch,), -1, dtype=torch.long, device=device)
+        other.at_pitch = torch.full((batch,), -1, dtype=torch.long, device=device)
         return other
 
     def mask(self) -> torch.Tensor:
@@ -138,5 +166,6 @@ class GrammarState(RowTensors):
             mask = mask & ~(self.filled[:, None] & self.fills)
         if self.tracks_ok is None:
             return mask
+        mask = mask & self.track_above[self.at_track + 1] & self.pitch_above[self.at_pitch + 1]
         return mask & self.tracks_ok[self.tracks.clamp(max=len(self.tracks_ok) - 1),
                                      (self.bars == 0).long()]  # fmt: skip
