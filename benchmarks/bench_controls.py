@@ -1,10 +1,15 @@
 """Control adherence: how well a model trained with controls follows them.
 
-Draws ``--num`` requests (a key, a chord progression of four bars, and constant density,
-polyphony and register bins, each drawn from what the training pieces hold), generates one
-piece of ``--bars`` bars per request with the model at ``--model``, reads every piece back as
-training pieces are labelled (``aurl.evaluate.adherence``) and scores it against its own
-request and, as the chance baseline, against another piece's request (requests shuffled).
+Two kinds of requests, ``--num`` of each: *random* (a Bach-style piece in a random key with a
+four-bar progression in it, and one density, polyphony and register bin for all bars, each
+drawn on its own: some combinations no real piece holds) and *held-out* (the controls of the
+first ``--bars`` bars of test pieces of several corpora, in their own style: requests that a
+real piece met). One piece per request with the model at ``--model``, for every classifier-
+free guidance scale of ``--guidance``; every piece read back as training pieces are labelled
+(``aurl.evaluate.adherence``) and scored against its own request and, as the chance baseline,
+against another piece's request (requests shuffled). The held-out pieces themselves, scored
+against their own controls, give each measure's ceiling (1 for the bins, which are read the
+same way; below 1 for key and chords, which the analysis reads again from the notes).
 
 The cost of controls: the test chorales' negative log-likelihood in nats per note (every
 token but the controls counted, so that vocabularies compare), for this model with all its
@@ -26,7 +31,12 @@ from aurl.data.prepare import prepare
 from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
 from aurl.evaluate.adherence import adherence, read_piece, shuffled
-from aurl.evaluate.controls_eval import random_requests, sample_plans
+from aurl.evaluate.controls_eval import (
+    held_out_pieces,
+    piece_plan,
+    random_requests,
+    sample_plans,
+)
 from aurl.fileio import atomic_write_json, atomic_write_text
 from aurl.tokens import TokenType
 from aurl.tokens.controls import CONTROL_TYPES, drop_controls
@@ -76,6 +86,19 @@ def cost(gen, pieces: int) -> dict:
     return out
 
 
+STYLES = ("bach", "palestrina", "essen", "oneills")
+
+
+def requests(kind: str, gen, num: int, bars: int, seed: int):
+    """The plans of one kind of request, and for held-out ones the real pieces' readings."""
+    vocab = gen.tokenizer.vocab
+    if kind == "random":
+        return random_requests(num, vocab, seed), None
+    pieces = held_out_pieces(num, gen.tokenizer, STYLES, bars, seed)
+    plans = [piece_plan(ids, vocab, bars, style) for style, ids in pieces]
+    return plans, [read_piece(ids, vocab) for _, ids in pieces]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -84,6 +107,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--guidance", default="1,2,3", help="guidance scales, comma-separated")
     parser.add_argument("--cost-pieces", type=int, default=24)
     parser.add_argument("--name", default="controls", help="results file name")
     args = parser.parse_args()
@@ -91,47 +115,61 @@ def main() -> None:
     vocab = gen.tokenizer.vocab
     if not vocab.has_controls:
         raise SystemExit(f"{args.model}: this model has no control tokens")
-    plans = random_requests(args.num, vocab, args.seed)
-    t0 = time.perf_counter()
-    samples = sample_plans(gen.model, vocab, plans, args.bars, args.seed, args.batch)
-    readings = [read_piece(ids, vocab) for ids in samples]
-    wall = time.perf_counter() - t0
-    result = {
-        "model": args.model,
-        "pieces": args.num,
-        "bars": args.bars,
-        "seconds": round(wall, 1),
-        "asked": adherence(plans, readings),
-        "shuffled": adherence(shuffled(plans, args.seed), readings),
-        "nats_per_note": cost(gen, args.cost_pieces),
-        "machine": machine_info(PACKAGES),
-    }
+    runs = {}
+    for kind in ("random", "held-out"):
+        plans, real = requests(kind, gen, args.num, args.bars, args.seed)
+        runs[kind] = {"real": adherence(plans, real) if real else None}
+        for scale in [float(g) for g in args.guidance.split(",")]:
+            t0 = time.perf_counter()
+            samples = sample_plans(gen.model, vocab, plans, args.bars, args.seed, args.batch,
+                                   scale)  # fmt: skip
+            readings = [read_piece(ids, vocab) for ids in samples]
+            runs[kind][f"{scale:g}"] = {
+                "seconds": round(time.perf_counter() - t0, 1),
+                "asked": adherence(plans, readings),
+                "shuffled": adherence(shuffled(plans, args.seed), readings),
+            }
+            print(kind, scale, runs[kind][f"{scale:g}"], flush=True)
+    result = {"model": args.model, "pieces": args.num, "bars": args.bars, "styles": STYLES,
+              "runs": runs, "nats_per_note": cost(gen, args.cost_pieces),
+              "machine": machine_info(PACKAGES)}  # fmt: skip
     atomic_write_json(RESULTS_DIR / f"{args.name}.json", result)
     atomic_write_text(RESULTS_DIR / f"{args.name}.md", markdown(result))
     print(markdown(result))
 
 
 def markdown(r: dict) -> str:
-    lines = [
-        "# Control adherence",
-        "",
-        f"{r['pieces']} pieces of {r['bars']} bars from `{r['model']}`, each asked for a key, "
-        "a four-bar chord progression in it (cycled), and one density, polyphony and register "
-        "bin for every bar; read back from the notes (the bins) and the analysis (key, chords). "
-        "*shuffled*: the same pieces scored against another piece's request (chance level).",
-        "",
-        "| control | measure | asked | shuffled |",
-        "|---|---|---:|---:|",
-    ]
-    for name, measures in r["asked"].items():
-        for measure, value in measures.items():
-            if measure in ("bars", "pieces"):
-                continue
-            base = r["shuffled"].get(name, {}).get(measure, float("nan"))
-            lines.append(f"| {name} | {measure} | {value:.3f} | {base:.3f} |")
+    lines = ["# Control adherence", "",
+             f"{r['pieces']} pieces of {r['bars']} bars from `{r['model']}` per kind of request "
+             "and guidance scale. *random*: Bach style, a random key, a four-bar progression in "
+             "it (cycled), one density, polyphony and register bin for all bars, each drawn on "
+             "its own (some combinations no real piece holds). *held-out*: the controls of the "
+             f"first {r['bars']} bars of test pieces of {', '.join(r['styles'])} in turn, in "
+             "their own style. Read back from the notes (the bins) and the analysis (key, "
+             "chords). *g*: classifier-free guidance scale (1: the plain model; each step "
+             "computed twice above 1). *shuffled*: the g = 1 pieces scored against another "
+             "piece's request (chance). *real*: the held-out pieces themselves against their "
+             "own controls (the ceiling of what the analysis reads back).", ""]  # fmt: skip
+    for kind, run in r["runs"].items():
+        scales = [k for k in run if k != "real"]
+        head = [f"g = {g}" for g in scales] + ["shuffled"] + (["real"] if run["real"] else [])
+        lines += [f"## {kind} requests", "", "| control | measure | " + " | ".join(head) + " |",
+                  "|---|---|" + "---:|" * len(head)]  # fmt: skip
+        first = run[scales[0]]
+        for name, measures in first["asked"].items():
+            for measure in measures:
+                if measure in ("bars", "pieces"):
+                    continue
+                cells = [run[g]["asked"][name][measure] for g in scales]
+                cells.append(first["shuffled"].get(name, {}).get(measure, float("nan")))
+                if run["real"]:
+                    cells.append(run["real"].get(name, {}).get(measure, float("nan")))
+                lines.append(f"| {name} | {measure} | " + " | ".join(f"{c:.3f}" for c in cells)
+                             + " |")  # fmt: skip
+        seconds = ", ".join(f"g = {g}: {run[g]['seconds']} s" for g in scales)
+        lines += ["", f"Generation time: {seconds}.", ""]
     cost = r["nats_per_note"]
-    lines += ["", f"Generation took {r['seconds']} s.", "",
-              "The cost of controls: test chorales' negative log-likelihood in nats per note "
+    lines += ["The cost of controls: test chorales' negative log-likelihood in nats per note "
               "(every token but the controls counted):", "",
               "| model | nats per note |", "|---|---:|",
               *(f"| {name} | {value:.4f} |" for name, value in cost.items()),

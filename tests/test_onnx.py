@@ -81,6 +81,23 @@ def test_the_backend_and_its_cache_match_the_kv_cache(exported):
     assert (onnx(ids[:1, :5]) - model(ids[:1, :5])).abs().max() <= TOLERANCE  # uncached
 
 
+@torch.inference_mode()
+def test_a_forgotten_token_leaves_both_caches_as_if_never_taken(exported):
+    model, path, _ = exported  # what guidance's twins do at a control token
+    onnx = load_onnx(path).model
+    ids = torch.randint(4, 300, (2, 6))
+    for m in (model, onnx):
+        cache = m.new_cache(2, CONTEXT)
+        m(ids[:, :4], cache=cache, last_only=True)
+        m(ids[:, 4:5], cache=cache, last_only=True)
+        cache.unwind(torch.tensor([1]))
+        got = m(ids[:, 5:6], cache=cache, last_only=True)[:, -1]
+        assert cache.pos.tolist() == [6, 5]
+        skipped = torch.cat([ids[1, :4], ids[1, 5:]])[None]
+        assert (got[0] - model(ids[:1])[0, -1]).abs().max() <= TOLERANCE
+        assert (got[1] - model(skipped)[0, -1]).abs().max() <= TOLERANCE
+
+
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_greedy_tokens_through_the_engine_are_pytorchs(exported, use_cache):
     model, path, _ = exported

@@ -14,7 +14,7 @@ import click
 
 from aurl import __version__
 from aurl.analysis.command import analyze
-from aurl.cli.controls import control_options, control_request
+from aurl.cli.controls import control_options, control_request, guidance_option
 from aurl.cli.export import export
 from aurl.cli.infill import harmonize, infill
 from aurl.cli.latent import interpolate, vary
@@ -164,9 +164,10 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
               help="auto: onnxruntime on the CPU where `aurl export` has made an export of exactly this model, "
                    "else PyTorch; onnx: --model's export (its onnx/ folder, or an ONNX folder).")  # fmt: skip
 @control_options
+@guidance_option
 def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_bars, out,
              no_grammar, beams, length_penalty, best_of, stream, audio, threads, progress,
-             device, backend, **controls) -> None:  # fmt: skip
+             device, backend, guidance, **controls) -> None:  # fmt: skip
     """Generate new music with the shipped model or your own, and write MIDI files.
 
     Controls (for a model trained with them; each optional): --style, --key, --density,
@@ -188,7 +189,7 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
     prompt_ids, taken = (None, 0) if prompt is None else gen.prompt_ids(prompt, prompt_bars)
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                               grammar=not no_grammar, beams=beams, length_penalty=length_penalty,
-                              best_of=best_of)  # fmt: skip
+                              best_of=best_of, guidance=guidance)  # fmt: skip
     stem = f"{Path(prompt).stem}-cont" if prompt else "aurl"
     paths = [Path(out) / f"{stem}-{seed}-{i + 1:02d}.mid" for i in range(num)]
     if stream:

@@ -25,6 +25,11 @@ _OPTIONS = (
 )  # fmt: skip
 
 
+guidance_option = click.option(
+    "--guidance", type=click.FloatRange(0, 20, min_open=True), default=1.0, show_default=True,
+    help="Classifier-free guidance of the controls: above 1 follows them more closely (each "
+         "step is computed twice: about twice the time); 1 is the plain model.")  # fmt: skip
+
 LEARNED = ("--style", "--key", "--density", "--polyphony", "--register", "--chords")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from aurl.cli.controls import LEARNED, control_options, control_request
+from aurl.cli.controls import LEARNED, control_options, control_request, guidance_option
 
 _SHARED = (
     click.option("--model", default=None,
@@ -47,13 +47,15 @@ def shared_options(command):
                    "others kept as context.")  # fmt: skip
 @shared_options
 @control_options(only=LEARNED)
+@guidance_option
 def infill(file, span, tracks, model, num, temperature, top_k, top_p, seed, out, threads,
-           device, **controls) -> None:  # fmt: skip
+           device, guidance, **controls) -> None:  # fmt: skip
     """Regenerate bars of FILE given everything before and after them (or, with --tracks,
     those tracks over the bars). Every other note is written back unchanged. The controls
     (a model trained with them) steer the new bars: bar controls are cycled over them."""
     request = control_request(controls)
-    gen, sampling, seed = _setup(model, device, threads, temperature, top_k, top_p, seed)
+    gen, sampling, seed = _setup(model, device, threads, temperature, top_k, top_p, seed,
+                                 guidance)  # fmt: skip
     result = gen.infill(file, span, tracks, num, sampling, seed, request)
     _write(result, out, f"{Path(file).stem}-infill-{seed}", seed)
 
@@ -62,22 +64,25 @@ def infill(file, span, tracks, model, num, temperature, top_k, top_p, seed, out,
 @click.argument("file", type=click.Path(dir_okay=False))
 @shared_options
 @control_options(only=LEARNED)
+@guidance_option
 def harmonize(file, model, num, temperature, top_k, top_p, seed, out, threads, device,
-              **controls) -> None:  # fmt: skip
+              guidance, **controls) -> None:  # fmt: skip
     """Write Alto, Tenor and Bass under the one-track melody of FILE, which comes back note
     for note as the Soprano. The controls (--chords: one per bar, cycled) steer the voices."""
     request = control_request(controls)
-    gen, sampling, seed = _setup(model, device, threads, temperature, top_k, top_p, seed)
+    gen, sampling, seed = _setup(model, device, threads, temperature, top_k, top_p, seed,
+                                 guidance)  # fmt: skip
     result = gen.harmonize(file, num, sampling, seed, request)
     _write(result, out, f"{Path(file).stem}-harmony-{seed}", seed)
 
 
-def _setup(model, device, threads, temperature, top_k, top_p, seed):
+def _setup(model, device, threads, temperature, top_k, top_p, seed, guidance):
     from aurl.api import load
     from aurl.generate.sampler import SamplingConfig
 
     gen = load(model, device, threads=threads)
-    sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
+                              guidance=guidance)  # fmt: skip
     return gen, sampling, seed if seed is not None else random.randrange(2**31)
 
 

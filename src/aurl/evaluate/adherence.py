@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aurl.analysis.harmony import analyze_harmony
-from aurl.data.controls import analysis_piece
+from aurl.data.controls import analysis_piece, bar_chords
 from aurl.generate.controls import ControlPlan
 from aurl.tokens import TokenType, Vocabulary
 from aurl.tokens.controls import bar_values
@@ -27,11 +27,13 @@ ORDINAL = (T.DENSITY, T.POLYPHONY, T.REGISTER)
 @dataclass(frozen=True)
 class Reading:
     """What a generated piece holds: per bar the ordinal bins (-1: empty bar), the chords
-    the analysis names in each bar (as Chord values), and the global key (-1: none)."""
+    the analysis names in each bar (as Chord values), the one sounding longest in it (as
+    training pieces are labelled; -1: none), and the global key (-1: none)."""
 
     bins: dict[TokenType, np.ndarray]
     chords: list[set[int]]
     key: int
+    main: np.ndarray | None = None
 
 
 def read_piece(ids: np.ndarray, vocab: Vocabulary) -> Reading:
@@ -40,25 +42,28 @@ def read_piece(ids: np.ndarray, vocab: Vocabulary) -> Reading:
     n = len(bins[T.DENSITY])
     chords: list[set[int]] = [set() for _ in range(n)]
     piece = analysis_piece(ids, vocab)
-    key = -1
+    key, main = -1, np.full(n, -1, np.int64)
     if piece is not None:
         harmony = analyze_harmony(piece)
         key = harmony.key.index
         c = harmony.half_beats
+        found = bar_chords(c, piece.bar_starts, piece.end)
+        main[: min(n, len(found))] = found[:n]
         bar = np.searchsorted(piece.bar_starts, c.starts, side="right") - 1
         for b, root, quality in zip(bar.tolist(), c.root.tolist(), c.quality.tolist(),
                                     strict=True):  # fmt: skip
             if 0 <= b < n and root >= 0:
                 chords[b].add(quality * 12 + root)
-    return Reading(bins, chords, key)
+    return Reading(bins, chords, key, main)
 
 
 def adherence(plans: list[ControlPlan], readings: list[Reading]) -> dict:
     """Agreement of each reading with its plan, pooled over all pieces' bars.
 
     Returns per ordinal control ``exact``, ``within_one`` and ``spearman``; ``key`` accuracy;
-    ``chord_f1``; each with the number of bars (or pieces) it was measured on. Controls no
-    plan asked for are left out.
+    ``chord_f1`` and ``chord_match`` (the bar's longest-sounding chord is the one asked); each
+    with the number of bars (or pieces) it was measured on. Controls no plan asked for are
+    left out.
     """
     out: dict = {}
     for kind in ORDINAL:
@@ -77,6 +82,9 @@ def adherence(plans: list[ControlPlan], readings: list[Reading]) -> dict:
     f1 = _chord_f1(plans, readings)
     if f1:
         out["chord_f1"] = {"f1": round(float(np.mean(f1)), 4), "bars": len(f1)}
+    match = _chord_match(plans, readings)
+    if match:
+        out["chord_match"] = {"accuracy": round(float(np.mean(match)), 4), "bars": len(match)}
     return out
 
 
@@ -137,3 +145,13 @@ def _chord_f1(plans, readings) -> list[float]:
             precision = hit / len(found) if found else 0.0
             scores.append(2 * precision / (precision + 1) if hit else 0.0)
     return scores
+
+
+def _chord_match(plans, readings) -> list[bool]:
+    hits = []
+    for plan, reading in zip(plans, readings, strict=True):
+        if reading.main is None:
+            continue
+        want = _asked(plan, T.CHORD, len(reading.main))
+        hits += (reading.main[want >= 0] == want[want >= 0]).tolist()
+    return hits

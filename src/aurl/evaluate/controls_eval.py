@@ -48,15 +48,55 @@ def random_requests(n: int, vocab: Vocabulary, seed: int, style: str = "bach"
     return plans
 
 
+def piece_plan(ids: np.ndarray, vocab: Vocabulary, bars: int, style: int = -1) -> ControlPlan:
+    """The plan a prepared piece's own control tokens spell for its first ``bars`` bars: its
+    Key, and per bar its Density, Polyphony, Register and Chord (-1 where the bar has none),
+    under ``style`` (-1: none)."""
+    ids = np.asarray(ids, np.int64)
+    types, values = vocab.types[ids], vocab.values[ids]
+    keys = values[types == T.KEY]
+    bar = np.cumsum(types == T.BAR) - 1
+    per_bar = {}
+    for kind in (T.DENSITY, T.POLYPHONY, T.REGISTER, T.CHORD):
+        row = np.full(bars, -1, np.int64)
+        at = (types == kind) & (bar < bars)
+        row[bar[at]] = values[at]
+        per_bar[kind] = tuple(row.tolist())
+    return ControlPlan(style=style, key=int(keys[0]) if len(keys) else -1, bars=per_bar)
+
+
+def held_out_pieces(n: int, tokenizer, styles: tuple[str, ...], bars: int, seed: int
+                    ) -> list[tuple[int, np.ndarray]]:  # fmt: skip
+    """``n`` test pieces of ``styles`` in turn, each as (its Style value, its first ``bars``
+    bars as ids): their own controls are requests known to be possible in that style."""
+    vocab = tokenizer.vocab
+    rng = np.random.default_rng(seed)
+    pools = []
+    for style in styles:
+        shard = Shard(source_dataset(style, tokenizer).split("test"))
+        fits = [i for i in range(shard.num_pieces)
+                if (vocab.types[np.asarray(shard.piece(i))] == T.BAR).sum() > bars]  # fmt: skip
+        pools.append((vocab.config.styles.index(style), shard, rng.permutation(fits)))
+    out = []
+    for k in range(n):
+        style, shard, order = pools[k % len(pools)]
+        ids = np.asarray(shard.piece(int(order[(k // len(pools)) % len(order)])), np.int64)
+        end = np.flatnonzero(vocab.types[ids] == T.BAR)[bars]
+        out.append((style, ids[:end]))
+    return out
+
+
 def sample_plans(model, vocab: Vocabulary, plans: list[ControlPlan], bars: int, seed: int,
-                 batch: int = 16) -> list[np.ndarray]:  # fmt: skip
-    """One piece of ``bars`` bars per plan (ids, PAD removed), ``batch`` at a time."""
+                 batch: int = 16, guidance: float = 1.0) -> list[np.ndarray]:  # fmt: skip
+    """One piece of ``bars`` bars per plan (ids, PAD removed), ``batch`` at a time, under
+    classifier-free ``guidance`` of the controls."""
     generator = torch.Generator().manual_seed(seed)
+    config = SamplingConfig(top_p=SAMPLING.top_p, guidance=guidance)
     out: list[np.ndarray] = []
     for first in range(0, len(plans), batch):
         part = plans[first : first + batch]
         prompts = [torch.as_tensor(plan_prompt(p, vocab)) for p in part]
-        rows = sample(model, vocab, prompts, bars, bars * 512, SAMPLING, generator, plans=part)
+        rows = sample(model, vocab, prompts, bars, bars * 512, config, generator, plans=part)
         out += [row[row != PAD].numpy() for row in rows]
     return out
 

@@ -23,6 +23,7 @@ from aurl.generate import filters
 from aurl.generate.controls import ControlPlan, ControlState
 from aurl.generate.draws import RowDraws, RowSampling
 from aurl.generate.filters import NEG_INF
+from aurl.generate.guidance import Guide
 from aurl.tokens import EOS, PAD, TokenType, Vocabulary
 from aurl.tokens.mask import GrammarState
 
@@ -41,6 +42,7 @@ class SamplingConfig:
     beams: int = 1  # beam search with this many beams (1: sample)
     length_penalty: float = 1.0  # beam scores are log p / length ** length_penalty
     best_of: int = 1  # sample this many candidates per piece, keep the most likely
+    guidance: float = 1.0  # classifier-free guidance of the controls (1: none)
 
 
 class Engine:
@@ -76,6 +78,10 @@ class Engine:
         self.logits = torch.zeros(0, vocab.size, device=self.device)  # (B, V) next-token logits
         self.cache = None
         self.tokens = z()  # the tokens of the last step, PAD for rows already done
+        self.guide = None  # the rows' unconditional twins, with guidance of the controls
+        if self.config.guidance != 1 and vocab.has_controls:
+            self.guide = Guide(model, vocab, self.config.guidance, self.config.use_cache,
+                               self.device)  # fmt: skip
 
     @property
     def batch(self) -> int:
@@ -119,6 +125,7 @@ class Engine:
         if self.draws is None and samplings is not None:
             self.draws = RowDraws([self._default_draw()] * self.batch, self.device)
         logits, cache = self._prefill(ids, offsets, lengths, heads)
+        twins = self.guide and self.guide.prefill(*self._context(ids, offsets, lengths, heads))
         if self.logits.shape[1] != logits.shape[1]:  # the model's vocabulary may be smaller
             self.logits = torch.zeros(self.batch, logits.shape[1], device=self.device)
         rows = self._place(n, width)
@@ -137,6 +144,8 @@ class Engine:
             self.draws.put(rows, RowDraws(samplings or [self._default_draw()] * n, self.device))
         if cache is not None:
             self._put_cache(rows, cache)
+        if twins:
+            self.guide.put(rows, *twins, self.batch)
         return rows.tolist()
 
     def _place(self, n: int, width: int) -> torch.Tensor:
@@ -250,6 +259,8 @@ class Engine:
     def next_logits(self) -> torch.Tensor:
         """The logits the next token is drawn from: the grammar mask and EOS gating applied."""
         logits = self.logits
+        if self.guide is not None and self.controls is not None:
+            logits = self.guide.mix(logits, self.controls.planned)
         if self.config.grammar:
             logits = filters.apply_mask(logits, self.state.mask())
         if self.controls is not None:
@@ -282,10 +293,15 @@ class Engine:
         restart = ~self.done & (self._sizes() >= self.ctx) if not self.window else None
         if self.config.use_cache:
             self.logits = self.model(tok[:, None], cache=self.cache, last_only=True)[:, -1].float()
+            if self.guide is not None:
+                self.guide.step(tok)
         if restart is not None and bool(restart.any()):
             self._restart(restart.nonzero().flatten())
         if not self.config.use_cache:
             self.logits = self._uncached_step()
+            if self.guide is not None:
+                self.guide.recompute(*self._context(self.seq, self.offset, self.length,
+                                                    self.head))  # fmt: skip
 
     def _sizes(self) -> torch.Tensor:
         """Every row's context size (see :meth:`_context`)."""
@@ -307,10 +323,12 @@ class Engine:
             self.offset[r] = start + restart_point(window, self.bar_id, self.ctx - head)
         if not self.config.use_cache:
             return
-        logits, cache = self._prefill(self.seq[rows], self.offset[rows], self.length[rows],
-                                      self.head[rows])  # fmt: skip
+        where = (self.seq[rows], self.offset[rows], self.length[rows], self.head[rows])
+        logits, cache = self._prefill(*where)
         self.cache.put(rows, cache)
         self.logits[rows] = logits.float()
+        if self.guide is not None:
+            self.guide.put(rows, *self.guide.prefill(*self._context(*where)), self.batch)
 
     # -- results ------------------------------------------------------------------------
 
@@ -336,6 +354,8 @@ class Engine:
             self.draws.select(index)
         if self.cache is not None:
             self.cache.select(index)
+        if self.guide is not None:
+            self.guide.select(index)
 
 
 def run(engine: Engine, progress=None) -> None:

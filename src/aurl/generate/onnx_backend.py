@@ -78,6 +78,12 @@ class OnnxCache:
         self.k, self.v = self.k[:, index], self.v[:, index]
         self.pos, self.slot_pos = self.pos[index], self.slot_pos[index]
 
+    def unwind(self, rows) -> None:
+        """Rows ``rows`` forget the last token they took (see ``KVCache.unwind``)."""
+        rows = _np(rows)
+        self.pos[rows] -= 1
+        self.slot_pos[rows, self.pos[rows] % self.size] = -1
+
     def extend(self, other: OnnxCache) -> None:
         """Append the rows of ``other`` (a cache of the same model)."""
         self._match(other)

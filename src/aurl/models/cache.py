@@ -156,6 +156,21 @@ class KVCache:
             self.memory.select(index)
         self._resync()
 
+    def unwind(self, rows: torch.Tensor) -> None:
+        """Rows ``rows`` forget the last token they took: its slot is freed (the next token
+        takes it) and their position goes back by one.
+
+        Raises:
+            ValueError: with bar summaries (their running sums cannot be taken back).
+        """
+        if self.memory is not None:
+            raise ValueError("a cache with bar summaries cannot forget a token")
+        if not len(rows):
+            return
+        self.pos[rows] -= 1
+        self.slot_pos[rows, self.pos[rows] % self.size] = -1
+        self._resync()
+
     def extend(self, other: KVCache) -> None:
         """Append the rows of ``other`` (a cache of the same model)."""
         self.k = torch.cat([self.k, other.k], 1)
