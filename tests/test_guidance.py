@@ -81,3 +81,13 @@ def test_guidance_mixes_the_two_predictions_only_where_a_plan_is():
 def test_a_bad_guidance_scale_is_refused():
     with pytest.raises(ValueError, match="guidance must be above 0"):
         Guide(debug_model(vocab_size=V.size), V, 0.0, True, "cpu")
+
+
+def test_the_cli_guides_learned_controls_by_default():
+    from aurl.cli.controls import DEFAULT_GUIDANCE, guidance_for
+    from aurl.generate.control_names import ControlRequest
+
+    assert guidance_for(None, None) == 1.0
+    assert guidance_for(None, ControlRequest(style="bach", tempo=90)) == 1.0
+    assert guidance_for(None, ControlRequest(key="D minor")) == DEFAULT_GUIDANCE
+    assert guidance_for(1.5, ControlRequest(chords="I V")) == 1.5

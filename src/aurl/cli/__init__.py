@@ -14,7 +14,7 @@ import click
 
 from aurl import __version__
 from aurl.analysis.command import analyze
-from aurl.cli.controls import control_options, control_request, guidance_option
+from aurl.cli.controls import control_options, control_request, guidance_for, guidance_option
 from aurl.cli.export import export
 from aurl.cli.infill import harmonize, infill
 from aurl.cli.latent import interpolate, vary
@@ -189,7 +189,7 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
     prompt_ids, taken = (None, 0) if prompt is None else gen.prompt_ids(prompt, prompt_bars)
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                               grammar=not no_grammar, beams=beams, length_penalty=length_penalty,
-                              best_of=best_of, guidance=guidance)  # fmt: skip
+                              best_of=best_of, guidance=guidance_for(guidance, request))  # fmt: skip
     stem = f"{Path(prompt).stem}-cont" if prompt else "aurl"
     paths = [Path(out) / f"{stem}-{seed}-{i + 1:02d}.mid" for i in range(num)]
     if stream:

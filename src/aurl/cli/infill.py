@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from aurl.cli.controls import LEARNED, control_options, control_request, guidance_option
+from aurl.cli.controls import (
+    LEARNED,
+    control_options,
+    control_request,
+    guidance_for,
+    guidance_option,
+)
 
 _SHARED = (
     click.option("--model", default=None,
@@ -55,7 +61,7 @@ def infill(file, span, tracks, model, num, temperature, top_k, top_p, seed, out,
     (a model trained with them) steer the new bars: bar controls are cycled over them."""
     request = control_request(controls)
     gen, sampling, seed = _setup(model, device, threads, temperature, top_k, top_p, seed,
-                                 guidance)  # fmt: skip
+                                 guidance_for(guidance, request))  # fmt: skip
     result = gen.infill(file, span, tracks, num, sampling, seed, request)
     _write(result, out, f"{Path(file).stem}-infill-{seed}", seed)
 
@@ -71,7 +77,7 @@ def harmonize(file, model, num, temperature, top_k, top_p, seed, out, threads, d
     for note as the Soprano. The controls (--chords: one per bar, cycled) steer the voices."""
     request = control_request(controls)
     gen, sampling, seed = _setup(model, device, threads, temperature, top_k, top_p, seed,
-                                 guidance)  # fmt: skip
+                                 guidance_for(guidance, request))  # fmt: skip
     result = gen.harmonize(file, num, sampling, seed, request)
     _write(result, out, f"{Path(file).stem}-harmony-{seed}", seed)
 
