@@ -70,22 +70,46 @@ def test_the_twin_reads_the_row_without_its_controls():
     torch.testing.assert_close(engine.logits[0], cond, atol=1e-4, rtol=1e-4)
 
 
-def test_guidance_mixes_the_two_predictions_only_where_a_plan_is():
-    guide = Guide(debug_model(vocab_size=V.size), V, 2.5, True, "cpu")
-    guide.logits = torch.tensor([[0.0, 1.0], [5.0, 5.0]])
-    cond = torch.tensor([[1.0, 3.0], [1.0, 2.0]])
-    mixed = guide.mix(cond, torch.tensor([True, False]))
-    assert mixed.tolist() == [[2.5, 6.0], [1.0, 2.0]]
+def test_guidance_mixes_the_two_predictions_only_where_a_plan_and_a_scale_are():
+    guide = Guide(debug_model(vocab_size=V.size), V, True, "cpu")
+    guide.logits = torch.tensor([[0.0, 1.0], [5.0, 5.0], [0.0, 0.0]])
+    guide.scale = torch.tensor([2.5, 2.5, 1.0])
+    cond = torch.tensor([[1.0, 3.0], [1.0, 2.0], [1.0, 2.0]])
+    mixed = guide.mix(cond, torch.tensor([True, False, True]))
+    assert mixed.tolist() == [[2.5, 6.0], [1.0, 2.0], [1.0, 2.0]]
+
+
+def test_rows_of_different_scales_share_a_batch_and_join_it_later():
+    m = debug_model(vocab_size=V.size, max_seq_len=256)
+    prompt = torch.as_tensor(plan_prompt(PLAN, V))
+
+    def alone(scale: float) -> np.ndarray:
+        engine = Engine(m, V, SamplingConfig(greedy=True, guidance=scale))
+        engine.add([prompt], 3, 80, [PLAN])
+        run(engine)
+        return engine.row(0).numpy()
+
+    engine = Engine(m, V, SamplingConfig(greedy=True))
+    engine.add([prompt], 3, 80, [PLAN])  # unguided: no twins yet
+    for _ in range(5):
+        engine.step()
+    engine.add([prompt, prompt], 3, 80, [PLAN, PLAN], guidance=[3.0, 1.0])
+    run(engine)
+    assert np.array_equal(engine.row(1).numpy(), alone(3.0))
+    assert np.array_equal(engine.row(2).numpy(), alone(1.0))
+    assert np.array_equal(engine.row(0).numpy(), alone(1.0))
+    assert not np.array_equal(alone(3.0), alone(1.0))
 
 
 def test_a_bad_guidance_scale_is_refused():
+    engine = Engine(debug_model(vocab_size=V.size), V, SamplingConfig(guidance=0.0))
     with pytest.raises(ValueError, match="guidance must be above 0"):
-        Guide(debug_model(vocab_size=V.size), V, 0.0, True, "cpu")
+        engine.add([torch.tensor([BOS])], 2, 10, [PLAN])
 
 
 def test_the_cli_guides_learned_controls_by_default():
-    from aurl.cli.controls import DEFAULT_GUIDANCE, guidance_for
     from aurl.generate.control_names import ControlRequest
+    from aurl.generate.guidance_default import DEFAULT_GUIDANCE, guidance_for
 
     assert guidance_for(None, None) == 1.0
     assert guidance_for(None, ControlRequest(style="bach", tempo=90)) == 1.0

@@ -109,6 +109,25 @@ def test_concurrent_requests_share_steps_and_each_gets_what_it_gets_alone(runs):
     assert batcher.steps - before < steps_alone  # the three shared their steps
 
 
+def test_guided_and_unguided_requests_share_steps_as_they_run_alone(runs):
+    from aurl.generate.control_names import ControlRequest
+
+    gen = load(runs / "features", threads=2)
+    batcher = Batcher(gen.model, gen.tokenizer.vocab, max_rows=8)
+    batch, plan = gen.start_ids(3, 1, None, ControlRequest(key="D minor", density="3"))
+
+    def job(k: int) -> Job:
+        return Job(list(batch), 3, 300, [plan], [RowSampling(1.0, 0, 0.95, 7)],
+                   time.monotonic() + 60, guidance=[1.0, 3.0][k])  # fmt: skip
+
+    alone = [batcher.submit(job(k)).result(timeout=60)[0] for k in range(2)]
+    futures = [batcher.submit(job(k)) for k in range(2)]
+    together = [f.result(timeout=60)[0] for f in futures]
+    batcher.close()
+    assert all((a == b).all() for a, b in zip(alone, together, strict=True))
+    assert not (len(alone[0]) == len(alone[1]) and (alone[0] == alone[1]).all())
+
+
 def test_a_cancelled_request_frees_its_rows(runs):
     gen = load(runs / "tiny", threads=2)
     batcher = Batcher(gen.model, gen.tokenizer.vocab, max_rows=4)
@@ -219,6 +238,7 @@ def test_analysis_workers_answer_as_the_server_does_and_a_dead_one_is_replaced(c
         ("/generate", {"prompt": base64.b64encode(b"MThd\0\0").decode()}, 400, "prompt"),
         ("/generate", {"prompt": "A" * 40_000}, 413, "limit"),
         ("/generate", {"controls": {"key": "D minor"}}, 400, "controls"),
+        ("/generate", {"guidance": 0}, 422, "guidance"),
         ("/generate", {"model": "features", "controls": {"key": "H major"}}, 400, "key"),
         ("/generate", {"model": "features", "controls": {"style": "techno"}}, 400, "style"),
         ("/generate", {"model": "features", "controls": {"density": 99}}, 400, "density"),

@@ -14,7 +14,7 @@ import click
 
 from aurl import __version__
 from aurl.analysis.command import analyze
-from aurl.cli.controls import control_options, control_request, guidance_for, guidance_option
+from aurl.cli.controls import control_options, control_request, guidance_option
 from aurl.cli.export import export
 from aurl.cli.infill import harmonize, infill
 from aurl.cli.latent import interpolate, vary
@@ -24,6 +24,7 @@ from aurl.cli.serve import serve
 from aurl.cli.train import distill, finetune, train
 from aurl.cli.tune import tune
 from aurl.evaluate.command import evaluate
+from aurl.generate.guidance_default import guidance_for
 
 EXIT_USAGE = 2
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from aurl.generate.guidance_default import DEFAULT_GUIDANCE
+
 _OPTIONS = (
     ("--style", str, "Style: a corpus the model learned (bach, palestrina, monteverdi, quartets, "
                      "essen...) or 'any' to let it choose. Default: bach."),
@@ -25,23 +27,12 @@ _OPTIONS = (
 )  # fmt: skip
 
 
-GUIDED = ("key", "density", "polyphony", "register", "chords")  # guided by default
-DEFAULT_GUIDANCE = 2.0  # benchmarks/results/controls_many_small.md
-
 guidance_option = click.option(
     "--guidance", type=click.FloatRange(0, 20, min_open=True), default=None,
     help="Classifier-free guidance of the controls: above 1 follows them more closely (each "
          "step is computed twice, up to twice the time); 1 is the plain model. Default: "
          f"{DEFAULT_GUIDANCE:g} when --key, --density, --polyphony, --register or --chords is "
          "given, else 1.")  # fmt: skip
-
-
-def guidance_for(guidance: float | None, request) -> float:
-    """The guidance scale to sample with: the one given, else the default for the request."""
-    if guidance is not None:
-        return guidance
-    asked = request is not None and any(getattr(request, k) is not None for k in GUIDED)
-    return DEFAULT_GUIDANCE if asked else 1.0
 
 
 LEARNED = ("--style", "--key", "--density", "--polyphony", "--register", "--chords")

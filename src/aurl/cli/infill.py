@@ -7,13 +7,8 @@ from pathlib import Path
 
 import click
 
-from aurl.cli.controls import (
-    LEARNED,
-    control_options,
-    control_request,
-    guidance_for,
-    guidance_option,
-)
+from aurl.cli.controls import LEARNED, control_options, control_request, guidance_option
+from aurl.generate.guidance_default import guidance_for
 
 _SHARED = (
     click.option("--model", default=None,

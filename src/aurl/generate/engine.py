@@ -23,7 +23,7 @@ from aurl.generate import filters
 from aurl.generate.controls import ControlPlan, ControlState
 from aurl.generate.draws import RowDraws, RowSampling
 from aurl.generate.filters import NEG_INF
-from aurl.generate.guidance import Guide
+from aurl.generate.guidance import Guide, check_scale
 from aurl.tokens import EOS, PAD, TokenType, Vocabulary
 from aurl.tokens.mask import GrammarState
 
@@ -78,10 +78,7 @@ class Engine:
         self.logits = torch.zeros(0, vocab.size, device=self.device)  # (B, V) next-token logits
         self.cache = None
         self.tokens = z()  # the tokens of the last step, PAD for rows already done
-        self.guide = None  # the rows' unconditional twins, with guidance of the controls
-        if self.config.guidance != 1 and vocab.has_controls:
-            self.guide = Guide(model, vocab, self.config.guidance, self.config.use_cache,
-                               self.device)  # fmt: skip
+        self.guide: Guide | None = None  # unconditional twins: made by the first guided row
 
     @property
     def batch(self) -> int:
@@ -93,15 +90,21 @@ class Engine:
     def add(self, prompts: list[torch.Tensor], max_bars: int | list[int],
             max_tokens: int | list[int],
             plans: list[ControlPlan | None] | None = None,
-            samplings: list[RowSampling] | None = None) -> list[int]:  # fmt: skip
+            samplings: list[RowSampling] | None = None,
+            guidance: list[float] | None = None) -> list[int]:  # fmt: skip
         """Start sequences from ``prompts`` (1-D ids each); a row ends after ``max_bars`` bars
         in all (prompt included) or ``max_tokens`` new tokens. With controls, ``plans`` holds
-        each row's requests (see :mod:`aurl.generate.controls`; None: none). ``samplings``
-        gives each row its own temperature, top-k, top-p and seed (see
-        :mod:`aurl.generate.draws`) in place of the engine's; once given, every row draws
-        that way. New rows take the slots of finished ones first, so read a finished row
-        (:meth:`row`) before adding more. Returns their row indices."""
+        each row's requests (see :mod:`aurl.generate.controls`; None: none), and
+        ``guidance`` each row's scale of classifier-free guidance of them (see
+        :mod:`aurl.generate.guidance`; default: the engine's). ``samplings`` gives each row
+        its own temperature, top-k, top-p and seed (see :mod:`aurl.generate.draws`) in place
+        of the engine's; once given, every row draws that way. New rows take the slots of
+        finished ones first, so read a finished row (:meth:`row`) before adding more. Returns
+        their row indices."""
         n = len(prompts)
+        scales = torch.tensor([check_scale(g) for g in guidance or [self.config.guidance] * n])
+        if self.guide is None and self.vocab.has_controls and bool((scales != 1).any()):
+            self._start_guide()
         bars = torch.as_tensor(_per_row(max_bars, n), device=self.device)
         budget = torch.as_tensor(_per_row(max_tokens, n), device=self.device)
         lengths = torch.tensor([len(p) for p in prompts], device=self.device)
@@ -145,8 +148,17 @@ class Engine:
         if cache is not None:
             self._put_cache(rows, cache)
         if twins:
-            self.guide.put(rows, *twins, self.batch)
+            self.guide.put(rows, *twins, self.batch, scales)
         return rows.tolist()
+
+    def _start_guide(self) -> None:
+        """Make the twins, for the rows already running too (unguided: scale 1)."""
+        self.guide = Guide(self.model, self.vocab, self.config.use_cache, self.device)
+        if self.batch:
+            twins = self.guide.prefill(*self._context(self.seq, self.offset, self.length,
+                                                      self.head))  # fmt: skip
+            self.guide.put(torch.arange(self.batch, device=self.device), *twins, self.batch,
+                           torch.ones(self.batch))  # fmt: skip
 
     def _place(self, n: int, width: int) -> torch.Tensor:
         """Row indices for ``n`` new sequences of up to ``width`` tokens: finished rows first,

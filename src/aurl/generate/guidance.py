@@ -5,7 +5,8 @@ is drawn from ``u + scale * (c - u)`` of the two rows' logits ``c`` and ``u``.
 Training leaves each control type out of a window with some chance, so the model knows
 sequences without them; the difference of the two predictions is what the controls add, and a
 scale above 1 makes more of it. The twin takes every token the row takes except control tokens
-(Style, Key and the bar controls), so it reads the same music without the requests. Its cache
+(Style, Key and the bar controls), so it reads the same music without the requests. Each row
+has its own scale (rows of different requests share a batch); one of 1 keeps its own logits. Its cache
 takes each step's token for every row in one call, and the rows that just took a control token
 forget it again (``unwind``), keeping their logits from before it. A row without a plan keeps
 its own logits. Without the cache the twin's logits are computed from each row's whole
@@ -18,6 +19,17 @@ import torch
 
 from aurl.tokens import PAD, Vocabulary
 from aurl.tokens.controls import CONTROL_TYPES
+
+
+def check_scale(scale: float) -> float:
+    """``scale`` as a float.
+
+    Raises:
+        ValueError: a scale that is not above 0 (or not a number).
+    """
+    if not float(scale) > 0:
+        raise ValueError(f"guidance must be above 0, not {scale}")
+    return float(scale)
 
 
 def drop_control_tokens(context: torch.Tensor, sizes: torch.Tensor,
@@ -40,20 +52,18 @@ class Guide:
     Args:
         model: the engine's model.
         vocab: its vocabulary (with controls).
-        scale: the guidance scale (1: the plain conditional prediction).
         use_cache: decode the twins with a KV cache (else recompute every step).
         device: where the tensors live.
 
     Raises:
-        ValueError: a scale that is not positive, or a model with bar summaries.
+        ValueError: a model with bar summaries.
     """
 
-    def __init__(self, model, vocab: Vocabulary, scale: float, use_cache: bool, device):
-        if not scale > 0:
-            raise ValueError(f"guidance must be above 0, not {scale}")
+    def __init__(self, model, vocab: Vocabulary, use_cache: bool, device):
         if getattr(model.config, "bar_summaries", False):
             raise ValueError("guidance does not work with bar-summary (hierarchical) models")
-        self.model, self.scale, self.use_cache = model, float(scale), use_cache
+        self.model, self.use_cache = model, use_cache
+        self.scale = torch.ones(0, device=device)  # per row
         types = torch.as_tensor(vocab.types, device=device)
         self.is_control = torch.isin(types, torch.tensor([int(k) for k in CONTROL_TYPES],
                                                          device=device))  # fmt: skip
@@ -76,15 +86,21 @@ class Guide:
                 for i, k in enumerate(n.tolist())]  # fmt: skip
         return torch.cat(rows).float()
 
-    def put(self, rows: torch.Tensor, logits: torch.Tensor, cache, batch: int) -> None:
-        """Rows ``rows`` (of ``batch`` rows in all) start from ``logits`` and ``cache``."""
+    def put(self, rows: torch.Tensor, logits: torch.Tensor, cache, batch: int,
+            scale: torch.Tensor | None = None) -> None:  # fmt: skip
+        """Rows ``rows`` (of ``batch`` rows in all) start from ``logits`` and ``cache``, with
+        guidance ``scale`` (per row; default: as they had)."""
         if len(self.logits) < batch:
             grow = torch.zeros(batch - len(self.logits), self.logits.shape[1],
                                device=self.logits.device)  # fmt: skip
             self.logits = torch.cat([self.logits, grow])
+            self.scale = torch.cat([self.scale, torch.ones(batch - len(self.scale),
+                                                           device=self.scale.device)])  # fmt: skip
         if self.logits.shape[1] != logits.shape[1]:  # the model's vocabulary may be smaller
             self.logits = torch.zeros(batch, logits.shape[1], device=self.logits.device)
         self.logits[rows] = logits
+        if scale is not None:
+            self.scale[rows] = scale.to(self.scale)
         if cache is None:
             return
         if self.cache is None:
@@ -106,12 +122,13 @@ class Guide:
         self.logits = self._whole(*drop_control_tokens(context, sizes, self.is_control))
 
     def mix(self, logits: torch.Tensor, planned: torch.Tensor) -> torch.Tensor:
-        """Guided logits (B, V) of the rows with a plan; the others' as they are."""
-        u = self.logits
-        return torch.where(planned[:, None], u + self.scale * (logits - u), logits)
+        """Guided logits (B, V) of the rows with a plan and a scale other than 1; the others'
+        as they are."""
+        u, s = self.logits, self.scale[:, None]
+        return torch.where(planned[:, None] & (s != 1), u + s * (logits - u), logits)
 
     def select(self, index: torch.Tensor) -> None:
         """Keep, repeat or reorder twins as the engine's rows (beam search)."""
-        self.logits = self.logits[index]
+        self.logits, self.scale = self.logits[index], self.scale[index]
         if self.cache is not None:
             self.cache.select(index)

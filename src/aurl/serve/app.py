@@ -24,6 +24,7 @@ from aurl import __version__
 from aurl.api import TOKENS_PER_BAR_LIMIT, Generator, Piece
 from aurl.generate.control_names import control_choices
 from aurl.generate.draws import RowSampling
+from aurl.generate.guidance_default import guidance_for
 from aurl.generate.sampler import SamplingConfig, pad_rows
 from aurl.generate.stream import bar_seconds
 from aurl.models.vae import VAE
@@ -79,13 +80,15 @@ class Server:
         if req.prompt is not None:
             score = self.midi(req.prompt, "prompt")
             prompt, taken = gen.score_prompt(score, req.prompt_bars)
-        batch, plan = gen.start_ids(req.bars, req.num, prompt, req.controls.request())
+        request = req.controls.request()
+        batch, plan = gen.start_ids(req.bars, req.num, prompt, request)
         seed = req.seed if req.seed is not None else random.randrange(2**31)
         samplings = [RowSampling(req.temperature, req.top_k, req.top_p, seed + i)
                      for i in range(req.num)]  # fmt: skip
         deadline = time.monotonic() + self.limits.request_seconds
         return Job(list(batch), taken + req.bars, req.bars * TOKENS_PER_BAR_LIMIT,
-                   [plan] * req.num, samplings, deadline, on_bar, taken), taken  # fmt: skip
+                   [plan] * req.num, samplings, deadline, on_bar, taken,
+                   guidance_for(req.guidance, request)), taken  # fmt: skip
 
     def midi(self, text: str, field: str):
         """The score of a base64 MIDI field, within this server's limits."""
@@ -230,7 +233,12 @@ def _routes(app: FastAPI, server: Server) -> None:
         name, gen = await server.generator(req.model)
         server.check_counts(1, req.num)
         score = server.midi(req.midi, "midi")
-        sampling = SamplingConfig(req.temperature, req.top_k, req.top_p)
+        sampling = SamplingConfig(
+            req.temperature,
+            req.top_k,
+            req.top_p,
+            guidance=guidance_for(req.guidance, req.controls.request()),
+        )
         async with server.fill_lock:
             result = await run_in_threadpool(gen.infill_score, score, req.bars, req.tracks,
                                              req.num, sampling, req.seed,
@@ -245,7 +253,12 @@ def _routes(app: FastAPI, server: Server) -> None:
         score = server.midi(req.midi, "midi")
         if len(score.tracks) > 1:
             raise PayloadError(f"midi: a melody is one track, this file has {len(score.tracks)}")
-        sampling = SamplingConfig(req.temperature, req.top_k, req.top_p)
+        sampling = SamplingConfig(
+            req.temperature,
+            req.top_k,
+            req.top_p,
+            guidance=guidance_for(req.guidance, req.controls.request()),
+        )
         async with server.fill_lock:
             result = await run_in_threadpool(gen.harmonize_score, score, req.num, sampling,
                                              req.seed, req.controls.request())  # fmt: skip

@@ -47,6 +47,9 @@ class Sampling(BaseModel):
     temperature: float = Field(1.0, ge=0, le=10, description="0 picks the likeliest token.")
     top_k: int = Field(0, ge=0, le=100000)
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus: 0.95 as `aurl generate`.")
+    guidance: float | None = Field(None, gt=0, le=20, description=(
+        "Classifier-free guidance of the controls (1: none); default as `aurl generate`: 2 "
+        "where a key or a bar control is asked, else 1."))  # fmt: skip
 
 
 class GenerateRequest(Sampling):
