@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 BARS   ?= 16
 
-.PHONY: setup run test test-slow lint format bench train-small train-vae ship clean
+.PHONY: setup run test test-slow lint format bench train-small train-many train-vae ship clean
 
 # torch is pinned to 2.13.0: on the CPU machines we build on, that version resolves to the
 # CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
@@ -45,9 +45,17 @@ bench: $(STAMP)
 	for b in tokenize generate long prepare train_feed train analysis evaluate recipes; do \
 		$(PY) benchmarks/bench_$$b.py || exit 1; done
 
-# Reproduces the shipped model (about an hour on 2 CPU cores).
+# Reproduces bach-small (about an hour on 2 CPU cores).
 train-small: $(STAMP)
 	$(VENV)/bin/aurl train --config configs/small.yaml
+
+# Reproduces the default model in its four stages (about three hours on 2 CPU cores); then
+# `make ship SHIP=many-small-fill AS=many-small`.
+train-many: $(STAMP)
+	$(VENV)/bin/aurl train --config configs/many-small.yaml
+	$(VENV)/bin/aurl train --config configs/many-small.yaml --resume train.max_steps=1800 train.lr=6e-4
+	$(VENV)/bin/aurl train --config configs/many-small-fill.yaml --init runs/many-small/model
+	$(VENV)/bin/aurl train --config configs/many-small-fill.yaml --resume train.max_steps=800 train.lr=4e-4
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
@@ -56,10 +64,12 @@ clean:
 train-vae: $(STAMP)
 	$(VENV)/bin/aurl train --config configs/vae-small.yaml
 
-# Copies the best weights of runs/$(SHIP) into the package, in float16 (half the size):
-# `make ship` for the transformer, `make ship SHIP=vae-small` for the VAE.
+# Copies the best weights of runs/$(SHIP) into the package as shipped/$(AS) (default: the
+# run's name), in float16 (half the size): `make ship` for the transformer, `make ship
+# SHIP=vae-small` for the VAE, `make ship SHIP=many-small-fill AS=many-small` for the default.
 SHIP ?= bach-small
+AS ?= $(SHIP)
 ship: $(STAMP)
 	$(PY) -c "import torch; from aurl.models import load_model, save_model; \
 	f = load_model('runs/$(SHIP)/model'); \
-	save_model(f.model, f.tokenizer, 'src/aurl/shipped/$(SHIP)', f.meta, dtype=torch.float16)"
+	save_model(f.model, f.tokenizer, 'src/aurl/shipped/$(AS)', dict(f.meta, name='$(AS)'), dtype=torch.float16)"
