@@ -5,12 +5,13 @@ is drawn from ``u + scale * (c - u)`` of the two rows' logits ``c`` and ``u``.
 Training leaves each control type out of a window with some chance, so the model knows
 sequences without them; the difference of the two predictions is what the controls add, and a
 scale above 1 makes more of it. The twin takes every token the row takes except control tokens
-(Style, Key and the bar controls), so it reads the same music without the requests. Each row
-has its own scale (rows of different requests share a batch); one of 1 keeps its own logits. Its cache
-takes each step's token for every row in one call, and the rows that just took a control token
-forget it again (``unwind``), keeping their logits from before it. A row without a plan keeps
-its own logits. Without the cache the twin's logits are computed from each row's whole
-context every step: the slow reference of the cached path.
+(Style, Key and the bar controls), so it reads the same music without the requests.
+
+The twins' cache takes each step's token for every row in one call, and the rows that just
+took a control token forget it again (``unwind``), keeping their logits from before it.
+Without the cache the twins' logits are computed from each row's whole context every step:
+the slow reference of the cached path. Each row has its own scale, so rows of different
+requests share a batch; a row without a plan, or with a scale of 1, keeps its own logits.
 """
 
 from __future__ import annotations
