@@ -4,7 +4,8 @@
    two to four bars, with ``--context`` bars on each side, the negative log-likelihood of
    the gap's note tokens (Position, Track, Pitch, Velocity, Duration), two ways from the
    same ids: both sides (the infilling layout: the gap marked Fill, the bars after it, then
-   Infill and the gap's bars) and left only (the ordinary layout up to the gap's end). The
+   Infill and the gap's bars) and left only (the ordinary layout up to the gap's end); also
+   for the gap's first and last bar alone. The
    pieces' control tokens are left out of both (in the left-only layout a gap's own Chord
    and Density would otherwise come right before its notes).
 2. Joins: ``aurl infill`` on ``--fills`` gaps of two to four bars; leaps and parallel fifths
@@ -64,17 +65,16 @@ def window(ids: np.ndarray, vocab, first: int, last: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def scored_nll(model, ids: np.ndarray, scored: np.ndarray) -> tuple[float, int]:
-    """Summed NLL (nats) of the tokens where ``scored`` is True (not the first), and how many."""
-    x = torch.as_tensor(ids[None, :-1])
-    logp = torch.log_softmax(model(x)[0].float(), -1)
+def token_nll(model, ids: np.ndarray) -> np.ndarray:
+    """The NLL (nats) of every token of ``ids`` given those before it (0 for the first)."""
+    logp = torch.log_softmax(model(torch.as_tensor(ids[None, :-1]))[0].float(), -1)
     nll = -logp.gather(1, torch.as_tensor(ids[1:, None]))[:, 0].numpy()
-    keep = scored[1:]
-    return float(nll[keep].sum()), int(keep.sum())
+    return np.concatenate([[0.0], nll])
 
 
-def gap_pair(model, vocab, ids: np.ndarray, rng, context: int) -> tuple[float, float, int] | None:
-    """(NLL per token with both sides, with the left only, tokens) for one random gap."""
+def gap_pair(model, vocab, ids: np.ndarray, rng, context: int) -> dict | None:
+    """For one random gap, the summed NLL of its note tokens with both sides and with the
+    left only, and their count; also for its first and its last bar alone."""
     n = int((vocab.types[ids] == T.BAR).sum())
     size = int(rng.integers(2, 5))
     if n < size + 2 * context:
@@ -84,15 +84,23 @@ def gap_pair(model, vocab, ids: np.ndarray, rng, context: int) -> tuple[float, f
     both = infill_example(part, vocab, context, size)
     if len(both) > model.config.max_seq_len + 1:
         return None
-    after = np.arange(len(both)) > np.flatnonzero(vocab.types[both] == T.INFILL)[0]
-    both_nll, both_n = scored_nll(model, both, after & np.isin(vocab.types[both], NOTE_TYPES))
+    types = vocab.types[both]
+    after = np.arange(len(both)) > np.flatnonzero(types == T.INFILL)[0]
+    both_scored = after & np.isin(types, NOTE_TYPES)
+    both_bar = np.cumsum((types == T.BAR) & after) - 1  # the gap's bar, in the second pass
     left = window(ids, vocab, first - context, first + size)
-    bar = np.cumsum(vocab.types[left] == T.BAR) - 1
-    in_gap = (bar >= context) & np.isin(vocab.types[left], NOTE_TYPES)
-    left_nll, left_n = scored_nll(model, left, in_gap)
-    if not both_n or both_n != left_n:
+    left_bar = np.cumsum(vocab.types[left] == T.BAR) - 1 - context
+    left_scored = (left_bar >= 0) & np.isin(vocab.types[left], NOTE_TYPES)
+    if not both_scored.sum() or both_scored.sum() != left_scored.sum():
         return None
-    return both_nll / both_n, left_nll / left_n, both_n
+    nll_both, nll_left = token_nll(model, both), token_nll(model, left)
+    out = {}
+    for name, bar in (("gap", None), ("first bar", 0), ("last bar", size - 1)):
+        b = both_scored if bar is None else both_scored & (both_bar == bar)
+        lo = left_scored if bar is None else left_scored & (left_bar == bar)
+        if b.sum() == lo.sum():
+            out[name] = (float(nll_both[b].sum()), float(nll_left[lo].sum()), int(b.sum()))
+    return out
 
 
 def main() -> None:
@@ -121,15 +129,19 @@ def main() -> None:
         pair = gap_pair(gen.model, vocab, ids, rng, args.context)
         if pair is not None:
             pairs.append(pair)
-    both, left, tokens = (np.array(x) for x in zip(*pairs, strict=True))
+    both, left, tokens = (np.array(x) for x in zip(*[p["gap"] for p in pairs], strict=True))
     result = {
         "model": args.model,
         "spans": len(pairs),
         "context_bars": args.context,
         "tokens": int(tokens.sum()),
-        "nll_both_sides": round(float((both * tokens).sum() / tokens.sum()), 4),
-        "nll_left_only": round(float((left * tokens).sum() / tokens.sum()), 4),
+        "nll_both_sides": round(float(both.sum() / tokens.sum()), 4),
+        "nll_left_only": round(float(left.sum() / tokens.sum()), 4),
         "spans_better_with_both": round(float((both < left).mean()), 4),
+        "by_bar": {
+            name: pooled([p[name] for p in pairs if name in p])
+            for name in ("first bar", "last bar")
+        },  # fmt: skip
     }
     files = [f for f in test_files(dataset) if satb_tracks(read_midi(f)) is not None]
     result["joins"] = joins(gen, files, args.fills, rng)
@@ -138,6 +150,12 @@ def main() -> None:
     atomic_write_json(RESULTS_DIR / f"{args.name}.json", result)
     atomic_write_text(RESULTS_DIR / f"{args.name}.md", markdown(result))
     print(markdown(result))
+
+
+def pooled(rows: list[tuple[float, float, int]]) -> dict:
+    """NLL per token with both sides and with the left only, pooled over ``rows``."""
+    both, left, n = (sum(x) for x in zip(*rows, strict=True))
+    return {"both_sides": round(both / n, 4), "left_only": round(left / n, 4), "tokens": n}
 
 
 def test_files(dataset) -> list[Path]:
@@ -196,7 +214,13 @@ def markdown(r: dict) -> str:
         f"| both sides (Fill ... Infill gap) | {r['nll_both_sides']:.4f} |",
         f"| left side only (a continuation) | {r['nll_left_only']:.4f} |",
         "",
-        f"Gaps predicted better with both sides: {r['spans_better_with_both']:.0%}.",
+        f"Gaps predicted better with both sides: {r['spans_better_with_both']:.0%}. By the "
+        "gap's bars (the gaps whose bar holds as many note tokens in both layouts):",
+        "",
+        "| the gap's | both sides | left side only | note tokens |",
+        "|---|---:|---:|---:|",
+        *(f"| {name} | {v['both_sides']:.4f} | {v['left_only']:.4f} | {v['tokens']} |"
+          for name, v in r["by_bar"].items()),
         "",
         "Voice leading (shares: leaps of more than a fifth per melodic move; parallel fifths "
         "and octaves per move of two voices; crossings per pair of voices sounding; notes "
