@@ -1,7 +1,8 @@
 """Typed run configs: YAML presets, ``key.sub=value`` overrides, validation with clear errors.
 
 Each package owns its section (``aurl.data.config``, ``aurl.train.config``, the model and
-tokenizer configs); this module composes them into :class:`RunConfig` and re-exports them.
+tokenizer configs), and :class:`RunConfig` (``aurl.train.run_config``) composes them; this
+module reads, overrides and validates runs' configs, and re-exports the sections.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import typing
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
 from aurl.data.config import (
     AugmentConfig,
@@ -26,11 +27,8 @@ from aurl.data.config import (
     VelocityAugment,
 )
 from aurl.errors import ConfigError
-from aurl.models.registry import model_config
-from aurl.models.transformer import TransformerConfig
-from aurl.models.vae import VAEConfig
-from aurl.tokens import TokenizerConfig
-from aurl.train.config import TrainConfig, TuneConfig
+from aurl.train.config import TrainConfig
+from aurl.train.run_config import RunConfig
 
 __all__ = [
     "AugmentConfig",
@@ -49,28 +47,6 @@ __all__ = [
     "dump_config",
     "load_config",
 ]
-
-
-class RunConfig(BaseModel):
-    """Everything a training run needs; saved beside the run.
-
-    ``model.arch`` picks the model section's class (absent: the decoder); ``tune`` is read
-    only by ``aurl tune``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = "run"
-    data: DataConfig = DataConfig()
-    tokenizer: TokenizerConfig = TokenizerConfig()
-    model: TransformerConfig | VAEConfig = TransformerConfig()
-    train: TrainConfig = TrainConfig()
-    tune: TuneConfig = TuneConfig()
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _model_by_arch(cls, value):
-        return model_config(value) if isinstance(value, dict) else value
 
 
 # What a resumed run may change: how long it runs, how often it reports, how it stops, how

@@ -302,6 +302,8 @@ class Engine:
         self.tokens = tok
         if bool(self.done.all()):
             return
+        if self.guide is not None and not bool((self.guide.scale != 1)[~self.done].any()):
+            self.guide = None  # no guided row left: the next guided one makes new twins
         restart = ~self.done & (self._sizes() >= self.ctx) if not self.window else None
         if self.config.use_cache:
             self.logits = self.model(tok[:, None], cache=self.cache, last_only=True)[:, -1].float()

@@ -233,16 +233,10 @@ def _routes(app: FastAPI, server: Server) -> None:
         name, gen = await server.generator(req.model)
         server.check_counts(1, req.num)
         score = server.midi(req.midi, "midi")
-        sampling = SamplingConfig(
-            req.temperature,
-            req.top_k,
-            req.top_p,
-            guidance=guidance_for(req.guidance, req.controls.request()),
-        )
+        sampling, request = _fill_sampling(req)
         async with server.fill_lock:
             result = await run_in_threadpool(gen.infill_score, score, req.bars, req.tracks,
-                                             req.num, sampling, req.seed,
-                                             req.controls.request())  # fmt: skip
+                                             req.num, sampling, req.seed, request)  # fmt: skip
         return _pieces(result, name, req.with_notes)
 
     @app.post("/harmonize", response_model=PiecesOut)
@@ -253,15 +247,10 @@ def _routes(app: FastAPI, server: Server) -> None:
         score = server.midi(req.midi, "midi")
         if len(score.tracks) > 1:
             raise PayloadError(f"midi: a melody is one track, this file has {len(score.tracks)}")
-        sampling = SamplingConfig(
-            req.temperature,
-            req.top_k,
-            req.top_p,
-            guidance=guidance_for(req.guidance, req.controls.request()),
-        )
+        sampling, request = _fill_sampling(req)
         async with server.fill_lock:
             result = await run_in_threadpool(gen.harmonize_score, score, req.num, sampling,
-                                             req.seed, req.controls.request())  # fmt: skip
+                                             req.seed, request)  # fmt: skip
         return _pieces(result, name, req.with_notes)
 
     @app.post("/notes", response_model=PieceOut)
@@ -332,6 +321,13 @@ def _tensor(ids: np.ndarray):
     import torch
 
     return torch.as_tensor(ids, dtype=torch.long)
+
+
+def _fill_sampling(req: InfillRequest | HarmonizeRequest):
+    """An infill or harmonize request's sampling settings and its controls."""
+    request = req.controls.request()
+    guidance = guidance_for(req.guidance, request)
+    return SamplingConfig(req.temperature, req.top_k, req.top_p, guidance=guidance), request
 
 
 def _pieces(result, name: str, with_notes: bool, timed_out: bool = False) -> PiecesOut:

@@ -47,7 +47,7 @@ from aurl.train.vae import VAETask, latent_attributes
 from aurl.train.vae_gan import VAEGANTask
 
 if TYPE_CHECKING:
-    from aurl.config import RunConfig
+    from aurl.train.run_config import RunConfig
 
 RUN_CONFIG = "config.yaml"
 MODEL_DIR = "model"

@@ -27,7 +27,7 @@ from aurl.train.lm import MODEL_DIR, train_run
 from aurl.train.loop import DivergedError
 
 if TYPE_CHECKING:
-    from aurl.config import RunConfig
+    from aurl.train.run_config import RunConfig
 
 STUDY_DB = "study.db"
 TRIALS_MD, TRIALS_CSV = "trials.md", "trials.csv"
