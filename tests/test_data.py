@@ -182,3 +182,16 @@ def test_preprocessing_and_metadata_in_prepare(small_corpus, tmp_path):
     assert first["identity"] == plain.manifest["splits"]["train"]["identities"][0]
     assert first["key"]["mode"] in ("major", "minor") and first["notes"] > 0
     assert {"tempo", "time_signatures", "programs", "notes_per_second", "seconds"} <= set(first)
+
+
+def test_control_labels_key_the_cache_only_with_controls():
+    from aurl.data.controls import LABELS_VERSION
+    from aurl.data.prepare import prepare_settings
+    from aurl.data.preprocess import PreprocessConfig
+
+    plain = prepare_settings(Tokenizer(), PreprocessConfig(), False, False)
+    controlled = prepare_settings(
+        Tokenizer(TokenizerConfig(controls=True)), PreprocessConfig(), False, False
+    )
+    assert "labels" not in plain  # a change of the analysis leaves such caches alone
+    assert controlled["labels"] == LABELS_VERSION

@@ -4,12 +4,13 @@ Three sets from music21's corpus: its 20 Bach chorale analyses, split by name in
 half (odd Riemenschneider numbers) and a held-out half (even numbers), and its 48 Monteverdi
 madrigal analyses, held out; and, from a folder of further analyses beside their scores
 (``<collection>/<number>/analysis.txt`` and ``score.mxl``, see ``benchmarks/analyses``), one
-set per collection named in ``COLLECTIONS`` (one tunes, the others are held out). Each analysis is aligned with its score by measure number and beat: the
-score is parsed with music21 as written (chord symbols removed, repeats not expanded, pickup
-bars kept as bar 0, meter changes followed bar by bar), so ``m4 b3`` in the analysis and in
-the score are the same moment. The compared moments are every beat of the score plus every
-chord change the analysis places between beats (half beats); the reference chord at each is
-the last one the analysis states at or before it.
+set per collection named in ``COLLECTIONS`` (two tune, the others are held out). Each
+analysis is aligned with its score by measure number and beat: the score is parsed with
+music21 as written (chord symbols removed, repeats not expanded, pickup bars kept as bar 0,
+meter changes followed bar by bar), so ``m4 b3`` in the analysis and in the score are the same
+moment. The compared moments are every beat of the score plus every chord change the analysis
+places between beats (half beats), less those where every voice rests; the reference chord at
+each is the last one the analysis states at or before it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from aurl.analysis.baseline import Labels, key_index, music21_labels, quality_of
+from aurl.analysis.chords import QUALITIES
 from aurl.analysis.chroma import chroma, overlaps
 from aurl.analysis.piece import STEPS_PER_QUARTER, Piece
 
@@ -30,6 +32,7 @@ COLLECTIONS = {
     "dichterliebe": "Schumann Dichterliebe, tuning",
     "wtc1-preludes": "Bach WTC I preludes, held out",
     "winterreise": "Schubert Winterreise, held out",
+    "goudimel": "Goudimel psalms, tuning",
 }
 SETS = (
     "chorales, tuning half",
@@ -38,6 +41,7 @@ SETS = (
     *COLLECTIONS.values(),
 )
 _SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".krn")
+_INTERVALS = {name: intervals for name, intervals, _ in QUALITIES}
 
 
 @dataclass(frozen=True)
@@ -196,18 +200,22 @@ def load_reference(rntxt: Path) -> Reference:
         times = np.array([e[0] for e in events], np.int64)
         beats = piece.beat_starts()
         beats = np.union1d(beats[beats >= times[0]], times[times < piece.end])
+        sounding = _sounding(piece, beats)
+        keep = sounding.any(1)  # a moment where every voice rests has no harmony to read
+        beats, sounding = beats[keep], sounding[keep]
         baseline = music21_labels(score, beats, piece.steps_per_quarter)
     idx = np.searchsorted(times, beats, side="right") - 1
     root = np.array([events[i][1] for i in idx], np.int64)
     key = np.array([events[i][3] for i in idx], np.int64)
-    shift, aligned = _transposition(piece, beats, root)
+    quality = [events[i][2] for i in idx]
+    shift, aligned = _transposition(sounding, root, quality)
     return Reference(
         name=name,
         set=set_of(rntxt),
         piece=piece,
         beats=beats,
         root=(root + shift) % 12,
-        quality=[events[i][2] for i in idx],
+        quality=quality,
         key=(key + shift) % 12 + 12 * (key >= 12),
         figure=[events[i][4] for i in idx],
         global_key=(events[0][3] + shift) % 12 + 12 * (events[0][3] >= 12),
@@ -258,18 +266,35 @@ def _events(analysis, measures: dict, spq: int) -> list[tuple[int, int, str, int
     return sorted(events, key=lambda e: e[0])
 
 
-def _transposition(piece: Piece, beats: np.ndarray, root: np.ndarray) -> tuple[int, float]:
-    """The shift of the reference roots that makes them sound most often in the score.
+def _sounding(piece: Piece, beats: np.ndarray) -> np.ndarray:
+    """``(len(beats), 12)``: which pitch classes sound from each moment to the next."""
+    return chroma(piece, overlaps(piece, np.append(beats, max(piece.end, beats[-1] + 1)))) > 0
+
+
+def _transposition(sounding: np.ndarray, root: np.ndarray, quality: list[str]) -> tuple[int, float]:
+    """The shift of the reference chords that makes their tones sound most often in the score.
+
+    Every tone of the reference chord counts, not the root alone: a chord's fifth sounds
+    about as often as its root, so roots alone cannot tell a transposition by a fifth from
+    none.
+
+    Args:
+        sounding: See :func:`_sounding`, at moments where something sounds.
+        root: Reference root at each moment.
+        quality: Reference quality at each moment.
 
     Returns:
-        ``(semitones, share of beats whose shifted root sounds)``.
+        ``(semitones, share of moments whose shifted root sounds)``.
     """
-    weights = chroma(piece, overlaps(piece, np.append(beats, max(piece.end, beats[-1] + 1))))
-    sounding = weights > 0
-    rows = np.arange(len(beats))
-    share = np.array([sounding[rows, (root + s) % 12].mean() for s in range(12)])
-    best = int(np.argmax(share))
-    return best, round(float(share[best]), 4)
+    if not len(root):
+        return 0, 0.0
+    tones = np.zeros(sounding.shape, bool)  # reference chord tones, per moment
+    for i, q in enumerate(quality):
+        tones[i, (root[i] + np.array(_INTERVALS.get(q, (0,)))) % 12] = True
+    heard = [(sounding & np.roll(tones, s, axis=1)).sum() for s in range(12)]
+    best = int(np.argmax(heard))
+    rows = np.arange(len(root))
+    return best, round(float(sounding[rows, (root + best) % 12].mean()), 4)
 
 
 def load_references(

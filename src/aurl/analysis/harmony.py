@@ -1,8 +1,9 @@
 """Key and chord analysis of a piece, beat by beat.
 
-The global key comes from the whole piece's pitch-class durations, its opening and closing
-quarters counted twice (a key is stated at the start and confirmed at the end; modulations
-fall between), the local key of every beat
+The global key comes from the whole piece's pitch-class durations, its opening eighth
+counted three times and its closing eighth twice (a key is stated at the start and confirmed
+at the end; modulations fall between; a modal piece may close on another degree than it
+opens on), the local key of every beat
 from a smoothed sliding window (:mod:`aurl.analysis.key`), and the chord of every beat from
 template matching in that local key (:mod:`aurl.analysis.chords`). Each chord is then named
 as a Roman numeral in its local key.
@@ -32,11 +33,14 @@ from aurl.analysis.roman import roman_numeral
 class HarmonyParams:
     """Settings of the key and chord analysis."""
 
-    profile: str = DEFAULT_PROFILE
+    profile: str = DEFAULT_PROFILE  # key profile of the global key
+    local_profile: str = "temperley"  # key profile of the local keys
     key_half_width: int = 4  # beats on each side of the local-key window
-    key_switch_penalty: float = 0.7  # summed correlation a modulation must earn
-    final_bass_bonus: float = 0.1  # added to keys whose tonic is the last bass note
-    key_frame: float = 0.25  # share of beats at each end counted twice for the global key
+    key_switch_penalty: float = 1.0  # summed correlation a modulation must earn
+    final_bass_bonus: float = 0.05  # added to keys whose tonic is the last bass note
+    key_frame: float = 0.125  # share of beats at each end that count more for the global key
+    key_open_weight: float = 2.0  # extra weight of the opening frame's beats
+    key_close_weight: float = 1.0  # extra weight of the closing frame's beats
     slow_tactus: float = 1.75  # mean note length (beats, by duration) that makes it 2 beats
     chords: ChordParams = ChordParams()
 
@@ -82,10 +86,12 @@ def analyze_harmony(piece: Piece, params: HarmonyParams | None = None) -> Harmon
     beats = piece.beat_starts()
     bounds = np.append(beats, max(piece.end, int(beats[-1]) + 1))
     beat_chroma = chroma(piece, overlaps(piece, bounds))
-    hist = framed_histogram(beat_chroma, params.key_frame)
+    hist = framed_histogram(
+        beat_chroma, params.key_frame, params.key_open_weight, params.key_close_weight
+    )
     key = find_key(hist, params.profile, final_bass, params.final_bass_bonus)
     keys, margin = local_keys(
-        beat_chroma, params.profile, params.key_half_width, params.key_switch_penalty
+        beat_chroma, params.local_profile, params.key_half_width, params.key_switch_penalty
     )
     tactus = harmonic_beat(piece, params.slow_tactus)
     if tactus == 1:
@@ -112,14 +118,17 @@ def analyze_harmony(piece: Piece, params: HarmonyParams | None = None) -> Harmon
     return Harmony(key, beats, keys, margin, chords, numerals, halves, tactus)
 
 
-def framed_histogram(beat_chroma: np.ndarray, frame: float) -> np.ndarray:
+def framed_histogram(
+    beat_chroma: np.ndarray, frame: float, open_weight: float = 1.0, close_weight: float = 1.0
+) -> np.ndarray:
     """Pitch-class durations of the whole piece with the first and last ``frame`` of its
-    beats (at least one each) counted twice; ``frame=0`` gives the plain sum."""
+    beats (at least one each) weighted ``1 + open_weight`` and ``1 + close_weight``;
+    ``frame=0`` gives the plain sum."""
     weight = np.ones(len(beat_chroma))
     if frame > 0:
         n = max(1, int(len(beat_chroma) * frame))
-        weight[:n] += 1
-        weight[-n:] += 1
+        weight[:n] += open_weight
+        weight[-n:] += close_weight
     return (beat_chroma * weight[:, None]).sum(0)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from aurl.data.controls import LABELS_VERSION
 from aurl.data.ingest import is_transient, mark_duplicates, process_files
 from aurl.data.piece_cache import CachedPiece, PieceCache, cache_entries, file_digest
 from aurl.data.pipeline import (
@@ -122,6 +123,19 @@ def _reprocess(file: str, tokenizer: Tokenizer, options: IngestOptions) -> FileR
     return next(process_files([file], tokenizer, 1, options))
 
 
+def prepare_settings(
+    tokenizer: Tokenizer, preprocessing: PreprocessConfig, strict: bool, scan_all: bool
+) -> dict:
+    """Everything besides the files that shapes prepared data: the cache is keyed by it. With
+    controls, the version of the analysis that labels them too."""
+    settings = {"version": PREPARE_VERSION, "tokenizer": tokenizer.to_dict(),
+                "strict": strict, "scan_all": scan_all,
+                "preprocess": preprocessing.model_dump(mode="json")}  # fmt: skip
+    if tokenizer.config.controls:
+        settings["labels"] = LABELS_VERSION
+    return settings
+
+
 def prepare(
     source: Source,
     tokenizer: Tokenizer | None = None,
@@ -160,9 +174,7 @@ def prepare(
     preprocessing = preprocessing or PreprocessConfig()
     options = IngestOptions(timeout=timeout, strict=strict, scan_all=scan_all, hook=hook,
                             preprocess=preprocessing)  # fmt: skip
-    settings = {"version": PREPARE_VERSION, "tokenizer": tokenizer.to_dict(),
-                "strict": strict, "scan_all": scan_all,
-                "preprocess": preprocessing.model_dump(mode="json")}  # fmt: skip
+    settings = prepare_settings(tokenizer, preprocessing, strict, scan_all)
     digests = [file_digest(p) for p in source.files]
     identities = source.identities()
     key = fingerprint(identities, digests, settings)
