@@ -68,6 +68,9 @@ VARIANTS = {
     "no chord smoothing": HarmonyParams(chords=ChordParams(change_cost=0.0)),
     "wider key window (8 beats each side)": HarmonyParams(key_half_width=8),
     "non-chord tones weighted less": HarmonyParams(chords=ChordParams(nonchord=NonChordParams())),
+    "pedal points (a bass held 2 beats names no root)": HarmonyParams(
+        chords=ChordParams(pedal_beats=2.0)
+    ),
     "suspensions weighted less": HarmonyParams(
         chords=ChordParams(nonchord=NonChordParams(passing=1, accented=1, anticipation=1))
     ),

@@ -92,6 +92,28 @@ def test_chords_per_beat_and_numerals_with_passing_notes():
     assert classify_cadence(spans[2], spans[3], 0) == "perfect authentic"
 
 
+def test_a_pedal_bass_names_no_root_when_asked():
+    from aurl.analysis.chords import ChordParams, recognize_chords
+    from aurl.analysis.piece import Piece
+
+    # C held two bars in the bass; C-E-G above it, then B-D#-F# (a dissonant chord over a
+    # pedal): by its bass, C-D#-F# is a C diminished triad; as a pedal, B major.
+    spq = 12
+    t = np.array([0, 0, 0, 0, 48, 48, 48])
+    d = np.array([96, 48, 48, 48, 48, 48, 48])
+    p = np.array([36, 60, 64, 67, 59, 63, 66])
+    bars = np.array([0, 48, 96])
+    piece = Piece("pedal", t, d, p, np.full(7, 80), spq, bars, np.full(3, spq), 1)
+    beats, keys = np.arange(0, 97, spq), np.zeros(8, np.int64)
+    off = recognize_chords(piece, beats, keys, ChordParams())
+    on = recognize_chords(piece, beats, keys, ChordParams(pedal_beats=2.0))
+    c_dim, b_major = (0, QUALITY_NAMES.index("dim")), (11, QUALITY_NAMES.index("maj"))
+    assert (off.root[6], off.quality[6]) == c_dim
+    assert (on.root[6], on.quality[6]) == b_major
+    assert on.root[0] == off.root[0] == 0  # not yet held: the bass is the root
+    assert on.bass[6] == 0 and on.inversion[6] == -1  # the label keeps the sounding bass
+
+
 @pytest.mark.parametrize(
     ("root", "quality", "inversion", "tonic", "mode", "expected"),
     [

@@ -15,6 +15,7 @@ import numpy as np
 
 from aurl.analysis.chroma import (
     chroma,
+    extreme_note,
     extreme_pitch,
     overlaps,
     sounding_at_start,
@@ -65,6 +66,7 @@ class ChordParams:
     present_fraction: float = 0.08  # a pitch class under this share of the segment is absent
     passing_seventh_cost: float = 0.3  # a seventh that does not sound at the segment's start
     half_beat_margin: float = 0.3  # score gain a chord struck on a half beat needs to take over
+    pedal_beats: float = 0.0  # a bass held this long (beats) is a pedal: no root bonus; 0: off
     nonchord: NonChordParams | None = None  # weights of non-chord tones; None: all count fully
 
 
@@ -179,7 +181,7 @@ def recognize_chords(
     bounds = np.asarray(bounds, np.int64)
     sound = segment_sound(piece, bounds, params)
     scores = chord_scores(
-        sound.weights, sound.bass, np.asarray(keys, np.int64), params, sound.struck
+        sound.weights, sound.root_bass, np.asarray(keys, np.int64), params, sound.struck
     )
     scores[sound.silent] = 0.0
     best = viterbi(scores, params.change_cost) if len(scores) else np.zeros(0, np.int64)
@@ -237,7 +239,7 @@ def refine_chords(
     fine = np.asarray(fine, np.int64)
     # every note counts here: a passing seventh struck on a half beat is a change (V -> V7)
     sound = segment_sound(piece, fine, replace(params, nonchord=None))
-    scores = chord_scores(sound.weights, sound.bass, np.asarray(keys, np.int64), params,
+    scores = chord_scores(sound.weights, sound.root_bass, np.asarray(keys, np.int64), params,
                           sound.struck)  # fmt: skip
     holder = np.searchsorted(coarse.starts, fine[:-1], side="right") - 1
     kept = (np.maximum(coarse.quality, 0) * 12 + np.maximum(coarse.root, 0))[holder]
@@ -250,10 +252,12 @@ def refine_chords(
 
 @dataclass(frozen=True)
 class SegmentSound:
-    """What sounds in each segment: weighted chroma, bass, top, struck pitch classes."""
+    """What sounds in each segment: weighted chroma, bass, top, struck pitch classes; the
+    bass that may name the root (-1 under a pedal: a bass held over changing harmony)."""
 
     weights: np.ndarray
     bass: np.ndarray
+    root_bass: np.ndarray
     high: np.ndarray
     struck: np.ndarray
     silent: np.ndarray
@@ -266,10 +270,16 @@ def segment_sound(piece: Piece, bounds: np.ndarray, params: ChordParams) -> Segm
     if params.nonchord is not None:
         factor = overlap_weights(note_roles(piece, params.nonchord), ov.note, bounds[ov.segment])
     weights = chroma(piece, ov, params.held_weight, factor)
-    low = extreme_pitch(piece, ov, lowest=True)
+    low_note = extreme_note(piece, ov, lowest=True)
+    low = np.where(low_note >= 0, piece.pitch[np.maximum(low_note, 0)], -1)
+    bass = np.where(low >= 0, low % 12, -1)
+    held = bounds[:-1] - piece.time[np.maximum(low_note, 0)]
+    beat = float(np.median(piece.beat_steps)) if len(piece.beat_steps) else 1.0
+    pedal = (low_note >= 0) & (params.pedal_beats > 0) & (held >= params.pedal_beats * beat)
     return SegmentSound(
         weights=weights,
-        bass=np.where(low >= 0, low % 12, -1),
+        bass=bass,
+        root_bass=np.where(pedal, -1, bass),
         high=extreme_pitch(piece, ov, lowest=False),
         struck=sounding_at_start(piece, ov),
         silent=weights.sum(1) == 0,

@@ -93,6 +93,13 @@ def extreme_pitch(piece: Piece, ov: Overlaps, lowest: bool = True) -> np.ndarray
     Returns:
         int64 array of pitches, -1 for empty segments.
     """
+    note = extreme_note(piece, ov, lowest)
+    return np.where(note >= 0, piece.pitch[np.maximum(note, 0)], -1)
+
+
+def extreme_note(piece: Piece, ov: Overlaps, lowest: bool = True) -> np.ndarray:
+    """Index of the lowest (or highest) note of every segment, preferring notes sounding at
+    its start; -1 for empty segments."""
     pitch = piece.pitch[ov.note]
     key = pitch if lowest else -pitch
     order = np.lexsort((key, ~ov.at_start, ov.segment))
@@ -100,5 +107,5 @@ def extreme_pitch(piece: Piece, ov: Overlaps, lowest: bool = True) -> np.ndarray
     first = np.ones(len(seg), bool)
     first[1:] = seg[1:] != seg[:-1]
     out = np.full(ov.n_segments, -1, np.int64)
-    out[seg[first]] = pitch[order][first]
+    out[seg[first]] = ov.note[order][first]
     return out
