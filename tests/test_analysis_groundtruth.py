@@ -17,7 +17,7 @@ import pytest
 from aurl.analysis.accuracy import baseline_reader, evaluate, quality_family
 from aurl.analysis.groundtruth import MIN_ALIGNED, SETS, load_references, score_name, set_of
 
-pytestmark = pytest.mark.slow  # 30 s to align the analyses: run by .ci/run (make test-slow)
+SLOW = pytest.mark.slow  # 30 s to align the analyses: run by .ci/run (make test-slow)
 
 ANALYSES = Path(__file__).parents[1] / "benchmarks" / "analyses"
 MADRIGALS = ("madrigal.3.1", "madrigal.3.3", "madrigal.3.5", "madrigal.3.15")
@@ -54,6 +54,7 @@ def _of(references, name):
     return [r for r in references if r.set == name]
 
 
+@SLOW
 def test_alignment_of_the_analyses_with_their_scores(references):
     chorales = _of(references, SETS[0]) + _of(references, SETS[1])
     assert len(chorales) == 20
@@ -71,6 +72,7 @@ def test_alignment_of_the_analyses_with_their_scores(references):
     assert not any(r.transposition for r in further)  # no fifth taken for a transposition
 
 
+@SLOW
 def test_moments_where_every_voice_rests_are_not_compared(references):
     from aurl.analysis.groundtruth import _sounding
 
@@ -98,6 +100,7 @@ def test_a_transposition_needs_the_chord_tones_not_the_root_alone():
     assert (shift, aligned) == (2, 0.7)
 
 
+@SLOW
 def test_half_beat_changes_are_compared(references):
     ref = _of(references, SETS[2])[0]
     beats = set(ref.piece.beat_starts().tolist())
@@ -105,6 +108,7 @@ def test_half_beat_changes_are_compared(references):
     assert len(ref.baseline.root) == len(ref.beats)
 
 
+@SLOW
 @pytest.mark.parametrize("name", list(THRESHOLDS))
 def test_accuracy_against_the_expert_analyses(references, name):
     refs = _of(references, name)
