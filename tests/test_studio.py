@@ -119,6 +119,8 @@ def test_the_studio_generates_draws_plays_and_infills(browser, studio_url):
     ActionChains(browser).move_to_element_with_offset(roll, -width // 2 + 5, 0).click().perform()
     assert browser.find_element("id", "selection").text == "Bar 1"
     before = browser.execute_script("return state.piece.midi")
+    browser.find_element("id", "guidance").send_keys("2")
+    assert browser.execute_script("return sampling().guidance") == 2  # sent with the request
     browser.find_element("id", "infill").click()
     _wait(browser, lambda d: _status_done(d, "Regenerating"), "infilling")
     after = browser.execute_script("return state.piece")

@@ -36,6 +36,8 @@ function sampling() {
                  with_notes: true, model: $("model").value || null };
   const seed = numberOr("seed", null);
   if (seed !== null) body.seed = seed;
+  const guidance = numberOr("guidance", null);  // empty: the server's default
+  if (guidance !== null) body.guidance = guidance;
   return body;
 }
 
