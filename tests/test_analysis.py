@@ -97,7 +97,8 @@ def test_a_pedal_bass_names_no_root_when_asked():
     from aurl.analysis.piece import Piece
 
     # C held two bars in the bass; C-E-G above it, then B-D#-F# (a dissonant chord over a
-    # pedal): by its bass, C-D#-F# is a C diminished triad; as a pedal, B major.
+    # pedal): with a strong pull of the bass, C-D#-F# is a C diminished triad; as a pedal,
+    # whose bass names no root, B major.
     spq = 12
     t = np.array([0, 0, 0, 0, 48, 48, 48])
     d = np.array([96, 48, 48, 48, 48, 48, 48])
@@ -105,8 +106,8 @@ def test_a_pedal_bass_names_no_root_when_asked():
     bars = np.array([0, 48, 96])
     piece = Piece("pedal", t, d, p, np.full(7, 80), spq, bars, np.full(3, spq), 1)
     beats, keys = np.arange(0, 97, spq), np.zeros(8, np.int64)
-    off = recognize_chords(piece, beats, keys, ChordParams())
-    on = recognize_chords(piece, beats, keys, ChordParams(pedal_beats=2.0))
+    off = recognize_chords(piece, beats, keys, ChordParams(bass_bonus=0.2))
+    on = recognize_chords(piece, beats, keys, ChordParams(bass_bonus=0.2, pedal_beats=2.0))
     c_dim, b_major = (0, QUALITY_NAMES.index("dim")), (11, QUALITY_NAMES.index("maj"))
     assert (off.root[6], off.quality[6]) == c_dim
     assert (on.root[6], on.quality[6]) == b_major

@@ -58,12 +58,12 @@ _DIATONIC = {
 class ChordParams:
     """Weights of the chord score (see the module docstring)."""
 
-    held_weight: float = 2.0  # extra weight for notes sounding at the segment's start
-    absent_cost: float = 0.5  # per fraction of chord tones missing
-    bass_bonus: float = 0.12  # the bass note is the root
-    diatonic_bonus: float = 0.12  # the chord belongs to the local key
+    held_weight: float = 1.5  # extra weight for notes sounding at the segment's start
+    absent_cost: float = 0.6  # per fraction of chord tones missing
+    bass_bonus: float = 0.04  # the bass note is the root
+    diatonic_bonus: float = 0.08  # the chord belongs to the local key
     change_cost: float = 0.08  # Viterbi cost per chord change
-    present_fraction: float = 0.08  # a pitch class under this share of the segment is absent
+    present_fraction: float = 0.15  # a pitch class under this share of the segment is absent
     passing_seventh_cost: float = 0.3  # a seventh that does not sound at the segment's start
     half_beat_margin: float = 0.3  # score gain a chord struck on a half beat needs to take over
     pedal_beats: float = 0.0  # a bass held this long (beats) is a pedal: no root bonus; 0: off
