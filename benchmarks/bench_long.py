@@ -47,18 +47,6 @@ PACKAGES = ("aurl", "torch", "numpy", "transformers")
 TOP_P = SamplingConfig(top_p=0.95)
 
 
-def step_times(model, vocab, tokens: int) -> list[float]:
-    """Seconds of every step of one batch-1 run of ``tokens`` new tokens from BOS."""
-    engine = Engine(model, vocab, TOP_P, torch.Generator().manual_seed(0))
-    engine.add([torch.tensor([1])], 10**9, tokens)
-    times = []
-    while not bool(engine.done.all()):
-        t0 = time.perf_counter()
-        engine.step()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def _engine_at(model, vocab, budget: int, steps: int) -> Engine:
     """A batch-1 engine from BOS with ``budget`` new tokens, advanced ``steps`` steps."""
     engine = Engine(model, vocab, TOP_P, torch.Generator().manual_seed(0))
@@ -66,6 +54,17 @@ def _engine_at(model, vocab, budget: int, steps: int) -> Engine:
     for _ in range(steps):
         engine.step()
     return engine
+
+
+def step_times(model, vocab, tokens: int) -> list[float]:
+    """Seconds of every step of one batch-1 run of ``tokens`` new tokens from BOS."""
+    engine = _engine_at(model, vocab, tokens, 0)
+    times = []
+    while not bool(engine.done.all()):
+        t0 = time.perf_counter()
+        engine.step()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def paired_steps(model, vocab, tokens: int, n: int = 256) -> tuple[list[float], list[float]]:

@@ -270,16 +270,17 @@ def segment_sound(piece: Piece, bounds: np.ndarray, params: ChordParams) -> Segm
     if params.nonchord is not None:
         factor = overlap_weights(note_roles(piece, params.nonchord), ov.note, bounds[ov.segment])
     weights = chroma(piece, ov, params.held_weight, factor)
-    low_note = extreme_note(piece, ov, lowest=True)
-    low = np.where(low_note >= 0, piece.pitch[np.maximum(low_note, 0)], -1)
-    bass = np.where(low >= 0, low % 12, -1)
-    held = bounds[:-1] - piece.time[np.maximum(low_note, 0)]
-    beat = float(np.median(piece.beat_steps)) if len(piece.beat_steps) else 1.0
-    pedal = (low_note >= 0) & (params.pedal_beats > 0) & (held >= params.pedal_beats * beat)
+    low = extreme_note(piece, ov, lowest=True)
+    bass = np.where(low >= 0, piece.pitch[np.maximum(low, 0)] % 12, -1)
+    root_bass = bass
+    if params.pedal_beats > 0:
+        held = bounds[:-1] - piece.time[np.maximum(low, 0)]
+        beat = float(np.median(piece.beat_steps)) if len(piece.beat_steps) else 1.0
+        root_bass = np.where(held >= params.pedal_beats * beat, -1, bass)
     return SegmentSound(
         weights=weights,
         bass=bass,
-        root_bass=np.where(pedal, -1, bass),
+        root_bass=root_bass,
         high=extreme_pitch(piece, ov, lowest=False),
         struck=sounding_at_start(piece, ov),
         silent=weights.sum(1) == 0,
