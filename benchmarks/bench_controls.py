@@ -75,7 +75,7 @@ def nats_per_note(model, vocab, pieces: list[np.ndarray], keep_controls: bool) -
 def cost(gen, pieces: int) -> dict:
     """Nats per note of the first ``pieces`` test chorales: this model with and without its
     controls, and bach-small."""
-    shipped = load("bach-small", "cpu")
+    shipped = load("bach-small", "cpu", backend="torch")
     out = {}
     for name, g, keep in (("with controls", gen, True), ("without controls", gen, False),
                           ("bach-small", shipped, True)):  # fmt: skip
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--cost-pieces", type=int, default=24)
     parser.add_argument("--name", default="controls", help="results file name")
     args = parser.parse_args()
-    gen = load(args.model, "cpu", threads=args.threads)
+    gen = load(args.model, "cpu", threads=args.threads, backend="torch")
     vocab = gen.tokenizer.vocab
     if not vocab.has_controls:
         raise SystemExit(f"{args.model}: this model has no control tokens")

@@ -74,8 +74,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    gen = load(args.model, "cpu", threads=2)
-    baselines = {name: load(name, "cpu", threads=2) for name in args.baseline or ["bach-small"]}
+    gen = load(args.model, "cpu", threads=2, backend="torch")
+    baselines = {
+        name: load(name, "cpu", threads=2, backend="torch")
+        for name in args.baseline or ["bach-small"]
+    }
     rows = {}
     for corpus in corpus_names():
         row = {"with controls": corpus_nll(gen, corpus, args.pieces, "all"),

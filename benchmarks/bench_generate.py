@@ -333,7 +333,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    generator = load(args.model, device="cpu", threads=args.threads)
+    generator = load(args.model, device="cpu", threads=args.threads, backend="torch")
     model, vocab, cfg = NoEOS(generator.model), generator.tokenizer.vocab, generator.model.config
     results = {
         "model_path": str(args.model),

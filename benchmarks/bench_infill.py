@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="infill", help="results file name")
     args = parser.parse_args()
-    gen = load(args.model, "cpu", threads=args.threads)
+    gen = load(args.model, "cpu", threads=args.threads, backend="torch")
     vocab = gen.tokenizer.vocab
     if not vocab.has_infill:
         raise SystemExit(f"{args.model}: this model has no infilling tokens")

@@ -20,9 +20,11 @@ first. Ratios are taken within a round.
 - Streaming: ``Generator.stream`` of the shipped model, 16 bars, batch 1: time to the first
   bar, and the time per bar against the bar's duration at its tempo.
 - Public API: ``aurl.api.load().generate`` of the shipped model, top-p 0.95, 12 bars (past one
-  context length), batch 1 and 16, new tokens/s; Hugging Face ``generate()`` on Llama- and
-  GPT-2-shaped models of the same width, depth, heads and vocabulary making the same number
-  of tokens per sequence.
+  context length), batch 1 and 16, new tokens/s, with the default backend (ONNX where
+  onnxruntime is installed, torch then keeping one thread) and with ``backend="torch"``;
+  Hugging Face ``generate()`` (2 torch threads) on Llama- and GPT-2-shaped models of the
+  same width, depth, heads and vocabulary making the same number of tokens per sequence.
+  Beam search and streaming go through the default backend too.
 - Threads: batch-1 and batch-16 sampling (384 tokens) with 1 and 2 torch threads, on an idle
   machine and beside one busy process (a pure-Python loop on one of the cores).
 """
@@ -34,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -119,19 +122,39 @@ def stream_round(gen, bars: int, seed: int) -> dict:
             "slowest_bar_real_time_factor": min(factor)}  # fmt: skip
 
 
-def api_round(gen, cfg, refs: dict) -> dict:
+@contextmanager
+def torch_threads(n: int):
+    """Run with ``n`` torch threads, then put back the count there was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def api_round(gens: dict, refs: dict) -> dict:
+    """Each backend's ``generate`` (with the torch threads its ``load`` chose), then the HF
+    references (2 threads) making as many tokens per row as the default backend did."""
     out = {}
     for batch in (1, 16):
-        t0 = time.perf_counter()
-        result = gen.generate(bars=12, num=batch, sampling=TOP_P, seed=0)
-        wall = time.perf_counter() - t0
-        per_row = max(1, result.new_tokens // batch)
-        row = {"aurl_tokens_per_s": result.new_tokens / wall, "tokens_per_row": per_row}
+        row = {}
+        for name, (gen, threads) in gens.items():
+            with torch_threads(threads):
+                t0 = time.perf_counter()
+                result = gen.generate(bars=12, num=batch, sampling=TOP_P, seed=0)
+                wall = time.perf_counter() - t0
+            row[f"{name}_tokens_per_s"] = result.new_tokens / wall
+            row.setdefault("tokens_per_row", max(1, result.new_tokens // batch))
+        per_row = row["tokens_per_row"]
         for kind, model in refs.items():
-            t0 = time.perf_counter()
-            hf_generate(model, batch, per_row)
-            hf = batch * per_row / (time.perf_counter() - t0)
-            row[f"{kind}_tokens_per_s"], row[f"vs_{kind}"] = hf, row["aurl_tokens_per_s"] / hf
+            with torch_threads(2):
+                t0 = time.perf_counter()
+                hf_generate(model, batch, per_row)
+                hf = batch * per_row / (time.perf_counter() - t0)
+            row[f"{kind}_tokens_per_s"] = hf
+            for name in gens:
+                row[f"{name}_vs_{kind}"] = row[f"{name}_tokens_per_s"] / hf
         out[f"batch_{batch}"] = row
     return out
 
@@ -235,21 +258,27 @@ def render(rounds: list[dict], info: dict, tokens: int) -> str:
         "",
         "## Public API against Hugging Face generate() (12 bars, top-p 0.95)",
         "",
-        "| batch | aurl tokens/s | HF Llama tokens/s | HF GPT-2 tokens/s | vs Llama | vs GPT-2 |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| batch | backend | aurl tokens/s | HF Llama tokens/s | HF GPT-2 tokens/s | vs Llama "
+        "| vs GPT-2 |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for b in (1, 16):
         k = f"batch_{b}"
-        lines.append(
-            f"| {b} | {span(get('api', k, 'aurl_tokens_per_s'), False, '{:.0f}')} | "
-            f"{span(get('api', k, 'llama_tokens_per_s'), False, '{:.0f}')} | "
-            f"{span(get('api', k, 'gpt2_tokens_per_s'), False, '{:.0f}')} | "
-            f"{span(get('api', k, 'vs_llama'), False)}x | {span(get('api', k, 'vs_gpt2'), False)}x |"
-        )
+        for name in ("default", "torch"):
+            lines.append(
+                f"| {b} | {name} | "
+                f"{span(get('api', k, f'{name}_tokens_per_s'), False, '{:.0f}')} | "
+                f"{span(get('api', k, 'llama_tokens_per_s'), False, '{:.0f}')} | "
+                f"{span(get('api', k, 'gpt2_tokens_per_s'), False, '{:.0f}')} | "
+                f"{span(get('api', k, f'{name}_vs_llama'), False)}x | "
+                f"{span(get('api', k, f'{name}_vs_gpt2'), False)}x |"
+            )
     lines += [
         "",
-        "HF models: randomly initialised, fp32, tied embeddings, sampling with top-p 0.95 and "
-        "the KV cache, made to produce as many tokens per sequence as aurl did in that round.",
+        f"*default*: `load()` as it comes ({rounds[0]['api_backend']}); *torch*: "
+        '`load(backend="torch")`. HF models: randomly initialised, fp32, tied embeddings, '
+        "sampling with top-p 0.95 and the KV cache, 2 torch threads, made to produce as many "
+        "tokens per sequence as the default backend did in that round.",
         "",
         "## Threads beside a busy neighbour (tokens/s, 384 tokens, top-p 0.95)",
         "",
@@ -284,25 +313,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=8192)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    gen = load(device="cpu", threads=2)
-    cfg, vocab = gen.model.config, gen.tokenizer.vocab
+    gen = load(device="cpu", threads=2)  # the default backend: ONNX where it is installed
+    default_threads = torch.get_num_threads()
+    torch_gen = load(device="cpu", threads=2, backend="torch")
+    gens = {"default": (gen, default_threads), "torch": (torch_gen, 2)}
+    cfg, vocab = torch_gen.model.config, torch_gen.tokenizer.vocab
     torch.manual_seed(0)
     window = Transformer(cfg.model_copy(update={"window": 256})).eval()
-    window.set_attention_dtype(gen.model.attention_dtype)
+    window.set_attention_dtype(torch_gen.model.attention_dtype)
     long_cfg = cfg.model_copy(update={"max_seq_len": 4096})  # GPT-2's learned positions
     refs = {kind: hf_model(kind, long_cfg) for kind in ("llama", "gpt2")}
     rounds = []
     for k in range(args.rounds):
         print(f"round {k + 1} ...", flush=True)
+        win = window_round(NoEOS(window), NoEOS(torch_gen.model), vocab, args.tokens)
+        with torch_threads(default_threads):
+            beam, stream = beam_round(gen), stream_round(gen, 16, seed=k)
         rounds.append({
-            "window": window_round(NoEOS(window), NoEOS(gen.model), vocab, args.tokens),
-            "beam": beam_round(gen),
-            "stream": stream_round(gen, 16, seed=k),
-            "api": api_round(gen, cfg, refs),
-            "threads": thread_round(NoEOS(gen.model), vocab),
+            "window": win, "beam": beam, "stream": stream, "api": api_round(gens, refs),
+            "threads": thread_round(NoEOS(torch_gen.model), vocab),
+            "api_backend": type(gen.model).__name__,
         })  # fmt: skip
-    rounds[0]["profile"] = profile_step(NoEOS(gen.model), vocab)
+    rounds[0]["profile"] = profile_step(NoEOS(torch_gen.model), vocab)
     info = machine_info(PACKAGES)
     md = render(rounds, info, args.tokens)
     print(md)

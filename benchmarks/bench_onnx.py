@@ -129,7 +129,7 @@ def exports(model_path: Path, tmp: Path) -> dict:
 
 def measure(args, tmp: Path) -> dict:
     """Every measurement of the three backends, exporting under ``tmp``."""
-    gen = load(args.model, "cpu", threads=args.threads)
+    gen = load(args.model, "cpu", threads=args.threads, backend="torch")
     vocab = gen.tokenizer.vocab
     reference = load_model(args.model).model  # float32 attention, fused kernel
     made = exports(args.model, tmp)
@@ -153,9 +153,12 @@ def measure(args, tmp: Path) -> dict:
     for k in range(args.rounds):  # the backends in turn within each round: the same load
         print(f"speed, round {k + 1} of {args.rounds} ...", flush=True)
         for name, model in models.items():
+            # as aurl.api.load runs them: torch keeps one thread beside onnxruntime's
+            torch.set_num_threads(1 if name.startswith("onnx") else args.threads)
             results["backends"][name]["speed_rounds"].append(
                 {f"batch_{b}": speed(model, vocab, b, args.tokens, args.repeats)
                  for b in args.batches})  # fmt: skip
+        torch.set_num_threads(args.threads)
     attention = str(gen.model.attention_dtype or "float32").replace("torch.", "")
     cfg = gen.model.config
     results |= {"exports": made, "model_path": str(args.model), "pieces": len(pieces),
@@ -180,7 +183,8 @@ def markdown(r: dict, info: dict) -> str:
         "# ONNX backend (CPU)",
         "",
         f"Model: `{r['model_path']}` ({r['shape']}). torch and onnxruntime threads: "
-        f"{info['torch_threads']}. PyTorch attends in {r['pytorch_attention']}, as "
+        f"{info['torch_threads']} (torch keeps one beside onnxruntime's, as `aurl.api.load` "
+        "sets it, while an ONNX model runs). PyTorch attends in {r['pytorch_attention']}, as "
         "`aurl.api.load` sets it on this CPU; agreement is against float32 PyTorch. All "
         f"runs go through the same `Engine`, greedy, grammar on; speed from BOS with EOS "
         f"forbidden, exactly {r['tokens']} new tokens per row, median of {r['repeats']} runs "

@@ -186,7 +186,7 @@ def offline(clients: int, per_client: int, bars: int) -> dict:
     """The same requests as :func:`bench_generate` (seeds 0, 1, ...: each row draws as the
     server's would, so the work is the same tokens) through the step engine in batches of
     ``clients`` rows, one batch after the other, in this process."""
-    gen = load(None, threads=2)
+    gen = load(None, threads=2, backend="torch")  # as the server
     seeds = list(range(clients * per_client))
     prompt, plan = gen.start_ids(bars, 1, None, None)  # as the server starts a request
     t0, tokens = time.perf_counter(), 0

@@ -138,6 +138,27 @@ def test_a_request_joining_a_running_batch_gets_what_it_gets_alone():
     assert torch.equal(engine.row(row), alone[alone != PAD])
 
 
+def test_rows_that_end_leave_the_cache_and_the_others_go_on_as_alone():
+    m = debug_model()
+    prompts = [torch.tensor([BOS])] * 4
+    budgets = [6, 9, 12, 70]
+    engine = Engine(m, TK.vocab, GREEDY)
+    engine.add(prompts, 100, budgets)
+    held = []
+    while not bool(engine.done.all()):
+        engine.step()
+        held.append(engine.cache.batch)
+    assert held[0] == 4 and held[-1] == 1  # finished rows were dropped from the cache
+    slow = Engine(m, TK.vocab, SamplingConfig(greedy=True, use_cache=False))
+    slow.add(prompts, 100, budgets)
+    run(slow)
+    assert torch.equal(engine.padded(), slow.padded())
+    (row,) = engine.add([torch.tensor([BOS, BAR])], 2, 30)  # into a dropped row's slot
+    run(engine)
+    alone = sample(m, TK.vocab, [torch.tensor([BOS, BAR])], 2, 30, GREEDY)[0]
+    assert row < 3 and torch.equal(engine.row(row), alone[alone != PAD])
+
+
 def test_a_joining_request_takes_a_finished_slot():
     m = debug_model()
     engine = Engine(m, TK.vocab, GREEDY)

@@ -101,6 +101,19 @@ def test_rows_of_different_scales_share_a_batch_and_join_it_later():
     assert not np.array_equal(alone(3.0), alone(1.0))
 
 
+def test_guided_rows_that_end_early_leave_both_caches():
+    m = debug_model(vocab_size=V.size, max_seq_len=256)
+    prompts = [torch.as_tensor(plan_prompt(PLAN, V))] * 3
+    engines = []
+    for use_cache in (True, False):
+        engine = Engine(m, V, SamplingConfig(greedy=True, guidance=2.0, use_cache=use_cache))
+        engine.add(prompts, 16, [10, 20, 90], [PLAN] * 3)
+        run(engine)
+        engines.append(engine)
+    assert torch.equal(engines[0].padded(), engines[1].padded())
+    assert engines[0].cache.batch == engines[0].guide.cache.batch == 1
+
+
 def test_a_bad_guidance_scale_is_refused():
     engine = Engine(debug_model(vocab_size=V.size), V, SamplingConfig(guidance=0.0))
     with pytest.raises(ValueError, match="guidance must be above 0"):

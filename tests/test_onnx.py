@@ -118,7 +118,7 @@ def test_rows_joining_a_running_batch_and_beams_are_pytorchs(exported):
         engine.add(prompts(3), 10**6, 40)
         for _ in range(10):
             engine.step()
-        engine.add(prompts(5, 2), 10**6, 30)
+        engine.add(prompts(5, 2), 10**6, [5, 30])  # one ends early and leaves the cache
         run(engine)
         outs.append(engine.padded())
     assert torch.equal(*outs)
@@ -187,7 +187,12 @@ def test_auto_takes_the_cached_export_of_exactly_these_weights(tmp_path, capsys,
     auto = load(path, backend="auto", threads=1)
     assert isinstance(auto.model, OnnxDecoder)
     greedy_cfg = SamplingConfig(greedy=True)
-    torch_ids = load(path, threads=1).generate(bars=1, seed=1, sampling=greedy_cfg).pieces[0].ids
+    torch_ids = (
+        load(path, threads=1, backend="torch")
+        .generate(bars=1, seed=1, sampling=greedy_cfg)
+        .pieces[0]
+        .ids
+    )
     assert (
         auto.generate(bars=1, seed=1, sampling=greedy_cfg).pieces[0].ids.tolist()
         == torch_ids.tolist()

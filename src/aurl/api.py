@@ -182,18 +182,20 @@ class Generator(FillMethods, LatentMethods):
 
 def load(model: str | Path | None = None, device: str = "auto",
          default: Path = SHIPPED_MODEL, threads: int | None = None,
-         backend: str = "torch") -> Generator:  # fmt: skip
+         backend: str = "auto") -> Generator:  # fmt: skip
     """Load a model folder for generation: a path, a run folder, the name of a shipped model
     (``many-small``, ``bach-small``, ``vae-small``), or with None ``default`` (the shipped
     transformer, many-small; :data:`~aurl.paths.SHIPPED_VAE` for the latent commands).
 
     On the CPU, torch's thread count is set to ``threads`` (default: ``$AURL_THREADS``, else
-    the cores other processes leave idle; see :func:`aurl.device.generation_threads`).
+    the cores other processes leave idle; see :func:`aurl.device.generation_threads`); with
+    the ONNX backend onnxruntime takes those threads and torch keeps one (it only masks and
+    draws between two steps).
 
     ``backend="onnx"`` runs an export of ``aurl export`` with onnxruntime on the CPU (needs
     ``pip install -e '.[onnx]'``): ``model`` is then the ONNX folder itself (it holds
     ``onnx.json``), or a model folder with its export in an ``onnx/`` subfolder.
-    ``backend="auto"`` (``aurl generate``'s default) takes ONNX where it can: on the CPU,
+    ``backend="auto"`` (the default, as in every command) takes ONNX where it can: on the CPU,
     with onnxruntime installed, when an export made from exactly this model's weights exists
     (see :mod:`aurl.export.locate`; a shipped transformer's is made the first time, where
     ``onnx`` is installed); PyTorch otherwise, and whenever the export fails to load.
@@ -221,7 +223,9 @@ def load(model: str | Path | None = None, device: str = "auto",
         from aurl.generate.onnx_backend import load_onnx
 
         try:
-            return Generator(load_onnx(export), dev)
+            gen = Generator(load_onnx(export, threads=torch.get_num_threads()), dev)
+            torch.set_num_threads(1)  # torch only masks and draws between onnxruntime's steps
+            return gen
         except ModelLoadError as err:
             if backend == "onnx":
                 raise

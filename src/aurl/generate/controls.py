@@ -141,10 +141,12 @@ class ControlState(RowTensors):
         self.fill_ok = torch.ones(0, self.n_tracks, dtype=torch.bool, device=device)
         self.is_fill = (types == T.FILL) | (types == T.INFILL)
         self.fills = torch.zeros(0, dtype=torch.bool, device=device)
+        self._cached: tuple[torch.Tensor, torch.Tensor, bool] | None = None  # see _held
 
     def rows(self, plans: list[ControlPlan | None]) -> ControlState:
         """A state of the same tables for new rows with ``plans``."""
         other = copy.copy(self)
+        other._cached = None
         device = self.types.device
         n = len(plans)
         forced = torch.full((n, self.bars, 4), -1, dtype=torch.long)
@@ -196,26 +198,54 @@ class ControlState(RowTensors):
     def apply(self, logits: torch.Tensor, state: GrammarState) -> torch.Tensor:
         """``logits`` (B, V) with the controls' mask: forced ids alone where one is due,
         types not asked for forbidden, the time signature and tempo held."""
+        held, held_filling, any_bar = self._held()
+        allowed = held
+        if self.vocab.has_infill:  # in a second pass, only the tracks asked for
+            allowed = torch.where(state.filled[:, None], held_filling, held)
+        forced = self._due(state) if any_bar else torch.full_like(self.tempo, -1)
+        tempo_due = (state.last == T.POSITION) & (self.tempo >= 0) & ~self.tempo_placed
+        forced = torch.where(tempo_due, self.tempo, forced)
+        force = forced >= 0
+        if bool(force.any()):  # rows without a plan are never forced (their tables are -1)
+            rows = force.nonzero().flatten()
+            allowed = allowed.clone()
+            allowed[rows] = False
+            allowed[rows, forced[rows]] = True
+        return filters.apply_mask(logits, allowed)
+
+    def _held(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """What the rows' requests allow whatever the step, (B, V), outside and inside a
+        second (track-filling) pass, and whether any row asks for bar controls: made once per
+        set of rows (every row operation clears it)."""
+        if self._cached is not None:
+            return self._cached
+        arange = torch.arange(len(self.types), device=self.types.device)
         allowed = self.column < 0
         allowed = allowed | self.given.gather(1, self.column.clamp(min=0)[None].expand(
             len(self.given), -1))  # fmt: skip
         allowed = allowed & (~self.is_sig | (self.sig[:, None] < 0)
-                             | (torch.arange(len(self.types), device=self.types.device)
-                                == self.sig[:, None]))  # fmt: skip
+                             | (arange == self.sig[:, None]))  # fmt: skip
         allowed = allowed & ~((self.tempo >= 0)[:, None] & self.is_tempo)
-        if self.vocab.has_infill:  # in a second pass, only the tracks asked for
-            track_ok = self.fill_ok[:, self.track_of.clamp(max=self.n_tracks - 1)]
-            allowed = allowed & (~self.is_track | track_ok | ~state.filled[:, None])
+        filling = allowed
+        if self.vocab.has_infill:
             allowed = allowed & (~self.is_fill | self.fills[:, None])
-        forced = self._due(state)
-        tempo_due = (state.last == T.POSITION) & (self.tempo >= 0) & ~self.tempo_placed
-        forced = torch.where(tempo_due, self.tempo, forced)
-        force = forced >= 0
-        only = torch.zeros_like(allowed)
-        only[force.nonzero().flatten(), forced[force]] = True
-        allowed = torch.where(force[:, None], only, allowed)
-        allowed = torch.where(self.planned[:, None], allowed, torch.ones_like(allowed))
-        return filters.apply_mask(logits, allowed)
+            track_ok = self.fill_ok[:, self.track_of.clamp(max=self.n_tracks - 1)]
+            filling = allowed & (~self.is_track | track_ok)
+        free = ~self.planned[:, None]
+        self._cached = (allowed | free, filling | free, bool((self.forced >= 0).any()))
+        return self._cached
+
+    def select(self, index: torch.Tensor) -> None:
+        super().select(index)
+        self._cached = None
+
+    def extend(self, other: RowTensors) -> None:
+        super().extend(other)
+        self._cached = None
+
+    def put(self, rows: torch.Tensor, other: RowTensors) -> None:
+        super().put(rows, other)
+        self._cached = None
 
     def _due(self, state: GrammarState) -> torch.Tensor:
         """The forced bar-control id due next in every row (-1 where none is)."""

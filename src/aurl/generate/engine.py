@@ -24,6 +24,7 @@ from aurl.generate.controls import ControlPlan, ControlState
 from aurl.generate.draws import RowDraws, RowSampling
 from aurl.generate.filters import NEG_INF
 from aurl.generate.guidance import Guide, check_scale
+from aurl.models.cache import put_rows
 from aurl.tokens import EOS, PAD, TokenType, Vocabulary
 from aurl.tokens.mask import GrammarState
 
@@ -77,6 +78,9 @@ class Engine:
         self.logp = z(torch.float32)  # the model's log-likelihood of each row's new tokens
         self.logits = torch.zeros(0, vocab.size, device=self.device)  # (B, V) next-token logits
         self.cache = None
+        self.held = z()  # the rows whose keys and values the cache holds, in its row order
+        # a model that keeps per-row state of its own (a latent decoder) steps every row
+        self.rows_outside_cache = bool(getattr(model, "rows_outside_cache", False))
         self.tokens = z()  # the tokens of the last step, PAD for rows already done
         self.guide: Guide | None = None  # unconditional twins: made by the first guided row
 
@@ -145,20 +149,24 @@ class Engine:
             self.controls.put(rows, controls)
         if self.draws is not None:
             self.draws.put(rows, RowDraws(samplings or [self._default_draw()] * n, self.device))
+        at = self._cache_rows(rows) if cache is not None else None
         if cache is not None:
-            self._put_cache(rows, cache)
+            self.cache = put_rows(self.cache, at, cache, self.model, self.ctx)
         if twins:
-            self.guide.put(rows, *twins, self.batch, scales)
+            self.guide.grow(self.batch)
+            self.guide.put(rows, *twins, scales, at=at)
         return rows.tolist()
 
     def _start_guide(self) -> None:
         """Make the twins, for the rows already running too (unguided: scale 1)."""
         self.guide = Guide(self.model, self.vocab, self.config.use_cache, self.device)
-        if self.batch:
-            twins = self.guide.prefill(*self._context(self.seq, self.offset, self.length,
-                                                      self.head))  # fmt: skip
-            self.guide.put(torch.arange(self.batch, device=self.device), *twins, self.batch,
-                           torch.ones(self.batch))  # fmt: skip
+        self.guide.grow(self.batch)
+        rows = self.held if self.config.use_cache else torch.arange(self.batch)
+        if len(rows):  # the twins' cache rows follow the engine's
+            where = (self.seq[rows], self.offset[rows], self.length[rows], self.head[rows])
+            twins = self.guide.prefill(*self._context(*where))
+            at = torch.arange(len(rows), device=self.device) if twins[1] is not None else None
+            self.guide.put(rows, *twins, torch.ones(len(rows)), at=at)
 
     def _place(self, n: int, width: int) -> torch.Tensor:
         """Row indices for ``n`` new sequences of up to ``width`` tokens: finished rows first,
@@ -195,13 +203,32 @@ class Engine:
         """End rows now (a client that went away): their slots are free for the next add."""
         self.done[rows] = True
 
-    def _put_cache(self, rows: torch.Tensor, cache) -> None:
-        if self.cache is None:
-            self.cache = cache
+    def _cache_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The cache rows of ``rows``: where they are held, else new rows at the cache's end."""
+        where = self._held_at()[rows]
+        new = where < 0
+        if bool(new.any()):
+            where[new] = len(self.held) + torch.arange(int(new.sum()), device=self.device)
+            self.held = torch.cat([self.held, rows[new]])
+        return where
+
+    def _held_at(self) -> torch.Tensor:
+        """Every row's row in the cache (-1: not held)."""
+        at = torch.full((self.batch,), -1, dtype=torch.long, device=self.device)
+        at[self.held] = torch.arange(len(self.held), device=self.device)
+        return at
+
+    def _compact(self) -> None:
+        """Drop finished rows from the cache once they are a quarter of it, so the model no
+        longer computes them (a batch whose rows end at different times)."""
+        keep = ~self.done[self.held]
+        if self.rows_outside_cache or 4 * int((~keep).sum()) < max(len(keep), 1):
             return
-        if self.cache.batch < self.batch:
-            self.cache.extend(self.model.new_cache(self.batch - self.cache.batch, self.ctx))
-        self.cache.put(rows, cache)
+        index = keep.nonzero().flatten()
+        self.cache.select(index)
+        if self.guide is not None and self.guide.cache is not None:
+            self.guide.cache.select(index)
+        self.held = self.held[index]
 
     def _head(self, ids: torch.Tensor) -> int:
         """With tracks or controls, the length of what comes before the first Bar, which a
@@ -306,9 +333,12 @@ class Engine:
             self.guide = None  # no guided row left: the next guided one makes new twins
         restart = ~self.done & (self._sizes() >= self.ctx) if not self.window else None
         if self.config.use_cache:
-            self.logits = self.model(tok[:, None], cache=self.cache, last_only=True)[:, -1].float()
+            self._compact()
+            held = self.held
+            logits = self.model(tok[held, None], cache=self.cache, last_only=True)[:, -1]
+            self.logits[held] = logits.float()
             if self.guide is not None:
-                self.guide.step(tok)
+                self.guide.step(tok, held)
         if restart is not None and bool(restart.any()):
             self._restart(restart.nonzero().flatten())
         if not self.config.use_cache:
@@ -339,10 +369,11 @@ class Engine:
             return
         where = (self.seq[rows], self.offset[rows], self.length[rows], self.head[rows])
         logits, cache = self._prefill(*where)
-        self.cache.put(rows, cache)
+        at = self._held_at()[rows]  # running rows are always held
+        self.cache.put(at, cache)
         self.logits[rows] = logits.float()
         if self.guide is not None:
-            self.guide.put(rows, *self.guide.prefill(*self._context(*where)), self.batch)
+            self.guide.put(rows, *self.guide.prefill(*self._context(*where)), at=at)
 
     # -- results ------------------------------------------------------------------------
 
@@ -358,6 +389,7 @@ class Engine:
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep, repeat or reorder rows (beam search): row i becomes old row ``index[i]``."""
+        source = self._held_at()[index] if self.cache is not None else None
         for name in ("seq", "length", "offset", "prompt_len", "max_bars", "stop_at", "done",
                      "logp", "logits", "tokens", "head"):  # fmt: skip
             setattr(self, name, getattr(self, name)[index])
@@ -366,10 +398,11 @@ class Engine:
             self.controls.select(index)
         if self.draws is not None:
             self.draws.select(index)
-        if self.cache is not None:
-            self.cache.select(index)
+        if source is not None:  # rows whose old row was dropped from the cache are done
+            self.held = (source >= 0).nonzero().flatten()
+            self.cache.select(source[self.held])
         if self.guide is not None:
-            self.guide.select(index)
+            self.guide.select(index, None if source is None else source[self.held])
 
 
 def run(engine: Engine, progress=None) -> None:

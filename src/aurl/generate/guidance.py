@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from aurl.models.cache import put_rows
 from aurl.tokens import PAD, Vocabulary
 from aurl.tokens.controls import CONTROL_TYPES
 
@@ -87,36 +88,37 @@ class Guide:
                 for i, k in enumerate(n.tolist())]  # fmt: skip
         return torch.cat(rows).float()
 
-    def put(self, rows: torch.Tensor, logits: torch.Tensor, cache, batch: int,
-            scale: torch.Tensor | None = None) -> None:  # fmt: skip
-        """Rows ``rows`` (of ``batch`` rows in all) start from ``logits`` and ``cache``, with
-        guidance ``scale`` (per row; default: as they had)."""
-        if len(self.logits) < batch:
-            grow = torch.zeros(batch - len(self.logits), self.logits.shape[1],
-                               device=self.logits.device)  # fmt: skip
+    def grow(self, batch: int) -> None:
+        """Make room for ``batch`` rows (new ones unguided)."""
+        extra = batch - len(self.logits)
+        if extra > 0:
+            grow = torch.zeros(extra, self.logits.shape[1], device=self.logits.device)
             self.logits = torch.cat([self.logits, grow])
-            self.scale = torch.cat([self.scale, torch.ones(batch - len(self.scale),
-                                                           device=self.scale.device)])  # fmt: skip
+            self.scale = torch.cat([self.scale, torch.ones(extra, device=self.scale.device)])
+
+    def put(self, rows: torch.Tensor, logits: torch.Tensor, cache,
+            scale: torch.Tensor | None = None, at: torch.Tensor | None = None) -> None:  # fmt: skip
+        """Rows ``rows`` start from ``logits`` and ``cache`` (its rows go to the cache rows
+        ``at``, which follow the engine's), with guidance ``scale`` (per row; default: as
+        they had)."""
         if self.logits.shape[1] != logits.shape[1]:  # the model's vocabulary may be smaller
-            self.logits = torch.zeros(batch, logits.shape[1], device=self.logits.device)
+            self.logits = torch.zeros(len(self.logits), logits.shape[1],
+                                      device=self.logits.device)  # fmt: skip
         self.logits[rows] = logits
         if scale is not None:
             self.scale[rows] = scale.to(self.scale)
-        if cache is None:
-            return
-        if self.cache is None:
-            self.cache = self.model.new_cache(batch, self.ctx)
-        elif self.cache.batch < batch:
-            self.cache.extend(self.model.new_cache(batch - self.cache.batch, self.ctx))
-        self.cache.put(rows, cache)
+        if cache is not None:
+            self.cache = put_rows(self.cache, at, cache, self.model, self.ctx)
 
-    def step(self, tok: torch.Tensor) -> None:
-        """Every twin takes ``tok`` (B,) but control tokens (cached path only)."""
+    def step(self, tok: torch.Tensor, held: torch.Tensor) -> None:
+        """Every twin the cache holds (rows ``held``, in its order) takes ``tok`` (B,) but
+        control tokens (cached path only)."""
+        tok = tok[held]
         skip = self.is_control[tok]
         logits = self.model(tok[:, None], cache=self.cache, last_only=True)[:, -1].float()
         if bool(skip.any()):
             self.cache.unwind(skip.nonzero().flatten())
-        self.logits = torch.where(skip[:, None], self.logits, logits)
+        self.logits[held] = torch.where(skip[:, None], self.logits[held], logits)
 
     def recompute(self, context: torch.Tensor, sizes: torch.Tensor) -> None:
         """Without the cache: every twin's logits from its row's whole context."""
@@ -128,8 +130,9 @@ class Guide:
         u, s = self.logits, self.scale[:, None]
         return torch.where(planned[:, None] & (s != 1), u + s * (logits - u), logits)
 
-    def select(self, index: torch.Tensor) -> None:
-        """Keep, repeat or reorder twins as the engine's rows (beam search)."""
+    def select(self, index: torch.Tensor, source: torch.Tensor | None) -> None:
+        """Keep, repeat or reorder twins as the engine's rows (beam search): row i becomes
+        old row ``index[i]``, and the cache keeps its rows ``source``."""
         self.logits, self.scale = self.logits[index], self.scale[index]
-        if self.cache is not None:
-            self.cache.select(index)
+        if self.cache is not None and source is not None:
+            self.cache.select(source)

@@ -93,16 +93,23 @@ class OnnxCache:
         self.slot_pos = np.concatenate([self.slot_pos, other.slot_pos])
 
     def put(self, rows, other: OnnxCache) -> None:
-        """Replace rows ``rows`` with the rows of ``other`` (a cache of the same model)."""
+        """Replace rows ``rows`` with the rows of ``other`` (a cache of the same model). Only
+        ``other``'s slots are copied: the rows' slots past them hold stale values that their
+        ``slot_pos`` (-1) masks."""
         rows = _np(rows)
-        self._match(other)
-        self.k[:, rows], self.v[:, rows] = other.k, other.v
+        self._check(other)
+        self.reserve(other.slots)
+        n = other.slots
+        self.k[:, rows, :, :n], self.v[:, rows, :, :n] = other.k, other.v
         self.pos[rows], self.slot_pos[rows] = other.pos, other.slot_pos
+
+    def _check(self, other: OnnxCache) -> None:
+        if other.size != self.size:
+            raise ValueError(f"caches of {self.size} and {other.size} slots cannot share rows")
 
     def _match(self, other: OnnxCache) -> None:
         """Give both caches the same number of slots (the unused ones are masked)."""
-        if other.size != self.size:
-            raise ValueError(f"caches of {self.size} and {other.size} slots cannot share rows")
+        self._check(other)
         self.reserve(other.slots)
         other.reserve(self.slots)
 
@@ -136,6 +143,11 @@ class OnnxCache:
 class OnnxDecoder:
     """An exported decoder that the Engine drives like a Transformer (CPU only).
 
+    With two threads or more, the step graph's threads spin between its operations instead
+    of sleeping (twice as fast a step at batch 16); torch's own work between two steps (the
+    masks and the draw) should then run on one thread, as :func:`aurl.api.load` sets it, or
+    the two pools take turns on the same cores.
+
     Args:
         folder: an ONNX folder written by :func:`aurl.export.onnx.export_onnx`.
         threads: onnxruntime's intra-op threads (default: torch's thread count).
@@ -149,7 +161,8 @@ class OnnxDecoder:
         self.int8 = bool(meta.get("int8"))
         self.device = torch.device("cpu")
         self.prefill_session = session(folder / meta["prefill"], threads)
-        self.step_session = session(folder / meta["step"], threads)
+        threads = threads or torch.get_num_threads()
+        self.step_session = session(folder / meta["step"], threads, spin=threads > 1)
         self._names = step_names(self.config.n_layer)
 
     def eval(self) -> OnnxDecoder:

@@ -216,3 +216,16 @@ class LayerCache:
         ks[rows, :, slots], vs[rows, :, slots] = k[:, :, 0], v[:, :, 0]
         n = min(c.size, c.filled + 1)
         return ks[:, :, :n], vs[:, :, :n], plan.mask, False
+
+
+def put_rows(cache, at: torch.Tensor, rows, model, ctx: int):
+    """``cache`` with its rows ``at`` replaced by the rows of ``rows`` (a cache of the same
+    model), grown by new rows where ``at`` points past its end; ``rows`` itself where there
+    is no cache yet (``at`` then counts from 0)."""
+    if cache is None:
+        return rows
+    top = int(at.max()) + 1 if len(at) else 0
+    if top > cache.batch:
+        cache.extend(model.new_cache(top - cache.batch, ctx))
+    cache.put(at, rows)
+    return cache

@@ -220,6 +220,8 @@ class LatentDecoder(nn.Module):
         z_global, z_bar: one latent per sequence of the batch: (B, Zg) and (B, K, Zb).
     """
 
+    rows_outside_cache = True  # its latents are per row: the engine keeps every row in step
+
     def __init__(self, vae: VAE, z_global: torch.Tensor, z_bar: torch.Tensor):
         super().__init__()
         self.vae, self.z_global, self.z_bar = vae, z_global, z_bar

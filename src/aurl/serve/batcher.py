@@ -203,8 +203,8 @@ class Batcher:
                 job.future.set_result([job.results[i] for i in range(len(job.rows))])
 
     def _compact(self) -> None:
-        """Drop finished rows from the engine once they are half of it: every step costs
-        each row of the batch, finished or not."""
+        """Drop finished rows from the engine once they are half of it (the engine stops
+        computing them earlier, but masks and draws for every row of the batch)."""
         batch, live = self.engine.batch, sorted(self.owner)
         if batch < 4 or 2 * len(live) > batch:
             return

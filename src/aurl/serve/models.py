@@ -62,5 +62,7 @@ class Models:
         name = name or self.default
         with self._lock:
             if name not in self.loaded:
-                self.loaded[name] = load(self.path(name), self.device, threads=self.threads)
+                self.loaded[name] = load(
+                    self.path(name), self.device, threads=self.threads, backend="torch"
+                )
             return self.loaded[name]
