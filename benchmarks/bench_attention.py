@@ -34,7 +34,7 @@ from aurl.evaluate.notes import ids_to_notes
 from aurl.generate.sampler import SamplingConfig, sample
 from aurl.models import load_model
 from aurl.models.calibration import use_fastest_attention
-from aurl.paths import SHIPPED_MODEL
+from aurl.paths import CHORALE_MODEL
 from aurl.tokens import BOS, PAD, Tokenizer
 from aurl.train.lm import train_run
 from common import RESULTS_DIR, machine_info, machine_markdown, write_results
@@ -77,7 +77,7 @@ def references(test: Shard, tokenizer: Tokenizer, reference, bars: int, pieces: 
     notes = [ids_to_notes(i, vocab) for i in ids]
     report = long_piece_report(ids, notes, [tokenizer.decode(i) for i in ids], reference, vocab)
     report["pieces"] = len(ids)
-    shipped = load_model(SHIPPED_MODEL)
+    shipped = load_model(CHORALE_MODEL)
     use_fastest_attention(shipped.model, torch.device("cpu"))
     return {"test chorales": report,
             "shipped bach-small (full attention, 256 wide, 900 steps)":

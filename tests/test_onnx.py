@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -221,6 +223,20 @@ def test_auto_exports_the_shipped_model_once_and_samples_as_pytorch_does():
                                                              seed=3).pieces  # fmt: skip
     assert [p.ids.tolist() for p in mine] == [p.ids.tolist() for p in theirs]
     assert find_export(SHIPPED_VAE) is None  # a VAE is not exported: PyTorch
+
+
+def test_auto_makes_again_a_shipped_export_of_an_older_format():
+    from aurl.export.locate import default_export_dir, export_format
+    from aurl.export.onnx import FORMAT
+    from aurl.paths import SHIPPED_MODEL
+
+    load(None, backend="auto", threads=1)  # the export exists
+    meta_path = default_export_dir(SHIPPED_MODEL) / "onnx.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "format": "aurl-onnx/1"}))
+    assert export_format(meta_path.parent) == "aurl-onnx/1"
+    load(None, backend="auto", threads=1)
+    assert export_format(meta_path.parent) == FORMAT
 
 
 def test_auto_falls_back_to_pytorch_from_a_broken_export(tmp_path, capfd, monkeypatch):

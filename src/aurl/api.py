@@ -238,10 +238,11 @@ def load(model: str | Path | None = None, device: str = "auto",
 def _usable_export(path: Path) -> Path | None:
     """The ONNX export of exactly this model, where onnxruntime can run it. A shipped
     model's is made (float32, in the user cache) the first time, where ``onnx`` is
-    installed too; a model it cannot export runs with PyTorch."""
+    installed too, and made again when it was written in an older format (older exports
+    run, more slowly); a model it cannot export runs with PyTorch."""
     from importlib.util import find_spec
 
-    from aurl.export.locate import default_export_dir, find_export
+    from aurl.export.locate import default_export_dir, export_format, find_export
 
     if find_spec("onnxruntime") is None:
         return None
@@ -249,15 +250,19 @@ def _usable_export(path: Path) -> Path | None:
     shipped = (
         path.resolve().parent == SHIPPED_DIR.resolve() and path.resolve() != SHIPPED_VAE.resolve()
     )
-    if found is not None or find_spec("onnx") is None or not shipped:
+    if find_spec("onnx") is None or not shipped:
         return found
-    from aurl.export.onnx import export_onnx
+    from aurl.export.onnx import FORMAT, export_onnx
 
+    if found is not None and export_format(found) == FORMAT:
+        return found
     out = default_export_dir(path)
     try:
         export_onnx(path, out)
-    except Exception as err:  # an optional speed-up: whatever stops it, PyTorch generates
-        print(f"aurl: generating with PyTorch ({path.name} not exported to ONNX: "
-              f"{str(err).splitlines()[0] if str(err) else type(err).__name__})", file=sys.stderr)  # fmt: skip
-        return None
+    except Exception as err:  # an optional speed-up: whatever stops it, generation goes on
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        then = "its older ONNX export" if found is not None else "PyTorch"
+        print(f"aurl: generating with {then} ({path.name} not exported to ONNX: {why})",
+              file=sys.stderr)  # fmt: skip
+        return found  # an older export of these weights still runs
     return out

@@ -60,3 +60,12 @@ def find_export(model_path: str | Path) -> Path | None:
         if isinstance(meta, dict) and meta.get("weights_sha256") == sha:
             return folder
     return None
+
+
+def export_format(folder: str | Path) -> str | None:
+    """The ``format`` an export's ``onnx.json`` records (None where it cannot be read)."""
+    try:
+        meta = json.loads((Path(folder) / META).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("format") if isinstance(meta, dict) else None

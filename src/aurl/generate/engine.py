@@ -11,6 +11,11 @@ that row alone from a bar line near the middle of its window; a sliding-window m
 restarts (its cache is a ring buffer). With tracks or controls, a restarted context keeps what
 came before the row's first Bar (BOS, controls, track declarations) in front, as training
 windows do.
+
+Finished rows leave the cache once they are a quarter of it (:attr:`Engine.held` names the
+rows it holds, in its order), so the model computes only rows still running: pieces of one
+batch end at different times, and at batch 16 over 12 bars half the row-steps were of
+finished rows. Their ids stay readable; a new row may take their slot.
 """
 
 from __future__ import annotations
