@@ -184,7 +184,7 @@ def markdown(r: dict, info: dict) -> str:
         "",
         f"Model: `{r['model_path']}` ({r['shape']}). torch and onnxruntime threads: "
         f"{info['torch_threads']} (torch keeps one beside onnxruntime's, as `aurl.api.load` "
-        "sets it, while an ONNX model runs). PyTorch attends in {r['pytorch_attention']}, as "
+        f"sets it, while an ONNX model runs). PyTorch attends in {r['pytorch_attention']}, as "
         "`aurl.api.load` sets it on this CPU; agreement is against float32 PyTorch. All "
         f"runs go through the same `Engine`, greedy, grammar on; speed from BOS with EOS "
         f"forbidden, exactly {r['tokens']} new tokens per row, median of {r['repeats']} runs "
