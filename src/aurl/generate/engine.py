@@ -166,7 +166,7 @@ class Engine:
         """Make the twins, for the rows already running too (unguided: scale 1)."""
         self.guide = Guide(self.model, self.vocab, self.config.use_cache, self.device)
         self.guide.grow(self.batch)
-        rows = self.held if self.config.use_cache else torch.arange(self.batch)
+        rows = self.held if self.config.use_cache else torch.arange(self.batch, device=self.device)
         if len(rows):  # the twins' cache rows follow the engine's
             where = (self.seq[rows], self.offset[rows], self.length[rows], self.head[rows])
             twins = self.guide.prefill(*self._context(*where))
