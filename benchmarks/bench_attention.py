@@ -2,11 +2,13 @@
 and how 96-bar pieces hold together.
 
     .venv/bin/python benchmarks/bench_attention.py [--steps 300] [--bars 96] [--pieces 8] [--keep]
+        [--width 128]
 
 Variants (overrides of ``configs/ablation.yaml``): full attention (restarting from a bar near
 the middle of the window when the context fills), a sliding window of 128 tokens (a ring
 buffer: no restarts), hierarchical attention (the window plus one summary per finished
-bar), and each with musical positions (bar in phrase, step in bar). Results are written
+bar), and each with musical positions (bar in phrase, step in bar); ``--width 256`` trains
+them at the shipped models' width (results in ``attention_256.*``). Results are written
 after every variant; ``--keep`` skips the variants already measured with the same settings. For each:
 the test NLL over the test split's 512-token windows, then ``--pieces`` pieces of ``--bars``
 bars (top-p 0.95, one batch, seed 0) measured by :mod:`aurl.evaluate.long_pieces` against the
@@ -85,9 +87,9 @@ def references(test: Shard, tokenizer: Tokenizer, reference, bars: int, pieces: 
 
 
 def run_variant(name: str, overrides: list[str], where: Path, steps: int, reference,
-                bars: int, pieces: int) -> dict:  # fmt: skip
+                bars: int, pieces: int, width: int) -> dict:  # fmt: skip
     config = load_config(ROOT / "configs" / "ablation.yaml",
-                         [*overrides, f"train.max_steps={steps}"])  # fmt: skip
+                         [*overrides, f"train.max_steps={steps}", f"model.n_embd={width}"])  # fmt: skip
     t0 = time.perf_counter()
     meta = train_run(config, where / name.replace(" ", "-"), progress=False, log=lambda _: None)
     train_s = time.perf_counter() - t0
@@ -124,7 +126,8 @@ def render(r: dict, info: dict) -> str:
     return "\n".join([
         "# Attention variants (chorales)",
         "",
-        f"`configs/ablation.yaml` ({r['parameters']:,} parameters with full attention), "
+        f"`configs/ablation.yaml` at {r.get('width', 128)} wide ({r['parameters']:,} "
+        "parameters with full attention), "
         f"{r['steps']} steps of {r['batch']} x {r['seq_len']} tokens for every variant, same "
         f"data and seed. Long pieces: {r['pieces']} pieces of {r['bars']} bars per variant, "
         "top-p 0.95, seed 0, against the 16-bar windows of the test split.",
@@ -163,8 +166,9 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=8)
     parser.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument(
-        "--keep", action="store_true", help="keep the variants already in results/attention.json"
+        "--keep", action="store_true", help="keep the variants already in the results file"
     )
+    parser.add_argument("--width", type=int, default=128, help="model.n_embd of every variant")
     args = parser.parse_args()
     torch.set_num_threads(2)
     base = load_config(ROOT / "configs" / "ablation.yaml")
@@ -173,11 +177,13 @@ def main() -> None:
     vocab = Tokenizer(base.tokenizer).vocab
     reference = [ids_to_notes(test.piece(i), vocab) for i in range(test.num_pieces)]
     results = {"steps": args.steps, "bars": args.bars, "pieces": args.pieces,
-               "batch": base.train.batch_size, "seq_len": base.data.seq_len, "variants": {}}  # fmt: skip
-    previous = RESULTS_DIR / "attention.json"
+               "batch": base.train.batch_size, "seq_len": base.data.seq_len, "variants": {},
+               "width": args.width}  # fmt: skip
+    previous = RESULTS_DIR / f"{_name(args.width)}.json"
     if args.keep and previous.is_file():  # variants measured before with the same settings
         old = json.loads(previous.read_text())["results"]
-        same = all(old.get(k) == results[k] for k in ("steps", "bars", "pieces"))
+        old.setdefault("width", 128)
+        same = all(old.get(k) == results[k] for k in ("steps", "bars", "pieces", "width"))
         results["variants"] = old["variants"] if same else {}
         if same and "references" in old:
             results["references"] = old["references"]
@@ -190,7 +196,8 @@ def main() -> None:
             if name in results["variants"]:
                 continue
             results["variants"][name] = run_variant(name, VARIANTS[name], Path(tmp), args.steps,
-                                                    reference, args.bars, args.pieces)  # fmt: skip
+                                                    reference, args.bars, args.pieces,
+                                                    args.width)  # fmt: skip
             save(results)  # a variant at a time: a killed run keeps what it measured
     md = save(results)
     print(md)
@@ -201,8 +208,14 @@ def save(results: dict) -> str:
     results["parameters"] = first.get("parameters") or 0
     info = machine_info(PACKAGES)
     md = render(results, info)
-    write_results("attention", {"benchmark": "attention", "machine": info, "results": results}, md)
+    name = _name(results["width"])
+    write_results(name, {"benchmark": "attention", "machine": info, "results": results}, md)
     return md
+
+
+def _name(width: int) -> str:
+    """The results' file name: ``attention`` at the ablation's own width, else with it."""
+    return "attention" if width == 128 else f"attention_{width}"
 
 
 if __name__ == "__main__":
