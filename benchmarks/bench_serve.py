@@ -341,10 +341,11 @@ def report(d: dict) -> str:
         "Tokens per round: offline "
         f"{sorted({x['offline']['tokens'] for x in r})}, served batched "
         f"{sorted({x['generate_batched']['tokens'] for x in r})} (the same requests and seeds "
-        "give the same tokens). Batched serving can pass 1.0: a finished row leaves the "
-        "served batch and a waiting request takes its slot, while an offline batch steps all "
-        "its rows until its longest piece ends; the one-at-a-time server's last requests "
-        "reach the request time limit (60 s) and come back short.", "",
+        "give the same tokens). In both, a finished row stops being computed (it leaves the "
+        "engine's cache); the server gives its slot to a waiting request, but takes requests "
+        "as they come, one prefill each, at positions that differ from row to row, beside "
+        "the clients on the same cores. The one-at-a-time server's last requests reach the "
+        "request time limit (60 s) and come back short.", "",
         f"Failed requests over all rounds: "
         f"{sum(x[p]['failed'] for x in r for p in ('health', 'analyze', 'generate_batched', 'generate_serial'))}.", "",
         f"Fuzz: {d['edge_case_files']} edge-case files and {d['mutants']} mutated uploads (cut "
