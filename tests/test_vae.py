@@ -219,6 +219,27 @@ def test_the_sampler_decodes_latents_with_and_without_the_cache(condition):
     assert not torch.equal(runs[0][0], runs[0][1])  # different latents, different music
 
 
+@pytest.mark.parametrize("condition", ["prefix", "tokens"])
+def test_latent_rows_that_end_early_leave_the_cache_and_the_rest_go_on_as_alone(condition):
+    from aurl.generate.engine import Engine, SamplingConfig, run
+    from aurl.models.vae import LatentDecoder
+
+    m = vae(condition=condition)
+    g = torch.Generator().manual_seed(5)
+    zg, zb = torch.randn(3, 8, generator=g), torch.randn(3, 2, 4, generator=g)
+    budgets = [12, 30, 100]
+    engine = Engine(LatentDecoder(m, zg, zb), TK.vocab, SamplingConfig(greedy=True))
+    engine.add([torch.tensor([BOS])] * 3, 2, budgets)
+    run(engine)
+    assert engine.cache.batch == 1  # the two short rows were dropped from the cache
+    for r, budget in enumerate(budgets):
+        alone = Engine(LatentDecoder(m, zg[r : r + 1], zb[r : r + 1]), TK.vocab,
+                       SamplingConfig(greedy=True))  # fmt: skip
+        alone.add([torch.tensor([BOS])], 2, budget)
+        run(alone)
+        assert torch.equal(engine.row(r), alone.row(0))
+
+
 def test_slerp_and_lerp_keep_their_ends_and_slerp_keeps_the_norm():
     from aurl.generate.latents import interpolate, lerp, slerp, vary
 

@@ -145,7 +145,7 @@ class DecoderTwin(nn.Module):
             new = (q * k).sum(-1, keepdim=True)  # (B, H, 1, 1)
             p = torch.softmax(torch.cat([past, new], -1).masked_fill(mask, float("-inf")), -1)
             y = p[..., :-1] @ past_v[i] + p[..., -1:] * v
-            x = self._step_rest(block, x, y)
+            x = self._rest_joined(block, x, y.reshape(-1, 1, self.n_head * self.head_dim))
             keys.append(k)
             values.append(v)
         return self._head(x[:, 0]), torch.stack(keys), torch.stack(values)
@@ -159,10 +159,6 @@ class DecoderTwin(nn.Module):
         qk = qk * cos + qk.index_select(-1, self.swap) * sin  # rotate-half RoPE
         q, k = qk.split([H, H], 1)
         return q * self.scale, k, v.reshape(-1, H, 1, D)
-
-    def _step_rest(self, block, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """:meth:`_rest` of one token per row: ``y`` (B, H, 1, D) joined by a reshape."""
-        return self._rest_joined(block, x, y.reshape(-1, 1, self.n_head * self.head_dim))
 
     def _rest_joined(self, block, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The block after attention with the heads joined, ``y`` (B, T, C)."""

@@ -141,7 +141,7 @@ class ControlState(RowTensors):
         self.fill_ok = torch.ones(0, self.n_tracks, dtype=torch.bool, device=device)
         self.is_fill = (types == T.FILL) | (types == T.INFILL)
         self.fills = torch.zeros(0, dtype=torch.bool, device=device)
-        self._cached: tuple[torch.Tensor, torch.Tensor, bool] | None = None  # see _held
+        self._cached: tuple[torch.Tensor, torch.Tensor, bool] | None = None  # see _fixed
 
     def rows(self, plans: list[ControlPlan | None]) -> ControlState:
         """A state of the same tables for new rows with ``plans``."""
@@ -198,10 +198,10 @@ class ControlState(RowTensors):
     def apply(self, logits: torch.Tensor, state: GrammarState) -> torch.Tensor:
         """``logits`` (B, V) with the controls' mask: forced ids alone where one is due,
         types not asked for forbidden, the time signature and tempo held."""
-        held, held_filling, any_bar = self._held()
-        allowed = held
+        fixed, fixed_filling, any_bar = self._fixed()
+        allowed = fixed
         if self.vocab.has_infill:  # in a second pass, only the tracks asked for
-            allowed = torch.where(state.filled[:, None], held_filling, held)
+            allowed = torch.where(state.filled[:, None], fixed_filling, fixed)
         forced = self._due(state) if any_bar else torch.full_like(self.tempo, -1)
         tempo_due = (state.last == T.POSITION) & (self.tempo >= 0) & ~self.tempo_placed
         forced = torch.where(tempo_due, self.tempo, forced)
@@ -213,7 +213,7 @@ class ControlState(RowTensors):
             allowed[rows, forced[rows]] = True
         return filters.apply_mask(logits, allowed)
 
-    def _held(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _fixed(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """What the rows' requests allow whatever the step, (B, V), outside and inside a
         second (track-filling) pass, and whether any row asks for bar controls: made once per
         set of rows (every row operation clears it)."""

@@ -84,8 +84,6 @@ class Engine:
         self.logits = torch.zeros(0, vocab.size, device=self.device)  # (B, V) next-token logits
         self.cache = None
         self.held = z()  # the rows whose keys and values the cache holds, in its row order
-        # a model that keeps per-row state of its own (a latent decoder) steps every row
-        self.rows_outside_cache = bool(getattr(model, "rows_outside_cache", False))
         self.tokens = z()  # the tokens of the last step, PAD for rows already done
         self.guide: Guide | None = None  # unconditional twins: made by the first guided row
 
@@ -227,7 +225,7 @@ class Engine:
         """Drop finished rows from the cache once they are a quarter of it, so the model no
         longer computes them (a batch whose rows end at different times)."""
         keep = ~self.done[self.held]
-        if self.rows_outside_cache or 4 * int((~keep).sum()) < max(len(keep), 1):
+        if 4 * int((~keep).sum()) < max(len(keep), 1):
             return
         index = keep.nonzero().flatten()
         self.cache.select(index)

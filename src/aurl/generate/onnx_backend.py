@@ -160,8 +160,8 @@ class OnnxDecoder:
         self.config = model_config({**saved["model"], "arch": saved.get("arch")})
         self.int8 = bool(meta.get("int8"))
         self.device = torch.device("cpu")
-        self.prefill_session = session(folder / meta["prefill"], threads)
         threads = threads or torch.get_num_threads()
+        self.prefill_session = session(folder / meta["prefill"], threads)
         self.step_session = session(folder / meta["step"], threads, spin=threads > 1)
         self._names = step_names(self.config.n_layer)
 

@@ -220,29 +220,46 @@ class LatentDecoder(nn.Module):
         z_global, z_bar: one latent per sequence of the batch: (B, Zg) and (B, K, Zb).
     """
 
-    rows_outside_cache = True  # its latents are per row: the engine keeps every row in step
-
     def __init__(self, vae: VAE, z_global: torch.Tensor, z_bar: torch.Tensor):
         super().__init__()
         self.vae, self.z_global, self.z_bar = vae, z_global, z_bar
         cfg = vae.decoder.config
         self.config = cfg.model_copy(update={"max_seq_len": cfg.max_seq_len - vae.prefix_len})
-        self.bars_seen: torch.Tensor | None = None  # Bar tokens read so far, per row
         self.cond: tuple[torch.Tensor, torch.Tensor | None] | None = None  # made once
 
+    def _conditioning(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.cond is None:
+            self.cond = self.vae.conditioning(self.z_global, self.z_bar)
+        return self.cond
+
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
-        return self.vae.new_cache(batch, (max_len or self.config.max_seq_len) + self.vae.prefix_len)
+        """A cache that also carries each row's Bar count and per-bar vectors, so that its
+        row operations (a sampler dropping finished rows) keep them with the row's keys."""
+        cache = self.vae.new_cache(
+            batch, (max_len or self.config.max_seq_len) + self.vae.prefix_len
+        )
+        device = self.z_global.device
+        cache.rows["bars_seen"] = torch.zeros(batch, dtype=torch.long, device=device)
+        per_bar = self._conditioning()[1]
+        if per_bar is not None:
+            cache.rows["per_bar"] = per_bar.new_zeros(batch, *per_bar.shape[1:])
+        return cache
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
                 ) -> torch.Tensor:  # fmt: skip
-        """Logits for ``idx``: the whole segment so far without a cache; with one, the tokens
-        after what it holds (the prefix goes in with the first call)."""
+        """Logits for ``idx``: the whole segment so far without a cache (one row per latent);
+        with one, the tokens after what it holds (the prefix goes in with the first call, for
+        every latent; later calls take the rows the cache holds)."""
         cfg = self.vae.config
-        first = cache is None or cache.empty
-        before = None if first or self.bars_seen is None else self.bars_seen
+        prefix, per_bar = self._conditioning()
+        if cache is None:
+            return self.vae.decode_with(idx, (prefix, per_bar), None, last_only,
+                                        bar_index(idx, cfg.bar_id, cfg.bars))  # fmt: skip
+        if cache.empty and per_bar is not None:
+            cache.rows["per_bar"] = per_bar
+        before = None if cache.empty else cache.rows["bars_seen"]
         bar_of = bar_index(idx, cfg.bar_id, cfg.bars, before)
         seen = (idx == cfg.bar_id).sum(-1)
-        self.bars_seen = seen if before is None else before + seen
-        if self.cond is None:
-            self.cond = self.vae.conditioning(self.z_global, self.z_bar)
-        return self.vae.decode_with(idx, self.cond, cache, last_only, bar_of)
+        cache.rows["bars_seen"] = seen if before is None else before + seen
+        cond = (prefix, cache.rows.get("per_bar"))
+        return self.vae.decode_with(idx, cond, cache, last_only, bar_of)
