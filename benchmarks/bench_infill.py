@@ -4,7 +4,8 @@
    two to four bars, with ``--context`` bars on each side, the negative log-likelihood of
    the gap's note tokens (Position, Track, Pitch, Velocity, Duration), two ways from the
    same ids: both sides (the infilling layout: the gap marked Fill, the bars after it, then
-   Infill and the gap's bars) and left only (the ordinary layout up to the gap's end); also
+   Infill, the bars before the gap that the model's layout repeats, and the gap's bars) and
+   left only (the ordinary layout up to the gap's end); also
    for the gap's first and last bar alone. The
    pieces' control tokens are left out of both (in the left-only layout a gap's own Chord
    and Density would otherwise come right before its notes).
@@ -38,7 +39,7 @@ from aurl.midi import read_midi, write_midi
 from aurl.tokens import TokenType
 from aurl.tokens.controls import CONTROL_TYPES, drop_controls
 from aurl.tokens.grammar import bar_starts
-from aurl.tokens.infill import infill_example
+from aurl.tokens.infill import context_bars, infill_example
 from common import RESULTS_DIR, machine_info, machine_markdown
 
 T = TokenType
@@ -86,8 +87,9 @@ def gap_pair(model, vocab, ids: np.ndarray, rng, context: int) -> dict | None:
         return None
     types = vocab.types[both]
     after = np.arange(len(both)) > np.flatnonzero(types == T.INFILL)[0]
-    both_scored = after & np.isin(types, NOTE_TYPES)
-    both_bar = np.cumsum((types == T.BAR) & after) - 1  # the gap's bar, in the second pass
+    # the gap's bar, in the second pass (past the bars it repeats before the gap)
+    both_bar = np.cumsum((types == T.BAR) & after) - 1 - context_bars(vocab, context)
+    both_scored = after & (both_bar >= 0) & np.isin(types, NOTE_TYPES)
     left = window(ids, vocab, first - context, first + size)
     left_bar = np.cumsum(vocab.types[left] == T.BAR) - 1 - context
     left_scored = (left_bar >= 0) & np.isin(vocab.types[left], NOTE_TYPES)

@@ -67,13 +67,15 @@ def tiny_run(small_corpus, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def feature_run(small_corpus, tmp_path_factory) -> Path:
-    """A tiny model trained with tracks, controls and infilling (shared by their tests)."""
+    """A tiny model trained with tracks, controls and infilling (the bar before a gap repeated)
+    (shared by their tests)."""
     from aurl.train.lm import train_run
     from factories import tiny_config
 
     run_dir = tmp_path_factory.mktemp("runs") / "features"
     config = tiny_config(small_corpus, "tokenizer.tracks=16", "tokenizer.controls=true",
-                         "tokenizer.infill=true", "data.infill.bars=0.3",
+                         "tokenizer.infill=true", "tokenizer.infill_context=1",
+                         "data.infill.bars=0.3",
                          "data.infill.tracks=0.3")  # fmt: skip
     train_run(config, run_dir, progress=False)
     return run_dir

@@ -195,3 +195,9 @@ def test_control_labels_key_the_cache_only_with_controls():
     )
     assert "labels" not in plain  # a change of the analysis leaves such caches alone
     assert controlled["labels"] == LABELS_VERSION
+    repeating = prepare_settings(
+        Tokenizer(TokenizerConfig(infill=True, infill_context=1)), PreprocessConfig(), False, False
+    )
+    infilling = prepare_settings(Tokenizer(TokenizerConfig(infill=True)), PreprocessConfig(),
+                                 False, False)  # fmt: skip
+    assert repeating == infilling  # the layout of infilling windows is made at training time

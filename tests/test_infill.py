@@ -13,6 +13,7 @@ from aurl.data.controls import with_controls
 from aurl.data.infill_examples import make_example
 from aurl.midi import read_midi, write_midi
 from aurl.tokens import Tokenizer, TokenizerConfig, TokenType
+from aurl.tokens.grammar import bar_starts
 from aurl.tokens.infill import infill_example, merge_fill, second_pass_notes
 from aurl.tokens.mask import GrammarState
 
@@ -21,21 +22,54 @@ V = TK.vocab
 T = TokenType
 
 
-def test_infill_examples_keep_the_grammar_and_merge_back(bach_source):
-    plain = Tokenizer(TokenizerConfig(infill=True))
+@pytest.mark.parametrize("repeat", [0, 1, 2])
+def test_infill_examples_keep_the_grammar_and_merge_back(bach_source, repeat):
+    tk = Tokenizer(TokenizerConfig(tracks=16, controls=True, infill=True, infill_context=repeat))
+    plain = Tokenizer(TokenizerConfig(infill=True, infill_context=repeat))
     for path in bach_source.files[::40]:
         score = read_midi(path)
-        ids = with_controls(TK.encode(score), V)
+        ids = with_controls(tk.encode(score), tk.vocab)
         n = int((V.types[ids] == T.BAR).sum())
         for first, count, tracks in ((1, 3, None), (0, n, {0}), (n - 2, 2, {1, 2})):
-            example = infill_example(ids, V, first, count, tracks)
-            assert TK.grammar.validate(example) is None, (path.name, first, count, tracks)
+            example = infill_example(ids, tk.vocab, first, count, tracks)
+            assert tk.grammar.validate(example) is None, (path.name, first, count, tracks)
             assert (V.types[example] == T.FILL).sum() == count
-            assert np.array_equal(merge_fill(example, V), ids), path.name
+            at = int(np.flatnonzero(V.types[example] == T.INFILL)[0])
+            second = (V.types[example[at:]] == T.BAR).sum()
+            assert second == min(repeat, first) + count  # the repeated bars, then the marked
+            assert np.array_equal(merge_fill(example, tk.vocab), ids), path.name
         ids = plain.encode(score)
         example = infill_example(ids, plain.vocab, 2, 2)
         assert plain.grammar.validate(example) is None
         assert np.array_equal(merge_fill(example, plain.vocab), ids)
+
+
+def test_the_second_pass_repeats_the_bar_before_the_gap_whole(bach_source):
+    """With infill_context 1 the second pass opens with the bar before the gap, every note
+    of it (all tracks, even when filling tracks); the notes it writes for the gap are the
+    marked bars' only, and the prompt ends at the first marked bar."""
+    from aurl.generate.infill import fill_prompt
+
+    tk = Tokenizer(TokenizerConfig(tracks=16, infill=True, infill_context=1))
+    vocab = tk.vocab
+    ids = tk.encode(read_midi(bach_source.files[5]))
+    starts = bar_starts(ids, vocab)
+    same = Tokenizer(TokenizerConfig(tracks=16, infill=True)).vocab  # without the repeat
+    original = second_pass_notes(infill_example(ids, same, 0, len(starts) - 1), same)  # all
+    for first, count, tracks in ((3, 2, None), (3, 2, {1, 2})):
+        example = infill_example(ids, vocab, first, count, tracks)
+        at = int(np.flatnonzero(vocab.types[example] == T.INFILL)[0])
+        bars = np.flatnonzero(vocab.types[example[at:]] == T.BAR) + at
+        repeated = example[bars[0] : bars[1]]
+        assert (vocab.types[repeated] == T.PITCH).sum() == sum(
+            starts[first - 1] <= t < starts[first] for _, t, *_ in original)  # fmt: skip
+        gap = [n for n in original if starts[first] <= n[1] < starts[first + count]
+               and (tracks is None or n[0] in tracks)]  # fmt: skip
+        assert sorted(second_pass_notes(example, vocab)) == sorted(gap)
+        prompt, max_bars, lo = fill_prompt(ids, vocab, first, count, tracks)
+        assert np.array_equal(prompt, example[: len(prompt)]) and lo == 0
+        assert vocab.types[prompt[-1]] == T.TIMESIG and prompt[-2] == example[bars[1]]
+        assert max_bars == len(starts) - 1 + 1 + count  # the piece, the repeated bar, the gap
 
 
 def test_a_second_pass_cannot_mark_or_open_again(bach_source):

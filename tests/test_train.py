@@ -176,6 +176,10 @@ def test_finetune_and_distill_start_from_a_model(tiny_run, small_corpus, tmp_pat
     student = [r for r in metrics(tmp_path / "student") if "loss" in r]
     assert {"ce", "distill"} <= set(student[-1])
     assert load_model(tmp_path / "student" / "model").model.config.n_embd == 16
+    assert main(["train", "--config", TINY, "--init", str(tiny_run), "--name", "layout", *runs,
+                 f"data.source={small_corpus}", "tokenizer.infill_context=1", *quick]) == 0  # fmt: skip
+    relaid = load_model(tmp_path / "layout" / "model").tokenizer.config
+    assert relaid == teacher.tokenizer.config.model_copy(update={"infill_context": 1})
 
 
 @pytest.mark.parametrize("preset,low,high", [("medium", 20e6, 30e6), ("large", 85e6, 115e6)])

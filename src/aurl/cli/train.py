@@ -80,8 +80,11 @@ def train(config_path, name, runs_dir, init, resume, quiet, overrides) -> None:
         from aurl.paths import resolve_model_path
 
         start = load_model(resolve_model_path(init))
+        # the model's vocabulary; the config's layout of infilling examples
+        layout = {"infill_context": config.tokenizer.infill_context}
         config = config.model_copy(update={"model": start.model.config,
-                                           "tokenizer": start.tokenizer.config})  # fmt: skip
+                                           "tokenizer": start.tokenizer.config.model_copy(
+                                               update=layout)})  # fmt: skip
     meta = train_run(config, run_dir, resume=resume, progress=not quiet, init_from=start)
     _report(run_dir, meta)
 

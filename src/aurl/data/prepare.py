@@ -45,6 +45,8 @@ PREPARE_VERSION = 4  # 4: content hash of notes as a multiset
 MANIFEST = "manifest.json"
 REPORT = "report.jsonl"
 PIECES = ".pieces"  # the piece cache, inside the datasets folder
+# Tokenizer settings that shape training windows, not the shards: left out of the cache key.
+WINDOW_TIME = ("infill_context",)
 METADATA = "metadata.jsonl"  # in each split folder: one line per piece, in shard order
 
 
@@ -128,7 +130,8 @@ def prepare_settings(
 ) -> dict:
     """Everything besides the files that shapes prepared data: the cache is keyed by it. With
     controls, the version of the analysis that labels them too."""
-    settings = {"version": PREPARE_VERSION, "tokenizer": tokenizer.to_dict(),
+    shaping = {k: v for k, v in tokenizer.to_dict().items() if k not in WINDOW_TIME}
+    settings = {"version": PREPARE_VERSION, "tokenizer": shaping,
                 "strict": strict, "scan_all": scan_all,
                 "preprocess": preprocessing.model_dump(mode="json")}  # fmt: skip
     if tokenizer.config.controls:

@@ -20,6 +20,7 @@ from aurl.generate.sampler import SamplingConfig, sample
 from aurl.tokens import EOS, PAD, TokenType, Vocabulary
 from aurl.tokens.infill import (
     bar_starts,
+    context_bars,
     infill_example,
     join_bar,
     second_pass_notes,
@@ -76,7 +77,8 @@ def fill_prompt(ids: np.ndarray, vocab: Vocabulary, first: int, count: int,
                 tracks: set[int] | None = None, limit: int = 0
                 ) -> tuple[np.ndarray, int, int]:  # fmt: skip
     """The prompt that fills bars ``first .. first + count - 1`` (with ``tracks``, only their
-    notes): everything up to the second pass's first Bar and TimeSig. With ``limit`` (the
+    notes): everything up to the Bar and TimeSig of the second pass's first marked bar (after
+    the bars it repeats, see ``TokenizerConfig.infill_context``). With ``limit`` (the
     model's context), bars far from the span are left out, the farther side first, until the
     prompt and a second pass as long as the span's bars fit in it.
 
@@ -90,7 +92,9 @@ def fill_prompt(ids: np.ndarray, vocab: Vocabulary, first: int, count: int,
     sizes = [len(join_bar(b, vocab)) for b in bars]
     lo, hi = 0, len(bars)
     need = sum(sizes[first : first + count])
-    while limit and len(head) + sum(sizes[lo:hi]) + 4 * count + need > limit:
+    again = first - context_bars(vocab, first)  # the bars from here to first come twice
+    while limit and len(head) + sum(sizes[lo:hi]) + sum(sizes[max(lo, again) : first]) \
+            + 4 * count + need > limit:  # fmt: skip
         if first - lo <= 0 and hi - (first + count) <= 0:
             break
         if first - lo >= hi - (first + count):
@@ -99,11 +103,12 @@ def fill_prompt(ids: np.ndarray, vocab: Vocabulary, first: int, count: int,
             hi -= 1
     kept = _crop(head, bars, lo, hi, vocab)
     example = infill_example(kept, vocab, first - lo, count, tracks)
+    repeated = context_bars(vocab, first - lo)
     at = int(np.flatnonzero(vocab.types[example] == T.INFILL)[0])
-    end = at + 2  # Infill, Bar
+    end = at + 1 + int(np.flatnonzero(vocab.types[example[at + 1 :]] == T.BAR)[repeated]) + 1
     if end < len(example) and vocab.types[example[end]] == T.TIMESIG:
         end += 1
-    return example[:end], (hi - lo) + count, lo
+    return example[:end], (hi - lo) + repeated + count, lo
 
 
 def _crop(head: list[int], bars: list, lo: int, hi: int, vocab: Vocabulary) -> np.ndarray:

@@ -35,6 +35,9 @@ class TokenizerConfig(BaseModel):
         styles: the style names a Style token can take (with controls).
         infill: adds Fill and Infill, the layout that fills bars or tracks with both sides
             in view (see :mod:`aurl.tokens.infill`).
+        infill_context: with infill, how many bars before the first marked bar the second
+            pass writes again, whole, before the marked bars: the notes that lead into a gap
+            then lie just before it. Shapes training examples and prompts, not the vocabulary.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,6 +55,7 @@ class TokenizerConfig(BaseModel):
     controls: bool = False
     styles: tuple[str, ...] = DEFAULT_STYLES
     infill: bool = False
+    infill_context: int = Field(0, ge=0, le=4)
 
     @field_validator("time_signatures")
     @classmethod

@@ -9,6 +9,10 @@ everything the gap must fit with, before it writes into it::
 
     BOS ... Bar TimeSig Fill Bar Fill Bar ... notes ... Infill Bar TimeSig notes Bar notes EOS
 
+With ``TokenizerConfig.infill_context`` = n, the second pass first writes again, whole, the n
+bars before the first marked bar (fewer where the piece has fewer): the notes that lead into
+the gap then lie just before the notes the model writes, as they do in a continuation.
+
 :func:`infill_example` makes such a sequence from a piece's ids (for training, and for the
 prompt of ``aurl infill``); :func:`merge_fill` puts a generated second pass back in place.
 """
@@ -108,6 +112,9 @@ def infill_example(ids: np.ndarray, vocab: Vocabulary, first: int, count: int,
                          f"{len(bars)} bars")  # fmt: skip
     fill = vocab.offsets[T.FILL]
     context, second = [], []
+    for b in range(first - context_bars(vocab, first), first):
+        whole = Bar([], [(pos[:1], notes) for pos, notes in bars[b].events])
+        second += join_bar(Bar(_second_opening(bars, b, vocab), whole.events), vocab)
     for b, bar in enumerate(bars):
         if not first <= b < first + count:
             context += join_bar(bar, vocab)
@@ -116,6 +123,19 @@ def infill_example(ids: np.ndarray, vocab: Vocabulary, first: int, count: int,
         context += join_bar(Bar([*keep.opening, fill], keep.events), vocab)
         second += join_bar(Bar(_second_opening(bars, b, vocab), take.events), vocab)
     return np.array([*head, *context, vocab.offsets[T.INFILL], *second, *tail], np.int64)
+
+
+def context_bars(vocab: Vocabulary, first: int) -> int:
+    """How many bars the second pass repeats before its marked bars, when the first marked
+    bar is bar ``first``."""
+    return min(vocab.config.infill_context, first)
+
+
+def _second_bars(ids: np.ndarray, at: int, marked: list[int], vocab: Vocabulary) -> list[Bar]:
+    """The bars the second pass (after Infill at ``at``) writes for the ``marked`` bars: its
+    bars past the repeated ones."""
+    _, second, _ = split_bars(ids[at + 1 :], vocab)
+    return second[context_bars(vocab, marked[0]) if marked else 0 :]
 
 
 def _divide(bar: Bar, tracks: set[int] | None) -> tuple[Bar, Bar]:
@@ -151,10 +171,10 @@ def merge_fill(ids: np.ndarray, vocab: Vocabulary) -> np.ndarray:
     if not len(at):
         return ids
     head, bars, _ = split_bars(ids[: at[0]], vocab)
-    _, second, tail = split_bars(ids[at[0] + 1 :], vocab)
+    tail = [EOS] if ids[-1] == EOS else []
     marked = [b for b, bar in enumerate(bars) if vocab.offsets[T.FILL] in bar.opening]
     out = list(head)
-    fills = dict(zip(marked, second, strict=False))
+    fills = dict(zip(marked, _second_bars(ids, int(at[0]), marked, vocab), strict=False))
     for b, bar in enumerate(bars):
         bar.opening = [t for t in bar.opening if vocab.types[t] != T.FILL]
         if b in fills:
@@ -198,9 +218,8 @@ def second_pass_notes(ids: np.ndarray, vocab: Vocabulary) -> list[tuple[int, int
     _, bars, _ = split_bars(ids[: at[0]], vocab)
     starts = bar_starts(ids, vocab)
     marked = [b for b, bar in enumerate(bars) if vocab.offsets[T.FILL] in bar.opening]
-    _, second, _ = split_bars(ids[at[0] + 1 :], vocab)
     out = []
-    for b, bar in zip(marked, second, strict=False):
+    for b, bar in zip(marked, _second_bars(ids, int(at[0]), marked, vocab), strict=False):
         for position, notes in bar.events:
             time = int(starts[b]) + int(vocab.values[position[0]])
             for track, tokens in notes:
