@@ -1,7 +1,8 @@
 """Load test of ``aurl serve`` on loopback: throughput, latency and bad input.
 
-The server runs as its own process (``python -m aurl serve``, two torch threads) and is
-driven by asynchronous clients in this one. Measured, in one run:
+The server runs as its own process (``python -m aurl serve``, two threads, ``--backend``:
+onnxruntime by default, as ``aurl serve`` runs it) and is driven by asynchronous clients in
+this one. Measured, in one run:
 
 1. ``/health`` at ``--clients`` concurrent clients: requests per second.
 2. ``/analyze`` of a 16-bar chorale: requests per second.
@@ -182,11 +183,11 @@ def bench_generate(url: str, clients: int, per_client: int, bars: int) -> dict:
             "p99_s": round(_percentile(lat, 0.99), 3)}  # fmt: skip
 
 
-def offline(clients: int, per_client: int, bars: int) -> dict:
+def offline(clients: int, per_client: int, bars: int, backend: str) -> dict:
     """The same requests as :func:`bench_generate` (seeds 0, 1, ...: each row draws as the
     server's would, so the work is the same tokens) through the step engine in batches of
-    ``clients`` rows, one batch after the other, in this process."""
-    gen = load(None, threads=2, backend="torch")  # as the server
+    ``clients`` rows, one batch after the other, in this process, on the server's backend."""
+    gen = load(None, threads=2, backend=backend)  # as the server
     seeds = list(range(clients * per_client))
     prompt, plan = gen.start_ids(bars, 1, None, None)  # as the server starts a request
     t0, tokens = time.perf_counter(), 0
@@ -249,12 +250,12 @@ def fuzz(url: str, uploads: list[tuple[str, bytes]]) -> dict:
 
 def measure(args, chorale: str) -> dict:
     """One round of the speed measures: the offline reference, then the two servers."""
-    reference = offline(args.clients, args.rounds, args.bars)
-    with ServerProcess() as server:
+    reference = offline(args.clients, args.rounds, args.bars, args.backend)
+    with ServerProcess("--backend", args.backend) as server:
         health = bench_simple(server.url, args.clients, args.health, "/health", None)
         analyze = bench_simple(server.url, 8, args.analyze, "/analyze", {"midi": chorale})
         batched = bench_generate(server.url, args.clients, args.rounds, args.bars)
-    with ServerProcess("--no-batching") as server:
+    with ServerProcess("--no-batching", "--backend", args.backend) as server:
         serial = bench_generate(server.url, args.clients, 1, args.bars)
     ref = reference["tokens_per_s"]
     out = {"health": health, "analyze": analyze, "generate_batched": batched,
@@ -275,6 +276,8 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=4)
     ap.add_argument("--mutants", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3, help="rounds of the speed measures")
+    ap.add_argument("--backend", choices=("auto", "torch"), default="auto",
+                    help="the servers' and the offline reference's backend")  # fmt: skip
     args = ap.parse_args()
     load_start = os.getloadavg()
     chorale = _chorale_midi()
@@ -286,7 +289,8 @@ def main() -> None:
         with ServerProcess() as server:
             fuzzed = fuzz(server.url, uploads)
     print("fuzz", fuzzed)
-    data = {"clients": args.clients, "bars": args.bars, "rounds": rounds, "fuzz": fuzzed,
+    data = {"clients": args.clients, "bars": args.bars, "backend": args.backend,
+            "rounds": rounds, "fuzz": fuzzed,
             "edge_case_files": len(edge), "mutants": args.mutants if edge else 0,
             "load_average_start": [round(x, 2) for x in load_start],
             "load_average_end": [round(x, 2) for x in os.getloadavg()],
@@ -308,11 +312,12 @@ def report(d: dict) -> str:
     n = len(r)
     rows = [
         "# Serving: `aurl serve` under load (loopback)", "",
-        f"The server is its own process with 2 torch threads; {d['clients']} asynchronous "
+        f"The server is its own process with 2 threads and backend `{d.get('backend', 'torch')}` "
+        f"(auto: onnxruntime); {d['clients']} asynchronous "
         "clients in the benchmark process share the same 2 cores. The offline reference is "
         f"the same {d['bars']}-bar requests (the same seeds, so the same tokens) through the "
-        f"step engine in batches of {d['clients']}, in the same round. {n} rounds, each a fresh pair of servers; ranges are "
-        "worst first.", "",
+        f"step engine in batches of {d['clients']}, on the same backend, in the same round. "
+        f"{n} rounds, each a fresh pair of servers; ranges are worst first.", "",
         "| what | requests per round | requests/s | tokens/s | × offline | p50 | p99 |",
         "|---|---:|---:|---:|---:|---:|---:|",
         f"| /health, {d['clients']} clients | {r[0]['health']['requests']} | "
@@ -344,8 +349,10 @@ def report(d: dict) -> str:
         "give the same tokens). In both, a finished row stops being computed (it leaves the "
         "engine's cache); the server gives its slot to a waiting request, but takes requests "
         "as they come, one prefill each, at positions that differ from row to row, beside "
-        "the clients on the same cores. The one-at-a-time server's last requests reach the "
-        "request time limit (60 s) and come back short.", "",
+        "the clients on the same cores. One at a time: "
+        f"{sorted({x['generate_serial']['tokens'] for x in r})} tokens per round for "
+        f"{r[0]['generate_serial']['requests']} requests (a request still running at the "
+        "request time limit, 60 s, comes back short).", "",
         f"Failed requests over all rounds: "
         f"{sum(x[p]['failed'] for x in r for p in ('health', 'analyze', 'generate_batched', 'generate_serial'))}.", "",
         f"Fuzz: {d['edge_case_files']} edge-case files and {d['mutants']} mutated uploads (cut "

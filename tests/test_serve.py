@@ -109,6 +109,31 @@ def test_concurrent_requests_share_steps_and_each_gets_what_it_gets_alone(runs):
     assert batcher.steps - before < steps_alone  # the three shared their steps
 
 
+def test_on_onnxruntime_concurrent_requests_get_what_they_get_alone(runs, tmp_path):
+    """The server's default backend: the batcher drives an exported model as it drives
+    PyTorch (requests joining at different steps, finished rows leaving the cache)."""
+    pytest.importorskip("onnxruntime")
+    from aurl.export.onnx import export_onnx
+    from aurl.generate.onnx_backend import OnnxDecoder
+
+    export_onnx(runs / "tiny" / "model", tmp_path / "onnx")
+    gen = load(tmp_path / "onnx", backend="onnx", threads=1)
+    assert isinstance(gen.model, OnnxDecoder)
+    batcher = Batcher(gen.model, gen.tokenizer.vocab, max_rows=8)
+    job = lambda k: Job([torch.tensor([BOS])], 4 + k, 40 + 30 * k, [None],  # noqa: E731
+                        [RowSampling(1.0, 0, 0.95, k)], time.monotonic() + 60)  # fmt: skip
+    alone = [batcher.submit(job(k)).result(timeout=60)[0] for k in range(3)]
+    futures = []
+    for k in range(3):  # each joins a batch already running
+        futures.append(batcher.submit(job(k)))
+        time.sleep(0.05)
+    together = [f.result(timeout=60)[0] for f in futures]
+    batcher.close()
+    assert all((a == b).all() for a, b in zip(alone, together, strict=True))
+    served = Models(runs, "tiny", threads=1, backend="torch").get()
+    assert not isinstance(served.model, OnnxDecoder)
+
+
 def test_guided_and_unguided_requests_share_steps_as_they_run_alone(runs):
     from aurl.generate.control_names import ControlRequest
 

@@ -30,9 +30,12 @@ import click
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
+@click.option("--backend", type=click.Choice(["auto", "torch"]), default="auto", show_default=True,
+              help="auto: onnxruntime on the CPU for a model with an export of exactly its "
+                   "weights (the shipped ones make theirs), else PyTorch.")  # fmt: skip
 def serve(host: str, port: int, model: str | None, runs: str, no_batching: bool, max_bars: int,
           max_num: int, max_rows: int, request_seconds: float, threads: int | None,
-          workers: int | None, device: str) -> None:  # fmt: skip
+          workers: int | None, device: str, backend: str) -> None:  # fmt: skip
     """Serve the HTTP API (OpenAPI docs at /docs) and the web studio (at /).
 
     Models are named, never given as paths: the shipped ones and the runs under --runs.
@@ -49,7 +52,7 @@ def serve(host: str, port: int, model: str | None, runs: str, no_batching: bool,
     if max_num > max_rows:
         raise click.BadParameter(f"{max_num} pieces cannot fit a batch of {max_rows} rows",
                                  param_hint="--max-num")  # fmt: skip
-    models = Models(runs, model, device, threads)
+    models = Models(runs, model, device, threads, backend)
     models.get()  # load the default model now, so the first request does not wait for it
     limits = Limits(max_bars=max_bars, max_num=max_num, max_rows=max_rows,
                     request_seconds=request_seconds)  # fmt: skip

@@ -27,12 +27,16 @@ class Models:
         runs: the folder of training runs (``runs/``) whose exported models are offered.
         default: the model of requests that name none (a name from :meth:`names`).
         device: where models run.
-        threads: CPU threads for torch (None: the idle cores).
+        threads: CPU threads (None: the idle cores).
+        backend: ``auto`` (onnxruntime where :func:`aurl.api.load` finds or makes an export
+            of the model, as every command does) or ``torch``.
     """
 
     def __init__(self, runs: str | Path = "runs", default: str | None = None,
-                 device: str = "auto", threads: int | None = None):  # fmt: skip
+                 device: str = "auto", threads: int | None = None,
+                 backend: str = "auto"):  # fmt: skip
         self.runs, self.device, self.threads = Path(runs), device, threads
+        self.backend = backend
         self.loaded: dict[str, Generator] = {}
         self._lock = threading.Lock()
         self.default = default or SHIPPED_MODEL.name
@@ -63,6 +67,6 @@ class Models:
         with self._lock:
             if name not in self.loaded:
                 self.loaded[name] = load(
-                    self.path(name), self.device, threads=self.threads, backend="torch"
+                    self.path(name), self.device, threads=self.threads, backend=self.backend
                 )
             return self.loaded[name]
