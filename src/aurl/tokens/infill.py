@@ -112,9 +112,9 @@ def infill_example(ids: np.ndarray, vocab: Vocabulary, first: int, count: int,
                          f"{len(bars)} bars")  # fmt: skip
     fill = vocab.offsets[T.FILL]
     context, second = [], []
-    for b in range(first - context_bars(vocab, first), first):
-        whole = Bar([], [(pos[:1], notes) for pos, notes in bars[b].events])
-        second += join_bar(Bar(_second_opening(bars, b, vocab), whole.events), vocab)
+    for b in range(first - context_bars(vocab, first), first):  # repeated whole, no tempo
+        events = [(pos[:1], notes) for pos, notes in bars[b].events]
+        second += join_bar(Bar(_second_opening(bars, b, vocab), events), vocab)
     for b, bar in enumerate(bars):
         if not first <= b < first + count:
             context += join_bar(bar, vocab)
