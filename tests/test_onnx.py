@@ -100,6 +100,38 @@ def test_a_forgotten_token_leaves_both_caches_as_if_never_taken(exported):
         assert (got[1] - model(skipped)[0, -1]).abs().max() <= TOLERANCE
 
 
+def test_the_step_mask_kept_by_write_is_the_one_made_from_the_slots():
+    """The cache keeps its step mask across steps (write marks the slot it fills) and makes it
+    again after any row operation: at every step it equals the mask read from ``slot_pos``."""
+    import numpy as np
+
+    from aurl.generate.onnx_backend import OnnxCache
+
+    def made(c: OnnxCache, slots: np.ndarray) -> np.ndarray:
+        seen = c.slot_pos[:, : c.slots] >= 0
+        seen[np.arange(c.batch), slots] = False
+        return np.concatenate([seen, np.ones_like(seen[:, :1])], 1)
+
+    cache = OnnxCache(2, 3, 2, 96, 4)
+    keys = np.zeros((2, 3, 2, 10, 4), np.float32)
+    cache.fill(keys, keys, np.array([10, 4, 7]))
+    other = OnnxCache(2, 1, 2, 96, 4)
+    other.fill(keys[:, :1, :, :3], keys[:, :1, :, :3], np.array([3]))
+    for step in range(250):  # past the 96 slots: the ring wraps
+        slots, mask = cache.step_mask()
+        assert np.array_equal(mask[:, 0, 0], made(cache, slots)), step
+        new = np.full((2, cache.batch, 2, 1, 4), step, np.float32)
+        cache.write(new, new, slots)
+        if step == 40:
+            cache.unwind(np.array([1]))
+        if step == 80:
+            cache.select(np.array([2, 0, 0]))
+        if step == 120:
+            cache.put(np.array([1]), other)
+        if step == 160:
+            cache.extend(other)
+
+
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_greedy_tokens_through_the_engine_are_pytorchs(exported, use_cache):
     model, path, _ = exported

@@ -51,6 +51,7 @@ class OnnxCache:
         self.v = np.zeros_like(self.k)
         self.pos = np.zeros(batch, np.int64)
         self.slot_pos = np.full((batch, size), -1, np.int64)
+        self._seen: np.ndarray | None = None  # the step mask (B, slots + 1), kept by write
 
     @property
     def batch(self) -> int:
@@ -71,18 +72,21 @@ class OnnxCache:
         new = min(self.size, -(-slots // GROW) * GROW)
         pad = [(0, 0)] * 3 + [(0, new - self.slots), (0, 0)]
         self.k, self.v = np.pad(self.k, pad), np.pad(self.v, pad)
+        self._seen = None
 
     def select(self, index) -> None:
         """Keep (or repeat, or reorder) rows: row i becomes old row ``index[i]``."""
         index = _np(index)
         self.k, self.v = self.k[:, index], self.v[:, index]
         self.pos, self.slot_pos = self.pos[index], self.slot_pos[index]
+        self._seen = None
 
     def unwind(self, rows) -> None:
         """Rows ``rows`` forget the last token they took (see ``KVCache.unwind``)."""
         rows = _np(rows)
         self.pos[rows] -= 1
         self.slot_pos[rows, self.pos[rows] % self.size] = -1
+        self._seen = None
 
     def extend(self, other: OnnxCache) -> None:
         """Append the rows of ``other`` (a cache of the same model)."""
@@ -91,6 +95,7 @@ class OnnxCache:
         self.v = np.concatenate([self.v, other.v], 1)
         self.pos = np.concatenate([self.pos, other.pos])
         self.slot_pos = np.concatenate([self.slot_pos, other.slot_pos])
+        self._seen = None
 
     def put(self, rows, other: OnnxCache) -> None:
         """Replace rows ``rows`` with the rows of ``other`` (a cache of the same model). Only
@@ -102,6 +107,7 @@ class OnnxCache:
         n = other.slots
         self.k[:, rows, :, :n], self.v[:, rows, :, :n] = other.k, other.v
         self.pos[rows], self.slot_pos[rows] = other.pos, other.slot_pos
+        self._seen = None
 
     def _check(self, other: OnnxCache) -> None:
         if other.size != self.size:
@@ -121,15 +127,18 @@ class OnnxCache:
         self.k[:, :, :, :T], self.v[:, :, :, :T] = keys, values
         self.slot_pos[:, :T] = np.where(np.arange(T) < lengths[:, None], np.arange(T), -1)
         self.pos = lengths.astype(np.int64)
+        self._seen = None
 
     def step_mask(self) -> tuple[np.ndarray, np.ndarray]:
         """Each row's slot for its next token, and the step graph's mask (B, 1, 1, slots + 1)
         of the slots it sees (not the one it overwrites) and itself."""
         slots = self.pos % self.size
         self.reserve(int(slots.max()) + 1)
-        seen = self.slot_pos[:, : self.slots] >= 0
-        seen[np.arange(self.batch), slots] = False
-        return slots, np.concatenate([seen, np.ones_like(seen[:, :1])], 1)[:, None, None]
+        if self._seen is None:  # made again after a row operation; write keeps it after a step
+            self._seen = np.ones((self.batch, self.slots + 1), bool)
+            self._seen[:, :-1] = self.slot_pos[:, : self.slots] >= 0
+        self._seen[np.arange(self.batch), slots] = False
+        return slots, self._seen[:, None, None]
 
     def write(self, new_k: np.ndarray, new_v: np.ndarray, slots: np.ndarray) -> None:
         """Store one token per row (L, B, H, 1, D) at ``slots`` and advance every row."""
@@ -138,6 +147,8 @@ class OnnxCache:
         self.v[:, rows, :, slots] = new_v[:, :, :, 0].transpose(1, 0, 2, 3)
         self.slot_pos[rows, slots] = self.pos
         self.pos = self.pos + 1
+        if self._seen is not None:
+            self._seen[rows, slots] = True
 
 
 class OnnxDecoder:
