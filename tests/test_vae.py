@@ -21,6 +21,7 @@ from factories import debug_model
 
 TK = Tokenizer()
 BAR = int(TK.vocab.offsets[TokenType.BAR])
+POSITIONS = (int(TK.vocab.offsets[TokenType.POSITION]), int(TK.vocab.counts[TokenType.POSITION]))
 
 
 def vae(**shape) -> VAE:
@@ -46,11 +47,15 @@ def test_bar_index_counts_bars_and_clamps():
     assert bar_index(ids, BAR, 2).tolist() == [[0, 0, 0, 1, 1, 1, 1]]
 
 
-@pytest.mark.parametrize("condition", ["prefix", "tokens", "layers"])
-def test_cached_decoding_with_a_latent_equals_the_full_forward(condition):
+@pytest.mark.parametrize(
+    "shape",
+    [{"condition": "prefix"}, {"condition": "tokens"}, {"condition": "layers"},
+     {"condition": "layers", "slots": 2, "slot_steps": 6, "position_ids": POSITIONS}],
+)  # fmt: skip
+def test_cached_decoding_with_a_latent_equals_the_full_forward(shape):
     from aurl.models.vae import LatentDecoder
 
-    m, ids = vae(condition=condition), segments()
+    m, ids = vae(**shape), segments()
     with torch.no_grad():
         zg, zb = m.encode(ids).mean()
         full = m.decode(ids, zg, zb)  # (B, T, V)

@@ -38,26 +38,33 @@ class MusicalPositions(nn.Module):
     def timeline(self, idx: torch.Tensor, bars_before: torch.Tensor | None = None,
                  step_before: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """Bar count (B, T) and step index (B, T) of every token of ``idx`` (B, T), after
-        ``bars_before`` Bars and at step index ``step_before`` (B,) (both 0 by default)."""
-        B, T = idx.shape
-        is_bar = idx == self.bar_id
-        bars = is_bar.long().cumsum(1)
-        if bars_before is not None:
-            bars = bars + bars_before[:, None]
-        is_pos = (idx >= self.first) & (idx < self.first + self.count)
-        value = torch.where(is_pos, idx - self.first + 1, 0)  # a Bar resets to 0
-        marked = is_pos | is_bar
-        where = torch.where(marked, torch.arange(T, device=idx.device), -1).cummax(1).values
-        step = value.gather(1, where.clamp(min=0))
-        carry = (
-            torch.zeros(B, dtype=torch.long, device=idx.device)
-            if step_before is None
-            else step_before
-        )
-        step = torch.where(where >= 0, step, carry[:, None])
-        return bars, step
+        """See :func:`timeline` (this model's Bar and Position ids)."""
+        return timeline(idx, self.bar_id, self.first, self.count, bars_before, step_before)
 
     def forward(self, bars: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """(B, T, C) embeddings for the timeline."""
         return self.bar(bars % self.cycle) + self.step(step)
+
+
+def timeline(idx: torch.Tensor, bar_id: int, position_first: int, position_count: int,
+             bars_before: torch.Tensor | None = None, step_before: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Bar count (B, T) and step index (B, T) of every token of ``idx`` (B, T): the Bars so
+    far (the first Bar counts 1) and 1 + the grid step of the last Position since the Bar (0
+    before any), after ``bars_before`` Bars and at step index ``step_before`` (B,) (both 0 by
+    default)."""
+    B, T = idx.shape
+    is_bar = idx == bar_id
+    bars = is_bar.long().cumsum(1)
+    if bars_before is not None:
+        bars = bars + bars_before[:, None]
+    is_pos = (idx >= position_first) & (idx < position_first + position_count)
+    value = torch.where(is_pos, idx - position_first + 1, 0)  # a Bar resets to 0
+    marked = is_pos | is_bar
+    where = torch.where(marked, torch.arange(T, device=idx.device), -1).cummax(1).values
+    step = value.gather(1, where.clamp(min=0))
+    carry = (
+        torch.zeros(B, dtype=torch.long, device=idx.device) if step_before is None else step_before
+    )
+    step = torch.where(where >= 0, step, carry[:, None])
+    return bars, step

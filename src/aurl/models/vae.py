@@ -9,6 +9,12 @@ them and cached decoding works unchanged (the prefix is the first thing in the c
 ``condition: tokens`` a projection of bar ``k``'s vector (zero at initialisation, so training
 starts from the prefix model) is also added to the embedding of every token of bar ``k``
 (``layers``: to every block's input as well).
+
+With ``slots`` S > 1, each bar latent is S parts of ``z_bar / S`` numbers, one per stretch of
+``slot_steps`` grid steps of the bar (a beat, by default): the encoder pools each part from
+the tokens of its stretch, and the per-token vector of a token is its own stretch's, so a
+latent describes a few notes instead of a whole bar's. The prefix still holds one vector per
+bar (all of its parts).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from aurl.models.cache import KVCache
+from aurl.models.timeline import timeline
 from aurl.models.transformer import (
     Block,
     Transformer,
@@ -42,6 +49,9 @@ class VAEConfig(TransformerConfig):
         bar_id: the token id of ``Bar`` (segments are split into bars by it).
         condition: how the latents reach the decoder: ``prefix`` embeddings only, or also
             added to every token of their bar (``tokens``) or to every layer (``layers``).
+        slots, slot_steps: parts of each bar latent, each for ``slot_steps`` grid steps of
+            the bar (1: the whole bar); more than one needs per-token conditioning and the
+            tokenizer's ``position_ids``.
     """
 
     arch: Literal["vae"] = "vae"
@@ -50,6 +60,20 @@ class VAEConfig(TransformerConfig):
     z_global: int = Field(32, ge=1, le=4096)
     z_bar: int = Field(16, ge=1, le=4096)
     condition: Literal["prefix", "tokens", "layers"] = "prefix"
+    slots: int = Field(1, ge=1, le=64)
+    slot_steps: int = Field(12, ge=1, le=4096)
+
+    def model_post_init(self, context) -> None:
+        super().model_post_init(context)
+        if self.z_bar % self.slots:
+            raise ValueError(f"z_bar ({self.z_bar}) must split into slots ({self.slots}) parts")
+        if self.slots > 1 and self.condition == "prefix":
+            raise ValueError("slots > 1 needs condition: tokens or layers")
+
+    @property
+    def parts(self) -> int:
+        """Per-token latent vectors of a segment: bars times slots."""
+        return self.bars * self.slots
 
     def decoder(self) -> TransformerConfig:
         """The decoder's own config (the fields the two share)."""
@@ -100,6 +124,21 @@ def bar_index(ids: torch.Tensor, bar_id: int, bars: int, before: torch.Tensor | 
     return (count - 1).clamp(0, bars - 1)
 
 
+def part_index(ids: torch.Tensor, cfg: VAEConfig, bars_before: torch.Tensor | None = None,
+               step_before: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """Which latent part (bar * slots + slot) each token of ``ids`` (B, T) reads: the bar as
+    :func:`bar_index` counts it and the stretch of ``slot_steps`` grid steps its last Position
+    falls in (0 before any; the last slot takes the rest of a long bar). ``bars_before`` and
+    ``step_before`` (B,) carry a cached continuation's timeline."""
+    if cfg.slots == 1:
+        return bar_index(ids, cfg.bar_id, cfg.bars, bars_before)
+    if cfg.position_ids[1] == 0:
+        raise ValueError("slots > 1 needs the tokenizer's position_ids in the model config")
+    bars, step = timeline(ids, cfg.bar_id, *cfg.position_ids, bars_before, step_before)
+    slot = ((step - 1).clamp(min=0) // cfg.slot_steps).clamp(max=cfg.slots - 1)
+    return (bars - 1).clamp(0, cfg.bars - 1) * cfg.slots + slot
+
+
 class VAE(nn.Module):
     """Encoder, posterior heads, latent-to-prefix projections and the decoder."""
 
@@ -111,13 +150,18 @@ class VAE(nn.Module):
         self.enc_blocks = nn.ModuleList(Block(enc) for _ in range(cfg.enc_layers))
         self.enc_norm = nn.LayerNorm(cfg.n_embd, bias=False)
         self.to_global = nn.Linear(cfg.n_embd, 2 * cfg.z_global)
-        self.to_bar = nn.Linear(2 * cfg.n_embd, 2 * cfg.z_bar)  # bar pool + segment pool
+        part = cfg.z_bar // cfg.slots
+        self.to_bar = nn.Linear(2 * cfg.n_embd, 2 * part)  # part pool + segment pool
         self.from_global = nn.Linear(cfg.z_global, cfg.n_embd)
         self.from_bar = nn.Linear(cfg.z_bar + cfg.z_global, cfg.n_embd)
         self.decoder = Transformer(cfg.decoder())
-        for m in (self.enc_embed, self.to_global, self.to_bar, self.from_global, self.from_bar):
+        made = [self.to_global, self.to_bar, self.from_global, self.from_bar]
+        if cfg.slots > 1:  # each part's own vector for the tokens of its stretch
+            self.from_part = nn.Linear(part + cfg.z_global, cfg.n_embd)
+            made.append(self.from_part)
+        for m in (self.enc_embed, *made):
             nn.init.normal_(m.weight, std=0.02)
-        for m in (self.to_global, self.to_bar, self.from_global, self.from_bar):
+        for m in made:
             nn.init.zeros_(m.bias)
         if cfg.condition != "prefix":  # per-token conditioning starts at zero: it is learnt
             self.to_tokens = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
@@ -151,24 +195,30 @@ class VAE(nn.Module):
         x = _norm(self.enc_norm, x) * keep[..., None]  # (B, T, C), zero at PAD
         count = keep.sum(1, keepdim=True).clamp(min=1)
         pooled = x.sum(1) / count  # (B, C)
-        which = F.one_hot(bar_index(ids, cfg.bar_id, cfg.bars), cfg.bars).float()
-        which = which * keep[..., None]  # (B, T, K)
-        per_bar = group_means(x, which)  # (B, K, C)
+        which = F.one_hot(part_index(ids, cfg), cfg.parts).float()
+        which = which * keep[..., None]  # (B, T, K * S)
+        per_part = group_means(x, which)  # (B, K * S, C)
         g = self.to_global(pooled)
-        b = self.to_bar(torch.cat([per_bar, pooled[:, None].expand_as(per_bar)], -1))
+        b = self.to_bar(torch.cat([per_part, pooled[:, None].expand_as(per_part)], -1))
         mu_g, logvar_g = g.chunk(2, -1)
-        mu_b, logvar_b = b.chunk(2, -1)
+        mu_b, logvar_b = (t.reshape(len(ids), cfg.bars, cfg.z_bar) for t in b.chunk(2, -1))
         return Posterior(mu_g, logvar_g.clamp(-10, 10), mu_b, logvar_b.clamp(-10, 10))
 
     def conditioning(self, z_global: torch.Tensor, z_bar: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
         """What the decoder reads of the latents: the prefix (B, 1 + K, C) and, unless
-        ``condition`` is ``prefix``, the per-bar vectors added to the tokens (B, K, C)."""
+        ``condition`` is ``prefix``, the per-part vectors added to the tokens (B, K * S, C)."""
+        cfg = self.config
         g = self.from_global(z_global)[:, None]  # (B, 1, C)
         both = torch.cat([z_bar, z_global[:, None].expand(-1, z_bar.shape[1], -1)], -1)
         prefix = torch.cat([g, self.from_bar(both)], 1)
-        per_bar = None if self.config.condition == "prefix" else self.to_tokens(prefix[:, 1:])
-        return prefix, per_bar
+        if cfg.condition == "prefix":
+            return prefix, None
+        if cfg.slots == 1:
+            return prefix, self.to_tokens(prefix[:, 1:])
+        parts = z_bar.reshape(len(z_bar), cfg.parts, cfg.z_bar // cfg.slots)
+        glob = z_global[:, None].expand(-1, cfg.parts, -1)
+        return prefix, self.to_tokens(self.from_part(torch.cat([parts, glob], -1)))
 
     def decode(self, ids: torch.Tensor, z_global: torch.Tensor, z_bar: torch.Tensor,
                cache: KVCache | None = None, last_only: bool = False,
@@ -182,13 +232,13 @@ class VAE(nn.Module):
                     bar_of: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Decoder logits for ``ids`` given :meth:`conditioning`'s ``cond``. Without a cache,
         or into an empty one, the prefix comes first; a cached continuation follows it (the
-        prefix's length is :attr:`prefix_len`). ``bar_of`` (B, T) is the bar of every token
-        (default: counted from ``ids``, which suits a whole segment), read unless
-        ``condition`` is ``prefix``."""
+        prefix's length is :attr:`prefix_len`). ``bar_of`` (B, T) is the latent part of every
+        token (:func:`part_index`; default: counted from ``ids``, which suits a whole
+        segment), read unless ``condition`` is ``prefix``."""
         cfg, (prefix, per_bar) = self.config, cond
         add = None
         if per_bar is not None:
-            bar_of = bar_index(ids, cfg.bar_id, cfg.bars) if bar_of is None else bar_of
+            bar_of = part_index(ids, cfg) if bar_of is None else bar_of
             add = per_bar.gather(1, bar_of[..., None].expand(-1, -1, per_bar.shape[-1]))
         first = cache is None or cache.empty
         return self.decoder(ids, cache=cache, last_only=last_only,
@@ -204,7 +254,7 @@ class VAE(nn.Module):
         decode ``decoder_ids`` (default: ``ids``; token dropout passes a corrupted copy)."""
         post = self.encode(ids, pad_id)
         z_global, z_bar = post.sample() if sample else post.mean()
-        bar_of = bar_index(ids, self.config.bar_id, self.config.bars)  # of the uncorrupted input
+        bar_of = part_index(ids, self.config)  # of the uncorrupted input
         logits = self.decode(ids if decoder_ids is None else decoder_ids, z_global, z_bar,
                              bar_of=bar_of)  # fmt: skip
         return VAEOutput(logits, post, z_global, z_bar)
@@ -240,6 +290,7 @@ class LatentDecoder(nn.Module):
         )
         device = self.z_global.device
         cache.rows["bars_seen"] = torch.zeros(batch, dtype=torch.long, device=device)
+        cache.rows["step"] = torch.zeros(batch, dtype=torch.long, device=device)
         per_bar = self._conditioning()[1]
         if per_bar is not None:
             cache.rows["per_bar"] = per_bar.new_zeros(batch, *per_bar.shape[1:])
@@ -254,12 +305,15 @@ class LatentDecoder(nn.Module):
         prefix, per_bar = self._conditioning()
         if cache is None:
             return self.vae.decode_with(idx, (prefix, per_bar), None, last_only,
-                                        bar_index(idx, cfg.bar_id, cfg.bars))  # fmt: skip
+                                        part_index(idx, cfg))  # fmt: skip
         if cache.empty and per_bar is not None:
             cache.rows["per_bar"] = per_bar
-        before = None if cache.empty else cache.rows["bars_seen"]
-        bar_of = bar_index(idx, cfg.bar_id, cfg.bars, before)
+        before = (None, None) if cache.empty else (cache.rows["bars_seen"], cache.rows["step"])
+        bar_of = part_index(idx, cfg, *before)
         seen = (idx == cfg.bar_id).sum(-1)
-        cache.rows["bars_seen"] = seen if before is None else before + seen
+        cache.rows["bars_seen"] = seen if before[0] is None else before[0] + seen
+        if cfg.slots > 1:
+            steps = timeline(idx, cfg.bar_id, *cfg.position_ids, None, before[1])[1]
+            cache.rows["step"] = steps[:, -1]
         cond = (prefix, cache.rows.get("per_bar"))
         return self.vae.decode_with(idx, cond, cache, last_only, bar_of)
