@@ -13,7 +13,7 @@ import torch
 
 from aurl.losses import gaussian_kl, kl_free_bits
 from aurl.models import load_model, save_model
-from aurl.models.vae import VAE, bar_index
+from aurl.models.vae import VAE, VAEConfig, bar_index, part_index
 from aurl.paths import CHORALE_MODEL, SHIPPED_MODEL
 from aurl.tokens import BOS, PAD, Tokenizer, TokenType
 from aurl.train.schedule import beta_at
@@ -87,8 +87,53 @@ def test_token_conditioning_reads_each_bars_own_latent():
     assert moved["tokens"] > 5 * moved["prefix"]
 
 
-def test_the_encoder_ignores_padding():
-    m, ids = vae(), segments()
+def position(step: int) -> int:
+    return POSITIONS[0] + step
+
+
+def test_part_index_follows_bars_and_beats():
+    """Two slots of 12 steps: a token reads the part of its bar and of its last Position's
+    step (the last slot takes the rest of a long bar; Bar starts a bar at slot 0)."""
+    m = vae(condition="layers", slots=2, slot_steps=12, position_ids=POSITIONS)
+    note = int(TK.vocab.offsets[TokenType.PITCH]) + 60
+    ids = torch.tensor([[BOS, BAR, position(0), note, position(12), note, position(30), note,
+                         BAR, note, position(6), note, position(13)]])  # fmt: skip
+    expect = [[0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3]]
+    assert part_index(ids, m.config).tolist() == expect
+    # a cached continuation carries the bar count and the step of what came before
+    later = part_index(ids[:, 10:], m.config, torch.tensor([2]), torch.tensor([4]))
+    assert later.tolist() == [expect[0][10:]]
+    assert part_index(ids[:, 9:10], m.config, torch.tensor([2]), torch.tensor([13])).item() == 3
+
+
+def test_slot_conditioning_reads_each_parts_own_latent():
+    """Moving the second part of bar 0's latent changes the logits of the tokens in its
+    stretch far more than those before it (which see it only through the prefix)."""
+    m = vae(condition="tokens", slots=2, slot_steps=12, position_ids=POSITIONS)
+    note = int(TK.vocab.offsets[TokenType.PITCH]) + 60
+    ids = torch.tensor([[BOS, BAR, position(0), note, note, note, position(12), note, note]])
+    with torch.no_grad():
+        zg, zb = m.encode(ids).mean()
+        other = zb.clone()
+        other[:, 0, 2:] += 3.0  # z_bar 4 in 2 parts: the second part of bar 0
+        delta = (m.decode(ids, zg, other) - m.decode(ids, zg, zb)).abs()[0].mean(-1)
+    assert delta[6:].mean() > 5 * delta[:6].mean()
+
+
+def test_slots_are_checked():
+    with pytest.raises(ValueError, match="split into slots"):
+        VAEConfig(vocab_size=64, z_bar=6, slots=4, condition="layers")
+    with pytest.raises(ValueError, match="condition"):
+        VAEConfig(vocab_size=64, z_bar=8, slots=2)
+    cfg = VAEConfig(vocab_size=64, z_bar=8, slots=2, condition="layers")
+    with pytest.raises(ValueError, match="position_ids"):
+        part_index(torch.tensor([[BOS, BAR]]), cfg)
+
+
+@pytest.mark.parametrize("shape", [{}, {"condition": "layers", "slots": 2, "slot_steps": 6,
+                                        "position_ids": POSITIONS}])  # fmt: skip
+def test_the_encoder_ignores_padding(shape):
+    m, ids = vae(**shape), segments()
     longer = torch.cat([ids, torch.full((2, 12), PAD)], 1)
     with torch.no_grad():
         a, b = m.encode(ids), m.encode(longer)
