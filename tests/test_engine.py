@@ -10,7 +10,7 @@ import symusic
 import torch
 
 from aurl.generate.beam import beam_search
-from aurl.generate.engine import Engine, SamplingConfig, run
+from aurl.generate.engine import Engine, SamplingConfig, restart_point, run
 from aurl.generate.sampler import sample
 from aurl.tokens import BOS, EOS, PAD, Tokenizer, TokenType
 from factories import debug_model
@@ -115,6 +115,15 @@ def test_each_row_restarts_on_its_own_bar_line():
         starts = [int(engine.seq[r, engine.offset[r]]) for r in range(3)]
         assert starts == [BAR] * 3, starts
         assert len(set(engine.offset.tolist())) == 3  # three rows, three bar lines
+
+
+def test_a_restart_keeps_from_the_bar_nearest_the_middle():
+    window = torch.full((100,), 50)
+    window[[10, 30, 45, 70, 90]] = BAR
+    assert restart_point(window, BAR, 100) == 45  # not 30, the first in the middle half
+    window[45], window[62] = 50, BAR
+    assert restart_point(window, BAR, 100) == 62
+    assert restart_point(torch.full((100,), 50), BAR, 100) == 50  # no Bar: the middle
 
 
 def test_restarts_with_and_without_the_cache_agree():

@@ -130,6 +130,22 @@ def test_slots_are_checked():
         part_index(torch.tensor([[BOS, BAR]]), cfg)
 
 
+def test_a_vae_starts_from_a_language_model():
+    """The decoder takes all of the LM's weights (with latents that add nothing, it is the
+    LM), the encoder its embedding and first blocks; a model of another width is refused."""
+    lm = debug_model(seed=3, max_seq_len=64)
+    m = debug_model("vae", bars=2, z_global=8, z_bar=4, bar_id=BAR, condition="layers",
+                    enc_layers=1, max_seq_len=64)  # fmt: skip
+    m.start_from(lm)
+    ids = segments()
+    assert torch.equal(m.decoder(ids), lm(ids))
+    assert torch.equal(m.enc_embed.weight, lm.embed.weight)
+    for a, b in zip(m.enc_blocks[0].parameters(), lm.blocks[0].parameters(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="does not fit"):
+        m.start_from(debug_model(n_embd=16))
+
+
 @pytest.mark.parametrize("shape", [{}, {"condition": "layers", "slots": 2, "slot_steps": 6,
                                         "position_ids": POSITIONS}])  # fmt: skip
 def test_the_encoder_ignores_padding(shape):
@@ -406,3 +422,22 @@ def test_the_latent_commands_use_the_shipped_vae(tmp_path, bach_source, monkeypa
     assert main(["generate", "--model", str(SHIPPED_VAE), "--bars", "6", "--seed", "0",
                  "--out", str(out)]) == 0  # fmt: skip
     assert len(list(out.glob("aurl-0-*.mid"))) == 1
+
+
+def test_aurl_train_starts_a_vae_from_a_language_model(small_corpus, tmp_path):
+    """``aurl train`` of a VAE config with ``--init`` a language model keeps the config's
+    VAE and starts its decoder from the LM (one step at a negligible learning rate leaves it
+    so)."""
+    from aurl.cli import main
+
+    lm = debug_model(seed=5, max_seq_len=128)
+    save_model(lm, TK, tmp_path / "lm")
+    root = Path(__file__).parents[1] / "configs"
+    assert main(["train", "--config", str(root / "vae-tiny.yaml"), "--init", str(tmp_path / "lm"),
+                 f"data.source={small_corpus}", "train.max_steps=1", "train.eval_every=1",
+                 "train.lr=1e-12", "train.min_lr=1e-12", "train.warmup_steps=0",
+                 "train.tensorboard=false", "--runs-dir", str(tmp_path), "--quiet"]) == 0  # fmt: skip
+    vae_folder = load_model(tmp_path / "vae-tiny" / "model")
+    assert isinstance(vae_folder.model, VAE)
+    for a, b in zip(vae_folder.model.decoder.parameters(), lm.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-8)

@@ -82,9 +82,11 @@ def train(config_path, name, runs_dir, init, resume, quiet, overrides) -> None:
         start = load_model(resolve_model_path(init))
         # the model's vocabulary; the config's layout of infilling examples
         layout = {"infill_context": config.tokenizer.infill_context}
-        config = config.model_copy(update={"model": start.model.config,
-                                           "tokenizer": start.tokenizer.config.model_copy(
-                                               update=layout)})  # fmt: skip
+        tokenizer = start.tokenizer.config.model_copy(update=layout)
+        # a VAE from a language model keeps the config's VAE (its decoder starts as the LM)
+        lm_to_vae = config.model.arch == "vae" and start.model.config.arch != "vae"
+        model = config.model if lm_to_vae else start.model.config
+        config = config.model_copy(update={"model": model, "tokenizer": tokenizer})
     meta = train_run(config, run_dir, resume=resume, progress=not quiet, init_from=start)
     _report(run_dir, meta)
 

@@ -417,10 +417,11 @@ def run(engine: Engine, progress=None) -> None:
 
 
 def restart_point(window: torch.Tensor, bar_id: int, ctx: int) -> int:
-    """Index in ``window`` of a Bar near its middle, to keep the last bars as context."""
+    """Index in ``window`` of the Bar nearest its middle (within its middle half; else the
+    middle itself), to keep the last bars as context."""
     bars = (window == bar_id).nonzero().flatten().tolist()
     candidates = [b for b in bars if ctx // 4 <= b <= 3 * ctx // 4]
-    return candidates[0] if candidates else ctx // 2
+    return min(candidates, key=lambda b: abs(b - ctx // 2)) if candidates else ctx // 2
 
 
 def _draw(logits: torch.Tensor, config: SamplingConfig, generator) -> torch.Tensor:

@@ -167,6 +167,25 @@ class VAE(nn.Module):
             self.to_tokens = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
             nn.init.zeros_(self.to_tokens.weight)
 
+    @torch.no_grad()
+    def start_from(self, lm: Transformer) -> None:
+        """Take a trained language model's weights: all of them as the decoder's, its
+        embedding and first ``enc_layers`` blocks as the encoder's (read both ways).
+
+        Raises:
+            ValueError: ``lm`` has another shape than the decoder.
+        """
+        try:
+            self.decoder.load_state_dict(lm.state_dict())
+        except RuntimeError as e:
+            raise ValueError(f"the language model does not fit the VAE's decoder: {e}") from None
+        if len(lm.blocks) < len(self.enc_blocks):
+            raise ValueError(f"the language model has {len(lm.blocks)} blocks, the encoder "
+                             f"{len(self.enc_blocks)}")  # fmt: skip
+        self.enc_embed.weight.copy_(lm.embed.weight)
+        for mine, theirs in zip(self.enc_blocks, lm.blocks, strict=False):
+            mine.load_state_dict(theirs.state_dict())
+
     @property
     def prefix_len(self) -> int:
         return 1 + self.config.bars

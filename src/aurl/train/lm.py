@@ -33,6 +33,8 @@ from aurl.generate.sampler import SamplingConfig, sample
 from aurl.losses import distillation, next_token_cross_entropy
 from aurl.models import ModelFolder, build_model, load_model, save_model
 from aurl.models.discriminator import Discriminator, DiscriminatorConfig
+from aurl.models.transformer import Transformer
+from aurl.models.vae import VAE
 from aurl.render import piano_roll
 from aurl.tokens import BOS, PAD, Tokenizer, TokenType
 from aurl.tokens.controls import style_index
@@ -162,7 +164,13 @@ def _build(config: RunConfig, tokenizer: Tokenizer, device: torch.device,
                                int(vocab.counts[TokenType.POSITION]))}  # fmt: skip
     model_cfg = config.model.model_copy(update=update)
     model = build_model(model_cfg)
-    if init_from is not None:
+    if (
+        init_from is not None
+        and isinstance(model, VAE)
+        and isinstance(init_from.model, Transformer)
+    ):
+        model.start_from(init_from.model)  # a VAE whose decoder starts as a trained LM
+    elif init_from is not None:
         model.load_state_dict(init_from.model.state_dict())
     return model.to(device)
 
