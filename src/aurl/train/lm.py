@@ -242,14 +242,23 @@ def _lm_measures(config, tokenizer, val_shard: Shard, device: torch.device):
 
 
 def _vae_measures(config, tokenizer, val_shard: Shard, device: torch.device):
-    """A VAE's validation and test functions over held-out K-bar segments: the negative
-    ELBO per token (an upper bound of the NLL) and the latent diagnostics."""
+    """A VAE's validation and test functions over held-out K-bar segments: the objective
+    trained (reconstruction + beta x KL per token, at the full beta), the negative ELBO per
+    token (``val_elbo``, an upper bound of the NLL) and the latent diagnostics.
+
+    Validation selects by the objective, not the ELBO: with beta below 1 the KL grows as the
+    latents come to carry more, and the ELBO kept a vaguer early model (the shipped VAE's
+    run: step 400 of 1,000, token accuracy 0.785 against the last step's 0.842)."""
     count = config.train.eval_windows or VAE_EVAL_SEGMENTS
     seq_len, bars = config.data.seq_len, config.model.bars
     val = fixed_segments(val_shard, tokenizer.vocab, seq_len, bars, count)
+    beta = config.train.vae.beta
 
     def evaluate(m: nn.Module) -> dict:
-        return segment_metrics(m, val, device)
+        metrics = segment_metrics(m, val, device)
+        kl = metrics["val_loss"] - metrics["val_rec"]
+        return metrics | {"val_elbo": metrics["val_loss"],
+                          "val_loss": round(metrics["val_rec"] + beta * kl, 5)}  # fmt: skip
 
     def test(folder: ModelFolder, shard: Shard) -> dict:
         segments = fixed_segments(shard, tokenizer.vocab, seq_len, bars, count)
@@ -306,8 +315,8 @@ def _train(config, run_dir, resume, progress, dataset, init_from, teacher, disti
         meta = {
             "name": config.name, "parameters": sum(p.numel() for p in model.parameters()),
             "data_fingerprint": dataset.fingerprint, "data_source": data.source,
-            "metrics": {"val_nll_per_token": metrics["val_loss"]}
-            | {k: v for k, v in metrics.items() if k != "val_loss"},
+            "metrics": {"val_nll_per_token": metrics.get("val_elbo", metrics["val_loss"])}
+            | {k: v for k, v in metrics.items() if k not in ("val_loss", "val_elbo")},
             "training": progress_ | facts, **origin,
         }  # fmt: skip
         save_model(model, tokenizer, run_dir / MODEL_DIR, meta)
