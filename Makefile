@@ -69,7 +69,8 @@ train-vae: $(STAMP)
 # run's name), in float16 (half the size): `make ship` for the transformer, `make ship
 # SHIP=vae-small` for the VAE, `make ship SHIP=many-small-repeat AS=many-small` for the default.
 SHIP ?= bach-small
-AS ?= $(SHIP)
+# (make defines AS itself, as the assembler: ?= would keep that)
+AS := $(if $(filter default undefined,$(origin AS)),$(SHIP),$(AS))
 ship: $(STAMP)
 	$(PY) -c "import torch; from aurl.models import load_model, save_model; \
 	f = load_model('runs/$(SHIP)/model'); \
