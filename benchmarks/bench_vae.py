@@ -77,10 +77,10 @@ def gan(where: Path, steps: int, init: Path, config: Path, samples: int = 64) ->
     from aurl.evaluate.datasets import trained_dataset
     from aurl.evaluate.latent_samples import prior_samples, same_vocabulary, sample_quality
     from aurl.models import load_model
-    from aurl.paths import SHIPPED_MODEL
+    from aurl.paths import CHORALE_MODEL
 
     start = load_model(init)
-    judge = load_model(SHIPPED_MODEL)
+    judge = load_model(CHORALE_MODEL)  # the chorale transformer, as `aurl evaluate` judges
     judge = judge if same_vocabulary(judge, start) else None
     gan_cfg = load_config(ROOT / "configs" / "vae-gan-tiny.yaml").train.gan
     base = load_config(config, [
@@ -135,7 +135,8 @@ From `{r["init"]}`, {r["steps"]} more steps with the discriminator (VAE-GAN) and
 (control), same data and seed. Each model samples {r["samples"]} segments from the prior per
 temperature and seed ({len(r["seeds"])} seeds; mean ± standard deviation over seeds), compared
 with {r["samples"]} test segments: mean overlapped area of the features (higher is closer to
-the data), NLL per token under the shipped transformer (lower is more likely), share of
+the data), NLL per token under the chorale transformer (bach-small; lower is more likely; - where its
+vocabulary differs from the VAE's), share of
 K-bar windows found in training segments (copying), bar-content Jaccard distance between
 samples (diversity).
 
