@@ -17,7 +17,7 @@ gan: a trained VAE (``--init``) continues for ``--steps`` steps twice from the s
 and data: with the discriminator (``train.gan.enabled``, the weights of
 ``configs/vae-gan-tiny.yaml``) and without it (the control). Each then samples 64 segments
 from the prior at every temperature in 0.7-1.2 with 3 seeds, measured against the test
-segments (:mod:`aurl.evaluate.latent_samples`: mean OA, NLL under the shipped transformer,
+segments (:mod:`aurl.evaluate.latent_samples`: mean OA, NLL under the chorale transformer,
 copying, diversity). Writes benchmarks/results/vae_gan.md and vae_gan.json.
 """
 
