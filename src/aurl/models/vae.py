@@ -134,7 +134,11 @@ def part_index(ids: torch.Tensor, cfg: VAEConfig, bars_before: torch.Tensor | No
         return bar_index(ids, cfg.bar_id, cfg.bars, bars_before)
     if cfg.position_ids[1] == 0:
         raise ValueError("slots > 1 needs the tokenizer's position_ids in the model config")
-    bars, step = timeline(ids, cfg.bar_id, *cfg.position_ids, bars_before, step_before)
+    return _parts(*timeline(ids, cfg.bar_id, *cfg.position_ids, bars_before, step_before), cfg)
+
+
+def _parts(bars: torch.Tensor, step: torch.Tensor, cfg: VAEConfig) -> torch.Tensor:
+    """:func:`part_index` from a timeline's bar counts and step indices (B, T)."""
     slot = ((step - 1).clamp(min=0) // cfg.slot_steps).clamp(max=cfg.slots - 1)
     return (bars - 1).clamp(0, cfg.bars - 1) * cfg.slots + slot
 
@@ -328,11 +332,9 @@ class LatentDecoder(nn.Module):
         if cache.empty and per_bar is not None:
             cache.rows["per_bar"] = per_bar
         before = (None, None) if cache.empty else (cache.rows["bars_seen"], cache.rows["step"])
-        bar_of = part_index(idx, cfg, *before)
-        seen = (idx == cfg.bar_id).sum(-1)
-        cache.rows["bars_seen"] = seen if before[0] is None else before[0] + seen
-        if cfg.slots > 1:
-            steps = timeline(idx, cfg.bar_id, *cfg.position_ids, None, before[1])[1]
-            cache.rows["step"] = steps[:, -1]
+        # the timeline once: the parts these tokens read, and what the next call carries on
+        bars, step = timeline(idx, cfg.bar_id, *cfg.position_ids, *before)
+        bar_of = _parts(bars, step, cfg)
+        cache.rows["bars_seen"], cache.rows["step"] = bars[:, -1], step[:, -1]
         cond = (prefix, cache.rows.get("per_bar"))
         return self.vae.decode_with(idx, cond, cache, last_only, bar_of)
