@@ -4,12 +4,15 @@ Two kinds of requests, ``--num`` of each: *random* (a Bach-style piece in a rand
 four-bar progression in it, and one density, polyphony and register bin for all bars, each
 drawn on its own: some combinations no real piece holds) and *held-out* (the controls of the
 first ``--bars`` bars of test pieces of several corpora, in their own style: requests that a
-real piece met). One piece per request with the model at ``--model``, for every classifier-
-free guidance scale of ``--guidance``; every piece read back as training pieces are labelled
+real piece met). One piece per request with the model at ``--model``, for every setting of
+``--settings`` (a classifier-free guidance scale, and after a colon a steering strength:
+``2:1``); every piece read back as training pieces are labelled
 (``aurl.evaluate.adherence``) and scored against its own request and, as the chance baseline,
 against another piece's request (requests shuffled). The held-out pieces themselves, scored
 against their own controls, give each measure's ceiling (1 for the bins, which are read the
 same way; below 1 for key and chords, which the analysis reads again from the notes).
+What following the controls costs the music: the samples' nats per note under the same
+model with their controls left out (the held-out pieces' own figure beside them).
 
 The cost of controls: the test chorales' negative log-likelihood in nats per note (every
 token but the controls counted, so that vocabularies compare), for this model with all its
@@ -90,13 +93,22 @@ STYLES = ("bach", "palestrina", "essen", "oneills")
 
 
 def requests(kind: str, gen, num: int, bars: int, seed: int):
-    """The plans of one kind of request, and for held-out ones the real pieces' readings."""
+    """The plans of one kind of request, and for held-out ones the real pieces' ids."""
     vocab = gen.tokenizer.vocab
     if kind == "random":
         return random_requests(num, vocab, seed), None
     pieces = held_out_pieces(num, gen.tokenizer, STYLES, bars, seed)
-    plans = [piece_plan(ids, vocab, bars, style) for style, ids in pieces]
-    return plans, [read_piece(ids, vocab) for _, ids in pieces]
+    return [piece_plan(ids, vocab, bars, style) for style, ids in pieces], [p for _, p in pieces]
+
+
+def setting(text: str) -> tuple[float, float]:
+    """A ``--settings`` item: guidance scale and steering strength (0 when not given)."""
+    g, _, s = text.partition(":")
+    return float(g), float(s or 0)
+
+
+def label(g: float, s: float) -> str:
+    return f"g = {g:g}" + (f", s = {s:g}" if s else "")
 
 
 def main() -> None:
@@ -107,7 +119,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--guidance", default="1,2,3", help="guidance scales, comma-separated")
+    parser.add_argument(
+        "--settings",
+        default="1,2,3,2:1,2:2,2:3",
+        help="guidance scales with optional steering strengths, like 2:1",
+    )
     parser.add_argument("--cost-pieces", type=int, default=24)
     parser.add_argument("--name", default="controls", help="results file name")
     args = parser.parse_args()
@@ -118,18 +134,25 @@ def main() -> None:
     runs = {}
     for kind in ("random", "held-out"):
         plans, real = requests(kind, gen, args.num, args.bars, args.seed)
-        runs[kind] = {"real": adherence(plans, real) if real else None}
-        for scale in [float(g) for g in args.guidance.split(",")]:
+        runs[kind] = {"real": None, "settings": {}}
+        if real:
+            runs[kind]["real"] = {
+                "asked": adherence(plans, [read_piece(i, vocab) for i in real]),
+                "nats": round(nats_per_note(gen.model, vocab, real, False), 4),
+            }
+        for g, s in [setting(x) for x in args.settings.split(",")]:
             t0 = time.perf_counter()
             samples = sample_plans(gen.model, vocab, plans, args.bars, args.seed, args.batch,
-                                   scale)  # fmt: skip
+                                   g, s)  # fmt: skip
+            seconds = round(time.perf_counter() - t0, 1)
             readings = [read_piece(ids, vocab) for ids in samples]
-            runs[kind][f"{scale:g}"] = {
-                "seconds": round(time.perf_counter() - t0, 1),
+            runs[kind]["settings"][label(g, s)] = {
+                "seconds": seconds,
                 "asked": adherence(plans, readings),
                 "shuffled": adherence(shuffled(plans, args.seed), readings),
+                "nats": round(nats_per_note(gen.model, vocab, samples, False), 4),
             }
-            print(kind, scale, runs[kind][f"{scale:g}"], flush=True)
+            print(kind, label(g, s), runs[kind]["settings"][label(g, s)], flush=True)
     result = {"model": args.model, "pieces": args.num, "bars": args.bars, "styles": STYLES,
               "runs": runs, "nats_per_note": cost(gen, args.cost_pieces),
               "machine": machine_info(PACKAGES)}  # fmt: skip
@@ -141,33 +164,22 @@ def main() -> None:
 def markdown(r: dict) -> str:
     lines = ["# Control adherence", "",
              f"{r['pieces']} pieces of {r['bars']} bars from `{r['model']}` per kind of request "
-             "and guidance scale. *random*: Bach style, a random key, a four-bar progression in "
-             "it (cycled), one density, polyphony and register bin for all bars, each drawn on "
-             "its own (some combinations no real piece holds). *held-out*: the controls of the "
+             "and setting. *random*: Bach style, a random key, a four-bar progression in it "
+             "(cycled), one density, polyphony and register bin for all bars, each drawn on its "
+             "own (some combinations no real piece holds). *held-out*: the controls of the "
              f"first {r['bars']} bars of test pieces of {', '.join(r['styles'])} in turn, in "
              "their own style. Read back from the notes (the bins) and the analysis (key, "
              "chords). *g*: classifier-free guidance scale (1: the plain model; each step "
-             "computed twice above 1). *shuffled*: the g = 1 pieces scored against another "
-             "piece's request (chance). *real*: the held-out pieces themselves against their "
-             "own controls (the ceiling of what the analysis reads back).", ""]  # fmt: skip
+             "computed twice above 1). *s*: steering strength (`aurl.generate.steer`: pitches "
+             "outside the bar's chord, or the key, lose 2s nats; moving on with too few or too "
+             "many notes for the bar's density loses or gains s nats per bin width). "
+             "*shuffled*: the first setting's pieces scored against another piece's request "
+             "(chance). *real*: the held-out pieces themselves against their own controls (the "
+             "ceiling of what the analysis reads back). *nats per note*: the pieces under the "
+             "same model with their controls left out (what following them costs the music).",
+             ""]  # fmt: skip
     for kind, run in r["runs"].items():
-        scales = [k for k in run if k != "real"]
-        head = [f"g = {g}" for g in scales] + ["shuffled"] + (["real"] if run["real"] else [])
-        lines += [f"## {kind} requests", "", "| control | measure | " + " | ".join(head) + " |",
-                  "|---|---|" + "---:|" * len(head)]  # fmt: skip
-        first = run[scales[0]]
-        for name, measures in first["asked"].items():
-            for measure in measures:
-                if measure in ("bars", "pieces"):
-                    continue
-                cells = [run[g]["asked"][name][measure] for g in scales]
-                cells.append(first["shuffled"].get(name, {}).get(measure, float("nan")))
-                if run["real"]:
-                    cells.append(run["real"].get(name, {}).get(measure, float("nan")))
-                lines.append(f"| {name} | {measure} | " + " | ".join(f"{c:.3f}" for c in cells)
-                             + " |")  # fmt: skip
-        seconds = ", ".join(f"g = {g}: {run[g]['seconds']} s" for g in scales)
-        lines += ["", f"Generation time: {seconds}.", ""]
+        lines += _table(kind, run["settings"], run["real"])
     cost = r["nats_per_note"]
     lines += ["The cost of controls: test chorales' negative log-likelihood in nats per note "
               "(every token but the controls counted):", "",
@@ -175,6 +187,27 @@ def markdown(r: dict) -> str:
               *(f"| {name} | {value:.4f} |" for name, value in cost.items()),
               "", machine_markdown(r["machine"]), ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _table(kind: str, settings: dict, real: dict | None) -> list[str]:
+    names = list(settings)
+    head = [*names, "shuffled"] + (["real"] if real else [])
+    lines = [f"## {kind} requests", "", "| control | measure | " + " | ".join(head) + " |",
+             "|---|---|" + "---:|" * len(head)]  # fmt: skip
+    first = settings[names[0]]
+    for name, measures in first["asked"].items():
+        for measure in measures:
+            if measure in ("bars", "pieces"):
+                continue
+            cells = [settings[g]["asked"][name][measure] for g in names]
+            cells.append(first["shuffled"].get(name, {}).get(measure, float("nan")))
+            if real:
+                cells.append(real["asked"].get(name, {}).get(measure, float("nan")))
+            lines.append(f"| {name} | {measure} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    nats = [settings[g]["nats"] for g in names] + [float("nan")] + ([real["nats"]] if real else [])
+    lines.append("| music | nats per note | " + " | ".join(f"{c:.3f}" for c in nats) + " |")
+    seconds = ", ".join(f"{g}: {settings[g]['seconds']} s" for g in names)
+    return [*lines, "", f"Generation time: {seconds}.", ""]
 
 
 if __name__ == "__main__":

@@ -128,3 +128,15 @@ def test_the_cli_guides_learned_controls_by_default():
     assert guidance_for(None, ControlRequest(style="bach", tempo=90)) == 1.0
     assert guidance_for(None, ControlRequest(key="D minor")) == DEFAULT_GUIDANCE
     assert guidance_for(1.5, ControlRequest(chords="I V")) == 1.5
+    assert guidance_for(None, ControlRequest(key="D minor"), steer=2.0) == 1.0  # steered
+
+
+def test_the_cli_steers_chords_key_and_density_by_default():
+    from aurl.generate.control_names import ControlRequest
+    from aurl.generate.guidance_default import DEFAULT_STEER, steer_for
+
+    assert steer_for(None, None) == 0.0
+    assert steer_for(None, ControlRequest(style="bach", tempo=90)) == 0.0
+    assert steer_for(None, ControlRequest(register="3")) == DEFAULT_STEER
+    assert steer_for(None, ControlRequest(chords="I V")) == DEFAULT_STEER > 0
+    assert steer_for(0.0, ControlRequest(key="D minor")) == 0.0

@@ -14,7 +14,7 @@ import click
 
 from aurl import __version__
 from aurl.analysis.command import analyze
-from aurl.cli.controls import control_options, control_request, guidance_option
+from aurl.cli.controls import control_options, control_request, guidance_option, steer_option
 from aurl.cli.export import export
 from aurl.cli.infill import harmonize, infill
 from aurl.cli.latent import interpolate, vary
@@ -24,7 +24,7 @@ from aurl.cli.serve import serve
 from aurl.cli.train import distill, finetune, train
 from aurl.cli.tune import tune
 from aurl.evaluate.command import evaluate
-from aurl.generate.guidance_default import guidance_for
+from aurl.generate.guidance_default import guidance_for, steer_for
 
 EXIT_USAGE = 2
 
@@ -166,9 +166,10 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
                    "else PyTorch; onnx: --model's export (its onnx/ folder, or an ONNX folder).")  # fmt: skip
 @control_options
 @guidance_option
+@steer_option
 def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_bars, out,
              no_grammar, beams, length_penalty, best_of, stream, audio, threads, progress,
-             device, backend, guidance, **controls) -> None:  # fmt: skip
+             device, backend, guidance, steer, **controls) -> None:  # fmt: skip
     """Generate new music with the shipped model or your own, and write MIDI files.
 
     Controls (for a model trained with them; each optional): --style, --key, --density,
@@ -190,7 +191,8 @@ def generate(model, bars, num, temperature, top_k, top_p, seed, prompt, prompt_b
     prompt_ids, taken = (None, 0) if prompt is None else gen.prompt_ids(prompt, prompt_bars)
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                               grammar=not no_grammar, beams=beams, length_penalty=length_penalty,
-                              best_of=best_of, guidance=guidance_for(guidance, request))  # fmt: skip
+                              best_of=best_of, steer=(steer := steer_for(steer, request)),
+                              guidance=guidance_for(guidance, request, steer))  # fmt: skip
     stem = f"{Path(prompt).stem}-cont" if prompt else "aurl"
     paths = [Path(out) / f"{stem}-{seed}-{i + 1:02d}.mid" for i in range(num)]
     if stream:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aurl.generate.guidance_default import DEFAULT_GUIDANCE
+from aurl.generate.guidance_default import DEFAULT_GUIDANCE, DEFAULT_STEER
 
 _OPTIONS = (
     ("--style", str, "Style: a corpus the model learned (bach, palestrina, monteverdi, quartets, "
@@ -32,7 +32,15 @@ guidance_option = click.option(
     help="Classifier-free guidance of the controls: above 1 follows them more closely (each "
          "step is computed twice, up to twice the time); 1 is the plain model. Default: "
          f"{DEFAULT_GUIDANCE:g} when --key, --density, --polyphony, --register or --chords is "
-         "given, else 1.")  # fmt: skip
+         "given and the piece is not steered (--steer 0, or infill and harmonize), else 1.")  # fmt: skip
+
+
+steer_option = click.option(
+    "--steer", type=click.FloatRange(0, 100), default=None,
+    help="Steering towards the chords, key and bar bins asked: pitches outside the bar's chord "
+         "(or the key) lose 2x this many nats, and notes are pushed towards each bar's "
+         "density, polyphony and register; 0 leaves the model alone. Default: "
+         f"{DEFAULT_STEER:g} when --key, --chords or a bar bin is given, else 0.")  # fmt: skip
 
 
 LEARNED = ("--style", "--key", "--density", "--polyphony", "--register", "--chords")

@@ -87,11 +87,13 @@ def held_out_pieces(n: int, tokenizer, styles: tuple[str, ...], bars: int, seed:
 
 
 def sample_plans(model, vocab: Vocabulary, plans: list[ControlPlan], bars: int, seed: int,
-                 batch: int = 16, guidance: float = 1.0) -> list[np.ndarray]:  # fmt: skip
+                 batch: int = 16, guidance: float = 1.0,
+                 steer: float = 0.0) -> list[np.ndarray]:  # fmt: skip
     """One piece of ``bars`` bars per plan (ids, PAD removed), ``batch`` at a time, under
-    classifier-free ``guidance`` of the controls."""
+    classifier-free ``guidance`` of the controls and ``steer`` (see
+    :mod:`aurl.generate.steer`)."""
     generator = torch.Generator().manual_seed(seed)
-    config = SamplingConfig(top_p=SAMPLING.top_p, guidance=guidance)
+    config = SamplingConfig(top_p=SAMPLING.top_p, guidance=guidance, steer=steer)
     out: list[np.ndarray] = []
     for first in range(0, len(plans), batch):
         part = plans[first : first + batch]

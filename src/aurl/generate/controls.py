@@ -8,7 +8,8 @@ prompt (:func:`plan_prompt`): Style, Key and the track declarations. During samp
 right after its Bar (and TimeSig), forbids the control types not requested (the model was
 trained with each left out at random, so it knows sequences without them), allows only the
 requested time signature, and forces the requested tempo at the piece's first position and
-no other tempo after it.
+no other tempo after it. With a steering strength above 0, it also biases the logits
+towards each bar's requested chord (or key) and density (:mod:`aurl.generate.steer`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from aurl.generate import filters
+from aurl.generate import filters, steer
 from aurl.tokens import BOS, TokenType, Vocabulary
 from aurl.tokens.grammar import _HEAD_TRACK, BAR_CONTROLS, PIECE_CONTROLS
 from aurl.tokens.mask import GrammarState, RowTensors
@@ -110,11 +111,14 @@ class ControlState(RowTensors):
         "tempo_placed",
         "fill_ok",
         "fills",
+        "key",
+        "strength",
     )
 
     def __init__(self, vocab: Vocabulary, bars: int = PLAN_BARS,
                  device: torch.device | str = "cpu"):  # fmt: skip
         self.vocab, self.bars = vocab, max(bars, 1)
+        self.tables = steer.Tables(vocab, device)
         types = torch.as_tensor(vocab.types, device=device)
         self.types = types
         kinds = (*PIECE_CONTROLS, *BAR_CONTROLS)
@@ -141,10 +145,15 @@ class ControlState(RowTensors):
         self.fill_ok = torch.ones(0, self.n_tracks, dtype=torch.bool, device=device)
         self.is_fill = (types == T.FILL) | (types == T.INFILL)
         self.fills = torch.zeros(0, dtype=torch.bool, device=device)
-        self._cached: tuple[torch.Tensor, torch.Tensor, bool] | None = None  # see _fixed
+        # for steering: its strength, the requested Key value, what the bar holds so far
+        self.strength, self.key = torch.zeros(0, device=device), z(0, fill=-1)
+        self.bar_notes = steer.Bars(vocab, 0, device)
+        self._cached: tuple[torch.Tensor, torch.Tensor, bool, bool] | None = None  # _fixed
 
-    def rows(self, plans: list[ControlPlan | None]) -> ControlState:
-        """A state of the same tables for new rows with ``plans``."""
+    def rows(self, plans: list[ControlPlan | None],
+             steering: list[float] | None = None) -> ControlState:  # fmt: skip
+        """A state of the same tables for new rows with ``plans``, each steered with its
+        ``steering`` strength (default 0: none; see :mod:`aurl.generate.steer`)."""
         other = copy.copy(self)
         other._cached = None
         device = self.types.device
@@ -183,12 +192,20 @@ class ControlState(RowTensors):
         other.fill_ok = fill_ok.to(device)
         other.fills = torch.tensor([p is not None and p.fills for p in plans], dtype=torch.bool,
                                    device=device)  # fmt: skip
+        other.key = torch.tensor([-1 if p is None else p.key for p in plans], dtype=torch.long,
+                                 device=device)  # fmt: skip
+        other.bar_notes = steer.Bars(self.vocab, n, device)
+        strength = [steer.check_strength(s) for s in steering or [0.0] * n]
+        other.strength = torch.tensor(strength, device=device) * other.planned
         return other
 
     def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
-        """Note the tokens just taken (B,): whether each row's tempo has been placed."""
+        """Note the tokens just taken (B,): whether each row's tempo has been placed, and for
+        steering what its bar holds."""
         tempo = self.is_tempo[tokens]
         self.tempo_placed |= tempo if active is None else tempo & active
+        if self._fixed()[3]:
+            self.bar_notes.update(tokens, active)
 
     def feed(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
         """:meth:`update` with whole prompts (B, T), right-padded to ``lengths``."""
@@ -198,7 +215,7 @@ class ControlState(RowTensors):
     def apply(self, logits: torch.Tensor, state: GrammarState) -> torch.Tensor:
         """``logits`` (B, V) with the controls' mask: forced ids alone where one is due,
         types not asked for forbidden, the time signature and tempo held."""
-        fixed, fixed_filling, any_bar = self._fixed()
+        fixed, fixed_filling, any_bar, _ = self._fixed()
         allowed = fixed
         if self.vocab.has_infill:  # in a second pass, only the tracks asked for
             allowed = torch.where(state.filled[:, None], fixed_filling, fixed)
@@ -211,12 +228,39 @@ class ControlState(RowTensors):
             allowed = allowed.clone()
             allowed[rows] = False
             allowed[rows, forced[rows]] = True
-        return filters.apply_mask(logits, allowed)
+        logits = filters.apply_mask(logits, allowed)
+        if self._fixed()[3]:
+            logits = logits + self._steering(state)
+        return logits
 
-    def _fixed(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _steering(self, state: GrammarState) -> torch.Tensor:
+        """(B, V) steering bias of every row towards its bar's chord (or key), register,
+        polyphony and density."""
+        off, tables, notes = self.vocab.offsets, self.tables, self.bar_notes
+        row = self._bar_plan(state)
+        value = lambda slot, kind: torch.where(row[:, slot] >= 0, row[:, slot] - off[kind], -1)  # noqa: E731
+        chord, density = value(3, T.CHORD), value(0, T.DENSITY)
+        in_bar = state.bars > 0
+        register = torch.where(in_bar, value(2, T.REGISTER), -1)
+        polyphony = torch.where(in_bar, value(1, T.POLYPHONY), -1)
+        rows = torch.arange(len(row), device=row.device)
+        wanted = torch.where((chord >= 0)[:, None], tables.chord_pcs[chord.clamp(min=0)],
+                             tables.key_pcs[self.key.clamp(min=0)])  # fmt: skip
+        drum = (state.at_track >= 0) & notes.drum[rows, state.at_track.clamp(min=0)]
+        strength = torch.where(state.filled, 0.0, self.strength)  # a second pass: none
+        tuned = torch.where(drum, 0.0, strength)
+        on = (chord >= 0) | (self.key >= 0)
+        bias = steer.harmony_bias(tables, wanted, torch.where(on, tuned, 0.0))
+        bias = bias + steer.register_bias(tables, register, notes.mean(), tuned)
+        bias = bias + steer.polyphony_bias(tables, polyphony, notes.here_count, strength)
+        density = torch.where(in_bar, density, -1)
+        return bias + steer.density_bias(tables, density, notes.notes, state.pos, state.sig,
+                                         strength)  # fmt: skip
+
+    def _fixed(self) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
         """What the rows' requests allow whatever the step, (B, V), outside and inside a
-        second (track-filling) pass, and whether any row asks for bar controls: made once per
-        set of rows (every row operation clears it)."""
+        second (track-filling) pass, whether any row asks for bar controls, and whether any
+        is steered: made once per set of rows (every row operation clears it)."""
         if self._cached is not None:
             return self._cached
         arange = torch.arange(len(self.types), device=self.types.device)
@@ -232,26 +276,34 @@ class ControlState(RowTensors):
             track_ok = self.fill_ok[:, self.track_of.clamp(max=self.n_tracks - 1)]
             filling = allowed & (~self.is_track | track_ok)
         free = ~self.planned[:, None]
-        self._cached = (allowed | free, filling | free, bool((self.forced >= 0).any()))
+        self._cached = (allowed | free, filling | free, bool((self.forced >= 0).any()),
+                        bool((self.strength > 0).any()))  # fmt: skip
         return self._cached
 
     def select(self, index: torch.Tensor) -> None:
         super().select(index)
+        self.bar_notes.select(index)
         self._cached = None
 
-    def extend(self, other: RowTensors) -> None:
+    def extend(self, other: ControlState) -> None:
         super().extend(other)
+        self.bar_notes.extend(other.bar_notes)
         self._cached = None
 
-    def put(self, rows: torch.Tensor, other: RowTensors) -> None:
+    def put(self, rows: torch.Tensor, other: ControlState) -> None:
         super().put(rows, other)
+        self.bar_notes.put(rows, other.bar_notes)
         self._cached = None
 
     def _due(self, state: GrammarState) -> torch.Tensor:
         """The forced bar-control id due next in every row (-1 where none is)."""
         slot = self.slot_of[state.last]
-        bar = ((state.bars - 1).clamp(min=0) % self.period).clamp(max=self.bars - 1)
-        row = self.forced[torch.arange(len(bar), device=bar.device), bar]  # (B, 4)
-        ok = (row >= 0) & (torch.arange(4, device=bar.device) >= slot[:, None])
+        row = self._bar_plan(state)
+        ok = (row >= 0) & (torch.arange(4, device=row.device) >= slot[:, None])
         first = torch.where(ok.any(1), ok.float().argmax(1), 0)
         return torch.where(ok.any(1), row.gather(1, first[:, None])[:, 0], -1)
+
+    def _bar_plan(self, state: GrammarState) -> torch.Tensor:
+        """The forced bar-control ids of every row's present bar, (B, 4) (-1: not asked)."""
+        bar = ((state.bars - 1).clamp(min=0) % self.period).clamp(max=self.bars - 1)
+        return self.forced[torch.arange(len(bar), device=bar.device), bar]

@@ -49,6 +49,7 @@ class SamplingConfig:
     length_penalty: float = 1.0  # beam scores are log p / length ** length_penalty
     best_of: int = 1  # sample this many candidates per piece, keep the most likely
     guidance: float = 1.0  # classifier-free guidance of the controls (1: none)
+    steer: float = 0.0  # logit bias towards the bar controls asked for (0: none; see steer.py)
 
 
 class Engine:
@@ -98,12 +99,14 @@ class Engine:
             max_tokens: int | list[int],
             plans: list[ControlPlan | None] | None = None,
             samplings: list[RowSampling] | None = None,
-            guidance: list[float] | None = None) -> list[int]:  # fmt: skip
+            guidance: list[float] | None = None,
+            steer: list[float] | None = None) -> list[int]:  # fmt: skip
         """Start sequences from ``prompts`` (1-D ids each); a row ends after ``max_bars`` bars
         in all (prompt included) or ``max_tokens`` new tokens. With controls, ``plans`` holds
-        each row's requests (see :mod:`aurl.generate.controls`; None: none), and
-        ``guidance`` each row's scale of classifier-free guidance of them (see
-        :mod:`aurl.generate.guidance`; default: the engine's). ``samplings`` gives each row
+        each row's requests (see :mod:`aurl.generate.controls`; None: none), ``guidance``
+        each row's scale of classifier-free guidance of them (see
+        :mod:`aurl.generate.guidance`) and ``steer`` its steering strength (see
+        :mod:`aurl.generate.steer`; both default to the engine's). ``samplings`` gives each row
         its own temperature, top-k, top-p and seed (see :mod:`aurl.generate.draws`) in place
         of the engine's; once given, every row draws that way. New rows take the slots of
         finished ones first, so read a finished row (:meth:`row`) before adding more. Returns
@@ -130,7 +133,7 @@ class Engine:
             self.controls = ControlState(self.vocab, device=self.device)
             self.controls.extend(self.controls.rows([None] * self.batch))
         if self.controls is not None:
-            controls = self.controls.rows(plans or [None] * n)
+            controls = self.controls.rows(plans or [None] * n, steer or [self.config.steer] * n)
             controls.feed(ids[:, : int(lengths.max())], lengths)
         if self.draws is None and samplings is not None:
             self.draws = RowDraws([self._default_draw()] * self.batch, self.device)

@@ -24,7 +24,7 @@ from aurl import __version__
 from aurl.api import TOKENS_PER_BAR_LIMIT, Generator, Piece
 from aurl.generate.control_names import control_choices
 from aurl.generate.draws import RowSampling
-from aurl.generate.guidance_default import guidance_for
+from aurl.generate.guidance_default import guidance_for, steer_for
 from aurl.generate.sampler import SamplingConfig, pad_rows
 from aurl.generate.stream import bar_seconds
 from aurl.models.vae import VAE
@@ -86,9 +86,10 @@ class Server:
         samplings = [RowSampling(req.temperature, req.top_k, req.top_p, seed + i)
                      for i in range(req.num)]  # fmt: skip
         deadline = time.monotonic() + self.limits.request_seconds
+        steer = steer_for(req.steer, request)
         return Job(list(batch), taken + req.bars, req.bars * TOKENS_PER_BAR_LIMIT,
                    [plan] * req.num, samplings, deadline, on_bar, taken,
-                   guidance_for(req.guidance, request)), taken  # fmt: skip
+                   guidance_for(req.guidance, request, steer), steer), taken  # fmt: skip
 
     def midi(self, text: str, field: str):
         """The score of a base64 MIDI field, within this server's limits."""

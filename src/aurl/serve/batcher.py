@@ -49,6 +49,7 @@ class Job:
     on_bar: BarCallback | None = None
     skip: int = 0
     guidance: float = 1.0  # classifier-free guidance of the controls
+    steer: float = 0.0  # steering strength towards them
     future: Future = field(default_factory=Future)
     cancelled: threading.Event = field(default_factory=threading.Event)
     timed_out: bool = False
@@ -149,7 +150,8 @@ class Batcher:
                 [j.max_bars for j in jobs for _ in j.prompts],
                 [j.max_tokens for j in jobs for _ in j.prompts],
                 [p for j in jobs for p in j.plans], [s for j in jobs for s in j.samplings],
-                [j.guidance for j in jobs for _ in j.prompts])  # fmt: skip
+                [j.guidance for j in jobs for _ in j.prompts],
+                [j.steer for j in jobs for _ in j.prompts])  # fmt: skip
         except Exception as err:
             if len(jobs) == 1:  # a request the engine cannot take fails alone
                 jobs[0].future.set_exception(err)

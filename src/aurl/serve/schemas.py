@@ -49,7 +49,7 @@ class Sampling(BaseModel):
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus: 0.95 as `aurl generate`.")
     guidance: float | None = Field(None, gt=0, le=20, description=(
         "Classifier-free guidance of the controls (1: none); default as `aurl generate`: 2 "
-        "where a key or a bar control is asked, else 1."))  # fmt: skip
+        "where a key or a bar control is asked and the piece is not steered, else 1."))  # fmt: skip
 
 
 class GenerateRequest(Sampling):
@@ -58,6 +58,9 @@ class GenerateRequest(Sampling):
     prompt: str | None = Field(None, description="A MIDI file to continue, base64.")
     prompt_bars: int = Field(4, ge=1, le=512, description="Bars of the prompt to keep.")
     controls: Controls = Controls()
+    steer: float | None = Field(None, ge=0, le=100, description=(
+        "Steering towards the chords, key and bar bins asked (0: none); default as `aurl "
+        "generate`: 2 where a key, chords or a bar bin are asked, else 0."))  # fmt: skip
     model: str | None = _MODEL
 
 

@@ -187,6 +187,8 @@ async function run(label, work) {
 
 async function generate(prompt) {
   const body = { ...sampling(), bars: numberOr("bars", 8), num: 1, controls: controls() };
+  const steer = numberOr("steer", null);  // empty: the server's default
+  if (steer !== null) body.steer = steer;
   if (prompt) { body.prompt = prompt; body.prompt_bars = numberOr("prompt_bars", 4); }
   if ($("stream").checked) return stream(body);
   const out = await (await api("/generate", body)).json();

@@ -1,0 +1,223 @@
+"""Steering: logit biases that pull sampling towards the bar controls a row asked for.
+
+The controls are learned tendencies; steering adds to the model's logits where a request is
+a fact the sampler can see coming:
+
+- **Harmony**: every Pitch whose pitch class is outside the bar's requested chord (or, in a
+  bar without one, outside the requested key's scale) loses ``strength * HARMONY`` nats.
+- **Register**: the Pitch logits are tilted (``-e * strength * REGISTER`` nats per octave)
+  by how far ``e`` (in bin widths) the bar's notes at earlier positions (or, at its first,
+  the last bar's notes) lie from the middle of the requested register bin.
+- **Polyphony**: at a position that holds k notes, moving on while k is below the requested
+  bin's middle, or adding a note that takes k past it, loses ``strength * POLYPHONY`` nats
+  per note of the difference.
+- **Density**: the next onset is pulled towards where the bar's notes so far would be on
+  schedule for its requested density bin: moving on too soon or too late, ending a bar short
+  of notes, or adding a note that puts the bar ahead loses ``strength * DENSITY`` nats per
+  bin width it misses by (see :func:`density_bias`).
+
+A strength of 0 leaves the logits as they are. Drum tracks are never pulled towards a chord,
+and a second (infilling) pass is left alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from aurl.analysis.chords import template_matrix
+from aurl.tokens.mask import RowTensors
+from aurl.tokens.vocab import (
+    DENSITY_EDGES,
+    DRUM_PROGRAM,
+    POLYPHONY_EDGES,
+    REGISTER_EDGES,
+    TokenType,
+    Vocabulary,
+)
+
+T = TokenType
+HARMONY = 2.0  # nats a pitch outside the chord or key loses at strength 1
+DENSITY = 2.0  # nats per bin width missed at strength 1
+REGISTER = 2.0  # nats per octave of tilt per bin width missed at strength 1
+POLYPHONY = 1.0  # nats per note of a chord too thin or too thick at strength 1
+TOP_RATE = DENSITY_EDGES[-1] + 1.0  # notes per quarter aimed at in the open top bin
+# the scales of the keys: major, and minor with its raised seventh as well as the natural one
+SCALES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10, 11))
+
+
+def check_strength(strength: float) -> float:
+    """``strength`` as a float.
+
+    Raises:
+        ValueError: a strength below 0 (or not a number).
+    """
+    if not float(strength) >= 0:
+        raise ValueError(f"steering strength must be 0 or more, not {strength}")
+    return float(strength)
+
+
+class Tables:
+    """What steering reads per id, made once per vocabulary.
+
+    Attributes:
+        pitch_class, pitch: pitch class and pitch of every Pitch id (-1 for other ids), (V,).
+        chord_pcs: pitch classes of every Chord value, (12 * qualities, 12).
+        key_pcs: pitch classes of every Key value's scale, (24, 12).
+        place: Position value of every Position id, -2 for Bar, -1 for other ids, (V,).
+        adds: whether an id adds a note at the present position (Pitch, Track), (V,).
+        bar_len: bar length in steps of every GrammarState ``sig`` number (0: unknown, taken
+            as four quarters).
+        rate, width: density bins' target notes per quarter and width, per Density value.
+        reg_mid, reg_width: register bins' middle and width (MIDI pitch), per Register value
+            (the open end bins as wide as their neighbours).
+        poly_mid: polyphony bins' middle (notes struck together), per Polyphony value.
+    """
+
+    def __init__(self, vocab: Vocabulary, device: torch.device | str = "cpu"):
+        types, values = vocab.types, vocab.values
+        pitch = types == T.PITCH
+        self.pitch_class = torch.as_tensor(np.where(pitch, values % 12, -1), device=device)
+        self.pitch = torch.as_tensor(np.where(pitch, values, -1), device=device)
+        templates = template_matrix() > 0
+        self.chord_pcs = torch.as_tensor(templates, device=device)
+        key_pcs = np.zeros((24, 12), bool)
+        for key in range(24):
+            key_pcs[key, [(key + step) % 12 for step in SCALES[key // 12]]] = True
+        self.key_pcs = torch.as_tensor(key_pcs, device=device)
+        place = np.where(types == T.POSITION, values, -1)
+        self.place = torch.as_tensor(np.where(types == T.BAR, -2, place), device=device)
+        self.adds = torch.as_tensor((types == T.PITCH) | (types == T.TRACK), device=device)
+        lengths = sorted({int(x) for x in vocab.bar_steps[types == T.TIMESIG]})
+        quarter = vocab.config.steps_per_quarter
+        self.bar_len = torch.tensor([4 * quarter, *lengths], device=device)
+        self.quarter = quarter
+        edges = np.array([0.0, *DENSITY_EDGES, TOP_RATE + (TOP_RATE - DENSITY_EDGES[-1])])
+        self.rate = torch.as_tensor((edges[:-1] + edges[1:]) / 2, device=device)
+        self.width = torch.as_tensor(np.diff(edges), device=device)
+        edges = np.array([2 * REGISTER_EDGES[0] - REGISTER_EDGES[1], *REGISTER_EDGES,
+                          2 * REGISTER_EDGES[-1] - REGISTER_EDGES[-2]], np.float32)  # fmt: skip
+        self.reg_mid = torch.as_tensor((edges[:-1] + edges[1:]) / 2, device=device)
+        self.reg_width = torch.as_tensor(np.diff(edges), device=device)
+        edges = np.array([0.5, *POLYPHONY_EDGES, POLYPHONY_EDGES[-1] + 2], np.float32)
+        self.poly_mid = torch.as_tensor((edges[:-1] + edges[1:]) / 2, device=device)
+
+
+def harmony_bias(tables: Tables, wanted: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    """(B, V) bias: ``-strength * HARMONY`` (B,) on Pitch ids whose pitch class is not
+    ``wanted`` (B, 12), 0 elsewhere."""
+    pc = tables.pitch_class
+    outside = (pc[None] >= 0) & ~wanted.gather(1, pc.clamp(min=0)[None].expand(len(wanted), -1))
+    return torch.where(outside, -HARMONY * strength[:, None], 0.0)
+
+
+def density_bias(tables: Tables, density: torch.Tensor, notes: torch.Tensor, pos: torch.Tensor,
+                 sig: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B, V) bias on what comes next in a bar, for rows asking Density value ``density`` (B,;
+    -1: none) with ``notes`` started in the bar so far, at position ``pos`` (-1: none yet) of
+    a bar of GrammarState length number ``sig``, steered with ``strength`` (B,).
+
+    N being the notes the bin's middle wants in a bar of L steps, the next onset is best at
+    ``v* = L * notes / N``: moving to a position v loses ``|N * v / L - notes|`` (too soon or
+    too late), ending the bar loses its shortfall ``N - notes``, and one more note here (a
+    Track or a Pitch) loses the surplus it makes, ``notes + 1 - N * (pos + 1) / L``; each in
+    bin widths (the bin's width in notes), times ``strength * DENSITY``, at most 4 times
+    that."""
+    length = tables.bar_len[sig].float()  # (B,)
+    quarters = length / tables.quarter
+    d = density.clamp(min=0)
+    want, width = tables.rate[d] * quarters, tables.width[d] * quarters
+    have = notes.float()[:, None]
+    place = tables.place.float()[None]
+    at = (want[:, None] / length[:, None]) * place  # what moving to each position wants
+    miss = torch.where(place == -2, (want[:, None] - have).clamp(min=0), (at - have).abs())
+    here = (have + 1 - want[:, None] * (pos.float()[:, None] + 1) / length[:, None]).clamp(min=0)
+    miss = torch.where(tables.adds[None], here, torch.where(place != -1, miss, 0.0))
+    scale = (DENSITY * strength / width)[:, None]
+    bias = -(miss * scale).clamp(max=4 * DENSITY * strength[:, None])
+    return torch.where((density >= 0)[:, None], bias, 0.0)
+
+
+def register_bias(tables: Tables, register: torch.Tensor, mean: torch.Tensor,
+                  strength: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B, V) tilt of the Pitch logits for rows asking Register value ``register`` (B,; -1:
+    none) whose notes so far have mean pitch ``mean`` (NaN: none yet): ``-e * strength *
+    REGISTER * (pitch - mean) / 12`` with ``e`` the mean's distance from the bin's middle in
+    bin widths (at most 2), so pitches near the mean keep their logits."""
+    r = register.clamp(min=0)
+    e = ((mean - tables.reg_mid[r]) / tables.reg_width[r]).clamp(-2, 2)
+    on = (register >= 0) & ~mean.isnan()
+    tilt = torch.where(on, -e * strength * REGISTER / 12, 0.0)
+    pitch = tables.pitch.float()[None]
+    away = (pitch - mean.nan_to_num()[:, None]).clamp(-12, 12)
+    return torch.where(tables.pitch[None] >= 0, tilt[:, None] * away, 0.0)
+
+
+class Bars(RowTensors):
+    """What steering knows of every row's present bar, updated token by token: the notes
+    started in it, the sum and count of pitches at its earlier positions and at the present
+    one, the last bar's mean pitch, and the drum tracks declared (whose notes count for
+    density only)."""
+
+    _ROWS = ("notes", "done_sum", "done_count", "here_sum", "here_count", "last_mean",
+             "declaring", "track", "drum")  # fmt: skip
+
+    def __init__(self, vocab: Vocabulary, batch: int, device: torch.device | str = "cpu"):
+        self.types = torch.as_tensor(vocab.types, device=device)
+        self.values = torch.as_tensor(vocab.values, device=device).clamp(min=0)
+        self.n_tracks = max(vocab.counts[T.TRACK], 1)
+        z = lambda dtype=torch.long: torch.zeros(batch, dtype=dtype, device=device)  # noqa: E731
+        self.notes, self.done_count, self.here_count, self.track = z(), z(), z(), z()
+        self.done_sum, self.here_sum = z(torch.float32), z(torch.float32)
+        self.last_mean = torch.full((batch,), float("nan"), device=device)
+        self.declaring = torch.ones(batch, dtype=torch.bool, device=device)
+        self.drum = torch.zeros(batch, self.n_tracks, dtype=torch.bool, device=device)
+
+    def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
+        """Take one token per row (B,), only where ``active``."""
+        on = torch.ones_like(tokens, dtype=torch.bool) if active is None else active
+        kind, value = self.types[tokens], self.values[tokens]
+        rows = torch.arange(len(tokens), device=tokens.device)
+        bar, place = on & (kind == T.BAR), on & (kind == T.POSITION)
+        track = on & (kind == T.TRACK)
+        self.track = torch.where(track, value.clamp(max=self.n_tracks - 1), self.track)
+        drum = self.drum[rows, self.track]
+        self.drum[rows, self.track] = drum | (on & self.declaring & (kind == T.PROGRAM)
+                                              & (value == DRUM_PROGRAM))  # fmt: skip
+        pitch = on & (kind == T.PITCH)
+        self.notes = torch.where(bar, 0, self.notes + pitch.long())
+        tuned = pitch & ~drum & ~self.declaring
+        self.here_sum = self.here_sum + torch.where(tuned, value.float(), 0.0)
+        self.here_count = self.here_count + tuned.long()
+        moved = bar | place  # the present position's notes join the bar's
+        self.done_sum = torch.where(moved, self.done_sum + self.here_sum, self.done_sum)
+        self.done_count = torch.where(moved, self.done_count + self.here_count, self.done_count)
+        self.here_sum = torch.where(moved, 0.0, self.here_sum)
+        self.here_count = torch.where(moved, 0, self.here_count)
+        ended = bar & (self.done_count > 0)
+        self.last_mean = torch.where(ended, self.done_sum / self.done_count.clamp(min=1),
+                                     self.last_mean)  # fmt: skip
+        self.done_sum = torch.where(bar, 0.0, self.done_sum)
+        self.done_count = torch.where(bar, 0, self.done_count)
+        self.declaring &= ~bar
+
+    def mean(self) -> torch.Tensor:
+        """Every row's reference mean pitch: of its bar's earlier positions, else of its last
+        bar (NaN: no note yet)."""
+        here = self.done_sum / self.done_count.clamp(min=1)
+        return torch.where(self.done_count > 0, here, self.last_mean)
+
+
+def polyphony_bias(tables: Tables, polyphony: torch.Tensor, here: torch.Tensor,
+                   strength: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B, V) bias for rows asking Polyphony value ``polyphony`` (B,; -1: none) with ``here``
+    notes at the present position: moving on (Position, Bar) loses ``strength * POLYPHONY``
+    per note short of the bin's middle, one more note (Track, Pitch) as much per note past
+    it; nothing before the position's first note."""
+    mid = tables.poly_mid[polyphony.clamp(min=0)]
+    k = here.float()
+    short, over = (mid - k).clamp(min=0), (k + 1 - mid).clamp(min=0)
+    moves = (tables.place[None] != -1) & ~tables.adds[None]
+    miss = torch.where(tables.adds[None], over[:, None], torch.where(moves, short[:, None], 0.0))
+    on = (polyphony >= 0) & (here > 0)
+    return torch.where(on[:, None], -POLYPHONY * strength[:, None] * miss, 0.0)

@@ -1,0 +1,165 @@
+"""Steering: pitches are pulled into the bar's chord (or the key) and bars towards their
+density, polyphony and register bins, drums are left alone, and rows of different strengths
+share a batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aurl.generate.control_names import parse_chords, parse_key
+from aurl.generate.controls import ControlPlan, plan_prompt
+from aurl.generate.engine import Engine, SamplingConfig, run
+from aurl.generate.steer import Tables, density_bias, polyphony_bias, register_bias
+from aurl.tokens import BOS, Tokenizer, TokenizerConfig, TokenType
+from aurl.tokens.controls import bar_values
+from aurl.tokens.grammar import Grammar
+from aurl.tokens.vocab import DRUM_PROGRAM
+from factories import debug_model
+
+TK = Tokenizer(TokenizerConfig(tracks=16, controls=True))
+V = TK.vocab
+T = TokenType
+KEY = parse_key("G major")
+CHORDS = parse_chords("I V", KEY)  # G major, D major
+CHORD_PCS = ({7, 11, 2}, {2, 6, 9})
+PIANO, DRUMS = (0, -1), (DRUM_PROGRAM, -1)
+
+
+def _sample(plan: ControlPlan, steer: float, bars: int = 6, seed: int = 0) -> np.ndarray:
+    m = debug_model(vocab_size=V.size, max_seq_len=512)
+    engine = Engine(m, V, SamplingConfig(steer=steer), torch.Generator().manual_seed(seed))
+    engine.add([torch.as_tensor(plan_prompt(plan, V))], bars, 500, [plan])
+    run(engine)
+    ids = engine.row(0).numpy()
+    assert TK.grammar.validate(ids) is None
+    return ids
+
+
+def _notes(ids: np.ndarray) -> list[tuple[int, int, int]]:
+    """(bar, track, pitch) of every note."""
+    bar, _ = Grammar(V).timeline(ids)
+    types, values = V.types[ids], V.values[ids]
+    out, track = [], -1
+    for i in range(len(ids)):
+        if types[i] == T.TRACK and bar[i] >= 0:
+            track = int(values[i])
+        elif types[i] == T.PITCH:
+            out.append((int(bar[i]), track, int(values[i])))
+    return out
+
+
+def test_steered_pitches_keep_to_each_bars_chord_and_drums_are_left_alone():
+    plan = ControlPlan(key=KEY, tracks=(PIANO, DRUMS), bars={T.CHORD: CHORDS})
+    for steer, inside in ((0.0, False), (30.0, True)):
+        notes = [n for seed in range(4) for n in _notes(_sample(plan, steer, 8, seed))]
+        piano = [(b, p) for b, t, p in notes if t == 0]
+        drums = [p for _, t, p in notes if t == 1]
+        assert len(piano) > 15 and len(drums) > 15
+        in_chord = [p % 12 in CHORD_PCS[b % 2] for b, p in piano]
+        assert all(in_chord) == inside, steer
+        assert not all(p % 12 in CHORD_PCS[0] | CHORD_PCS[1] for p in drums)
+
+
+def test_without_a_chord_steering_keeps_to_the_key():
+    scale = {7, 9, 11, 0, 2, 4, 6}
+    notes = [n for seed in range(5) for n in _notes(_sample(ControlPlan(key=KEY), 30.0, 8, seed))]
+    assert len(notes) > 15 and all(p % 12 in scale for _, _, p in notes)
+
+
+def _bins(kind: TokenType, value: int, steer: float) -> np.ndarray:
+    """The bins of ``kind`` that the bars with notes of five pieces asking ``value`` hold."""
+    plan = ControlPlan(tracks=(PIANO,), bars={kind: (value,)})
+    got = np.concatenate([bar_values(_sample(plan, steer, seed=s), V)[kind] for s in range(5)])
+    return got[got >= 0]
+
+
+@pytest.mark.parametrize("kind, low, high", [(T.DENSITY, 1, 6), (T.POLYPHONY, 0, 3)])
+def test_steering_brings_each_bar_near_its_bin(kind, low, high):
+    for value in (low, high):
+        assert np.mean(np.abs(_bins(kind, value, 4.0) - value) <= 1) >= 0.9
+        assert np.mean(np.abs(_bins(kind, value, 0.0) - value) <= 1) <= 0.6
+
+
+def test_register_steering_moves_the_bars_pitch():
+    # the untrained model spreads its pitches over all 128, so the tilt (an octave at most)
+    # moves the bars' mean pitch without bringing every bar into its bin
+    low, high = _bins(T.REGISTER, 1, 4.0).mean(), _bins(T.REGISTER, 6, 4.0).mean()
+    assert high - low >= 1.5
+    assert abs(_bins(T.REGISTER, 6, 0.0).mean() - _bins(T.REGISTER, 1, 0.0).mean()) < 0.75
+
+
+def test_the_density_bias_pulls_the_next_onset_to_where_the_bar_is_on_schedule():
+    tables = Tables(V)
+    pos, bar = int(V.offsets[T.POSITION]), int(V.offsets[T.BAR])
+    pitch, track = int(V.offsets[T.PITCH]), int(V.offsets[T.TRACK])
+    sig = torch.tensor([0, 0])  # four quarters
+    # bin 6 wants 20 notes in 4/4; at the second quarter, 0 and 15 notes so far
+    at = torch.tensor([tables.quarter, tables.quarter])
+    bias = density_bias(tables, torch.tensor([6, 6]), torch.tensor([0, 15]), at, sig,
+                        torch.tensor([1.0, 1.0]))  # fmt: skip
+    soon, late = pos + tables.quarter + 1, pos + 3 * tables.quarter
+    assert bias[0, pitch] == bias[0, track] == 0  # short of notes: another note costs nothing
+    assert bias[0, bar] < bias[0, late] < bias[0, soon] < 0  # moving on costs, the later more
+    assert bias[1, pitch] < 0 and bias[1, soon] < bias[1, late] == 0  # ahead: wait
+    full = density_bias(tables, torch.tensor([6]), torch.tensor([21]), at[:1], sig[:1],
+                        torch.tensor([1.0]))  # fmt: skip
+    assert full[0, bar] == 0 > bias[1, bar]  # a bar that holds enough may end
+    assert bias[0, int(V.offsets[T.VELOCITY])] == 0  # nothing else is biased
+    none = density_bias(tables, torch.tensor([-1, 6]), torch.tensor([0, 0]), at, sig,
+                        torch.tensor([1.0, 0.0]))  # fmt: skip
+    assert not none.any()  # no density asked, or a strength of 0
+
+
+def test_the_polyphony_bias_fills_a_chord_to_the_bin_and_no_further():
+    tables = Tables(V)
+    pitch, track, bar = (int(V.offsets[k]) for k in (T.PITCH, T.TRACK, T.BAR))
+    move = int(V.offsets[T.POSITION]) + 5
+    bias = polyphony_bias(tables, torch.tensor([3, 3, 3, -1]), torch.tensor([1, 4, 0, 2]),
+                          torch.ones(4))  # fmt: skip
+    assert bias[0, move] == bias[0, bar] < 0 == bias[0, pitch] == bias[0, track]  # 1 of 4
+    assert bias[1, pitch] == bias[1, track] < 0 == bias[1, move]  # 4 of 4: move on
+    assert not bias[2:].any()  # before the position's first note, or nothing asked
+
+
+def test_the_register_bias_tilts_pitches_towards_the_bin():
+    tables = Tables(V)
+    at = lambda p: V.token(T.PITCH, p)  # noqa: E731
+    bias = register_bias(tables, torch.tensor([2, 2, -1]), torch.tensor([70.0, float("nan"),
+                                                                         70.0]),
+                         torch.ones(3))  # fmt: skip
+    assert bias[0, at(58)] > bias[0, at(64)] > bias[0, at(70)] == 0 > bias[0, at(82)]
+    assert bias[0, at(40)] == bias[0, at(58)]  # at most an octave's tilt
+    assert bias[0, int(V.offsets[T.BAR])] == 0
+    assert not bias[1:].any()  # no note yet, or no register asked
+
+
+def test_rows_of_different_strengths_share_a_batch():
+    m = debug_model(vocab_size=V.size, max_seq_len=256)
+    plan = ControlPlan(key=KEY, tracks=(PIANO,), bars={T.CHORD: CHORDS, T.DENSITY: (5,)})
+    prompt = torch.as_tensor(plan_prompt(plan, V))
+
+    def alone(steer: float) -> np.ndarray:
+        engine = Engine(m, V, SamplingConfig(greedy=True, steer=steer))
+        engine.add([prompt], 3, 120, [plan])
+        run(engine)
+        return engine.row(0).numpy()
+
+    engine = Engine(m, V, SamplingConfig(greedy=True))
+    engine.add([prompt], 3, 120, [plan])
+    for _ in range(5):
+        engine.step()
+    engine.add([prompt, prompt, torch.tensor([BOS])], 3, 120, [plan, plan, None],
+               steer=[8.0, 0.0, 8.0])  # fmt: skip
+    run(engine)
+    assert np.array_equal(engine.row(0).numpy(), alone(0.0))
+    assert np.array_equal(engine.row(1).numpy(), alone(8.0))
+    assert np.array_equal(engine.row(2).numpy(), alone(0.0))
+    assert not np.array_equal(alone(8.0), alone(0.0))
+
+
+def test_a_bad_strength_is_refused():
+    engine = Engine(debug_model(vocab_size=V.size), V, SamplingConfig(steer=-1.0))
+    with pytest.raises(ValueError, match="steering strength must be 0 or more"):
+        engine.add([torch.tensor([BOS])], 2, 10, [ControlPlan(key=KEY)])
