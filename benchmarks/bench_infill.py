@@ -35,6 +35,7 @@ from aurl.data.shards import Shard
 from aurl.data.sources import resolve_source
 from aurl.evaluate.voice_leading import VoiceLeading, satb_tracks, voice_leading
 from aurl.fileio import atomic_write_json, atomic_write_text
+from aurl.generate.sampler import SamplingConfig
 from aurl.midi import read_midi, write_midi
 from aurl.tokens import TokenType
 from aurl.tokens.controls import CONTROL_TYPES, drop_controls
@@ -114,6 +115,8 @@ def main() -> None:
     parser.add_argument("--melodies", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steer", type=float, default=0.0,
+                        help="steering strength of the infills and harmonizations")  # fmt: skip
     parser.add_argument("--name", default="infill", help="results file name")
     args = parser.parse_args()
     gen = load(args.model, "cpu", threads=args.threads, backend="torch")
@@ -146,8 +149,10 @@ def main() -> None:
         },  # fmt: skip
     }
     files = [f for f in test_files(dataset) if satb_tracks(read_midi(f)) is not None]
-    result["joins"] = joins(gen, files, args.fills, rng)
-    result["harmonize"] = harmonize(gen, files[: args.melodies], args.seed)
+    sampling = SamplingConfig(steer=args.steer)
+    result["steer"] = args.steer
+    result["joins"] = joins(gen, files, args.fills, rng, sampling)
+    result["harmonize"] = harmonize(gen, files[: args.melodies], args.seed, sampling)
     result["machine"] = machine_info(PACKAGES)
     atomic_write_json(RESULTS_DIR / f"{args.name}.json", result)
     atomic_write_text(RESULTS_DIR / f"{args.name}.md", markdown(result))
@@ -166,7 +171,7 @@ def test_files(dataset) -> list[Path]:
     return [Path(json.loads(line)["source"]) for line in lines if line.strip()]
 
 
-def joins(gen, files: list[Path], n: int, rng) -> dict:
+def joins(gen, files: list[Path], n: int, rng, sampling: SamplingConfig) -> dict:
     """Leaps and parallels across the joins of infilled gaps, against the chorales'."""
     vocab, made, real = gen.tokenizer.vocab, VoiceLeading(), VoiceLeading()
     for k in range(n):
@@ -179,14 +184,15 @@ def joins(gen, files: list[Path], n: int, rng) -> dict:
         if bars < size + 2:
             continue
         first = int(rng.integers(1, bars - size))
-        out = gen.infill(path, f"{first + 1}-{first + size}", seed=k).pieces[0].score
+        out = gen.infill(path, f"{first + 1}-{first + size}", sampling=sampling, seed=k)
+        out = out.pieces[0].score
         at = np.array([starts[first], starts[first + size]])
         made += voice_leading(out, satb_tracks(out), around=at)
         real += voice_leading(score, satb_tracks(score), around=at)
     return {"model": made.rates(), "chorales": real.rates(), "moves": made.moves}
 
 
-def harmonize(gen, files: list[Path], seed: int) -> dict:
+def harmonize(gen, files: list[Path], seed: int, sampling: SamplingConfig) -> dict:
     """The voice leading of harmonized chorale sopranos, against the chorales'."""
     made, real = VoiceLeading(), VoiceLeading()
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,7 +202,8 @@ def harmonize(gen, files: list[Path], seed: int) -> dict:
             melody = symusic.Score(score.tpq)
             melody.tracks.append(score.tracks[satb[0]].copy())
             melody.tempos, melody.time_signatures = score.tempos, score.time_signatures
-            out = gen.harmonize(write_midi(melody, Path(tmp) / f"m{k}.mid"), seed=seed + k)
+            out = gen.harmonize(write_midi(melody, Path(tmp) / f"m{k}.mid"), sampling=sampling,
+                                seed=seed + k)  # fmt: skip
             result = out.pieces[0].score
             made += voice_leading(result, satb_tracks(result))
             real += voice_leading(score, satb)
@@ -238,7 +245,9 @@ def markdown(r: dict) -> str:
         "",
         f"Joins: {r['joins']['moves']} moves across the joins of infilled gaps (bars 2-4 long; "
         "the chorales' row: the same joins in the original pieces). Harmonized: "
-        f"{r['harmonize']['pieces']} test chorales' sopranos, all four voices counted.",
+        f"{r['harmonize']['pieces']} test chorales' sopranos, all four voices counted. "
+        f"Steering strength of both: {r.get('steer', 0):g} (`aurl.generate.steer`: in the "
+        "second pass, a pitch outside its voice's range or a leap past a fifth loses nats).",
         "",
         machine_markdown(r["machine"]),
         "",

@@ -140,3 +140,4 @@ def test_the_cli_steers_chords_key_and_density_by_default():
     assert steer_for(None, ControlRequest(register="3")) == DEFAULT_STEER
     assert steer_for(None, ControlRequest(chords="I V")) == DEFAULT_STEER > 0
     assert steer_for(0.0, ControlRequest(key="D minor")) == 0.0
+    assert steer_for(None, None, filling=True) == DEFAULT_STEER  # voice leading

@@ -265,7 +265,7 @@ def test_analysis_workers_answer_as_the_server_does_and_a_dead_one_is_replaced(c
         ("/generate", {"controls": {"key": "D minor"}}, 400, "controls"),
         ("/generate", {"guidance": 0}, 422, "guidance"),
         ("/generate", {"steer": -1}, 422, "steer"),
-        ("/infill", {"midi": _melody(2), "steer": 1}, 422, "steer"),
+        ("/infill", {"midi": _melody(2), "steer": 101}, 422, "steer"),
         ("/generate", {"model": "features", "controls": {"key": "H major"}}, 400, "key"),
         ("/generate", {"model": "features", "controls": {"style": "techno"}}, 400, "style"),
         ("/generate", {"model": "features", "controls": {"density": 99}}, 400, "density"),

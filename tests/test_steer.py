@@ -11,7 +11,18 @@ import torch
 from aurl.generate.control_names import parse_chords, parse_key
 from aurl.generate.controls import ControlPlan, plan_prompt
 from aurl.generate.engine import Engine, SamplingConfig, run
-from aurl.generate.steer import Tables, density_bias, polyphony_bias, register_bias
+from aurl.generate.steer import (
+    LEAP,
+    PARALLEL,
+    RANGE,
+    Bars,
+    Tables,
+    density_bias,
+    parallel_bias,
+    polyphony_bias,
+    register_bias,
+    voice_bias,
+)
 from aurl.tokens import BOS, Tokenizer, TokenizerConfig, TokenType
 from aurl.tokens.controls import bar_values
 from aurl.tokens.grammar import Grammar
@@ -133,6 +144,55 @@ def test_the_register_bias_tilts_pitches_towards_the_bin():
     assert bias[0, at(40)] == bias[0, at(58)]  # at most an octave's tilt
     assert bias[0, int(V.offsets[T.BAR])] == 0
     assert not bias[1:].any()  # no note yet, or no register asked
+
+
+def test_the_voice_bias_keeps_voices_in_range_and_without_leaps():
+    tables = Tables(V)
+    at = lambda p: V.token(T.PITCH, p)  # noqa: E731
+    bias = voice_bias(tables, torch.tensor([0, 3, -1]), torch.tensor([70.0, float("nan"), 70.0]),
+                      torch.ones(3))  # fmt: skip
+    assert bias[0, at(72)] == 0 and bias[0, at(77)] == 0  # in range, a fifth at most
+    assert bias[0, at(79)] == -2 * LEAP and bias[0, at(81)] == -2 * RANGE - 4 * LEAP
+    assert bias[1, at(30)] == -10 * RANGE and bias[1, at(50)] == 0  # no last pitch yet
+    assert bias[2, at(90)] == -12 * LEAP and bias[2, at(100)] == -12 * LEAP  # no range
+    assert bias[:, int(V.offsets[T.BAR])].eq(0).all()
+
+
+def test_the_parallel_bias_catches_fifths_and_octaves_with_a_voice_that_moved():
+    tables = Tables(V)
+    at = lambda p: V.token(T.PITCH, p)  # noqa: E731
+    nan = float("nan")
+    before = torch.tensor([[72.0, 65.0, nan], [72.0, 60.0, nan]])  # a fifth, an octave
+    last = torch.tensor([[74.0, 65.0, nan], [74.0, 60.0, nan]])  # the upper voice moved up
+    here = torch.tensor([[True, False, False]] * 2)
+    bias = parallel_bias(tables, before, last, here, torch.tensor([1, 1]), torch.ones(2))
+    assert bias[0, at(67)] == -PARALLEL  # 65 -> 67 under 72 -> 74: parallel fifths
+    assert bias[0, at(65)] == bias[0, at(62)] == bias[0, at(69)] == 0  # held, contrary, a 5th
+    assert bias[1, at(62)] == -PARALLEL and bias[1, at(86)] == -PARALLEL  # octaves
+    assert bias[1, at(64)] == bias[1, at(50)] == 0  # a sixth, contrary octaves
+    quiet = parallel_bias(tables, before, last, torch.zeros(2, 3, dtype=torch.bool),
+                          torch.tensor([1, 1]), torch.ones(2))  # fmt: skip
+    assert not quiet.any()  # no other voice sounded here
+
+
+def test_bars_follow_each_tracks_voice_and_last_pitch_in_the_pass():
+    tk = Tokenizer(TokenizerConfig(tracks=16, controls=True, infill=True))
+    v = tk.vocab
+    ids = [BOS, v.token(T.TRACK, 0), v.token(T.PROGRAM, 0), v.token(T.VOICE, 0),
+           v.token(T.TRACK, 1), v.token(T.PROGRAM, 0), v.token(T.VOICE, 3),
+           v.token(T.BAR, 0), v.token(T.POSITION, 0), v.token(T.TRACK, 0), v.token(T.PITCH, 72),
+           v.token(T.TRACK, 1), v.token(T.PITCH, 48)]  # fmt: skip
+    bars = Bars(v, 1)
+    for tok in ids:
+        bars.update(torch.tensor([tok]))
+    assert bars.voice[0, :2].tolist() == [0, 3] and bars.voice[0, 2] == -1
+    assert bars.last[0, :2].tolist() == [72.0, 48.0] and bars.last[0, 2:].isnan().all()
+    assert bars.notes.item() == 2
+    assert bars.here[0, :2].all() and bars.before[0, :2].isnan().all()
+    bars.update(torch.tensor([v.token(T.POSITION, 4)]))
+    assert bars.before[0, :2].tolist() == [72.0, 48.0] and not bars.here.any()
+    bars.update(torch.tensor([v.token(T.INFILL, 0)]))
+    assert bars.last.isnan().all() and bars.voice[0, :2].tolist() == [0, 3]
 
 
 def test_rows_of_different_strengths_share_a_batch():

@@ -99,7 +99,7 @@ def test_the_studio_generates_draws_plays_and_infills(browser, studio_url):
     browser.find_element("id", "bars").clear()
     browser.find_element("id", "bars").send_keys("3")
     browser.find_element("id", "seed").send_keys("7")
-    browser.find_element("id", "steer").send_keys("1")  # sent with /generate only
+    browser.find_element("id", "steer").send_keys("1")
     browser.find_element("id", "generate").click()
     _wait(browser, lambda d: _status_done(d, "Generating"), "generating")
     roll = browser.find_element("id", "roll")

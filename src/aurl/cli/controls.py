@@ -37,10 +37,12 @@ guidance_option = click.option(
 
 steer_option = click.option(
     "--steer", type=click.FloatRange(0, 100), default=None,
-    help="Steering towards the chords, key and bar bins asked: pitches outside the bar's chord "
-         "(or the key) lose 2x this many nats, and notes are pushed towards each bar's "
-         "density, polyphony and register; 0 leaves the model alone. Default: "
-         f"{DEFAULT_STEER:g} when --key, --chords or a bar bin is given, else 0.")  # fmt: skip
+    help="Steering: a new piece towards the chords, key and bar bins asked (pitches outside "
+         "the bar's chord or the key lose 2x this many nats; notes are pushed towards each "
+         "bar's density, polyphony and register), infilled bars and harmonies towards smooth "
+         "voice leading (voice ranges, no leaps past a fifth, no parallel fifths or octaves); "
+         f"0 leaves the model alone. Default: {DEFAULT_STEER:g} (for generate, only when "
+         "--key, --chords or a bar bin is given, else 0).")  # fmt: skip
 
 
 LEARNED = ("--style", "--key", "--density", "--polyphony", "--register", "--chords")

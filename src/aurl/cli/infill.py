@@ -7,8 +7,14 @@ from pathlib import Path
 
 import click
 
-from aurl.cli.controls import LEARNED, control_options, control_request, guidance_option
-from aurl.generate.guidance_default import guidance_for
+from aurl.cli.controls import (
+    LEARNED,
+    control_options,
+    control_request,
+    guidance_option,
+    steer_option,
+)
+from aurl.generate.guidance_default import guidance_for, steer_for
 
 _SHARED = (
     click.option("--model", default=None,
@@ -49,14 +55,16 @@ def shared_options(command):
 @shared_options
 @control_options(only=LEARNED)
 @guidance_option
+@steer_option
 def infill(file, span, tracks, model, num, temperature, top_k, top_p, seed, out, threads,
-           device, guidance, **controls) -> None:  # fmt: skip
+           device, guidance, steer, **controls) -> None:  # fmt: skip
     """Regenerate bars of FILE given everything before and after them (or, with --tracks,
     those tracks over the bars). Every other note is written back unchanged. The controls
     (a model trained with them) steer the new bars: bar controls are cycled over them."""
     request = control_request(controls)
     gen, sampling, seed = _setup(model, device, threads, temperature, top_k, top_p, seed,
-                                 guidance_for(guidance, request))  # fmt: skip
+                                 guidance_for(guidance, request),
+                                 steer_for(steer, request, filling=True))  # fmt: skip
     result = gen.infill(file, span, tracks, num, sampling, seed, request)
     _write(result, out, f"{Path(file).stem}-infill-{seed}", seed)
 
@@ -66,24 +74,26 @@ def infill(file, span, tracks, model, num, temperature, top_k, top_p, seed, out,
 @shared_options
 @control_options(only=LEARNED)
 @guidance_option
+@steer_option
 def harmonize(file, model, num, temperature, top_k, top_p, seed, out, threads, device,
-              guidance, **controls) -> None:  # fmt: skip
+              guidance, steer, **controls) -> None:  # fmt: skip
     """Write Alto, Tenor and Bass under the one-track melody of FILE, which comes back note
     for note as the Soprano. The controls (--chords: one per bar, cycled) steer the voices."""
     request = control_request(controls)
     gen, sampling, seed = _setup(model, device, threads, temperature, top_k, top_p, seed,
-                                 guidance_for(guidance, request))  # fmt: skip
+                                 guidance_for(guidance, request),
+                                 steer_for(steer, request, filling=True))  # fmt: skip
     result = gen.harmonize(file, num, sampling, seed, request)
     _write(result, out, f"{Path(file).stem}-harmony-{seed}", seed)
 
 
-def _setup(model, device, threads, temperature, top_k, top_p, seed, guidance):
+def _setup(model, device, threads, temperature, top_k, top_p, seed, guidance, steer):
     from aurl.api import load
     from aurl.generate.sampler import SamplingConfig
 
     gen = load(model, device, threads=threads)
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
-                              guidance=guidance)  # fmt: skip
+                              guidance=guidance, steer=steer)  # fmt: skip
     return gen, sampling, seed if seed is not None else random.randrange(2**31)
 
 

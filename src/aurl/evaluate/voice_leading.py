@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import symusic
 
-# Usual ranges of the four voices (MIDI pitch, inclusive).
-SATB_RANGES = {"Soprano": (60, 79), "Alto": (55, 74), "Tenor": (48, 67), "Bass": (40, 62)}
+from aurl.tokens.tracks import SATB_RANGES
+
 LEAP = 7  # a melodic move of more than a fifth is a leap
 
 

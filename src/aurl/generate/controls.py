@@ -235,7 +235,7 @@ class ControlState(RowTensors):
 
     def _steering(self, state: GrammarState) -> torch.Tensor:
         """(B, V) steering bias of every row towards its bar's chord (or key), register,
-        polyphony and density."""
+        polyphony and density; in a second pass, towards smooth voice leading."""
         off, tables, notes = self.vocab.offsets, self.tables, self.bar_notes
         row = self._bar_plan(state)
         value = lambda slot, kind: torch.where(row[:, slot] >= 0, row[:, slot] - off[kind], -1)  # noqa: E731
@@ -247,15 +247,24 @@ class ControlState(RowTensors):
         wanted = torch.where((chord >= 0)[:, None], tables.chord_pcs[chord.clamp(min=0)],
                              tables.key_pcs[self.key.clamp(min=0)])  # fmt: skip
         drum = (state.at_track >= 0) & notes.drum[rows, state.at_track.clamp(min=0)]
-        strength = torch.where(state.filled, 0.0, self.strength)  # a second pass: none
+        leading = 0.0
+        if bool(state.filled.any()):  # a second pass: its voice leading
+            track = state.at_track.clamp(min=0)
+            voice = torch.where(state.at_track >= 0, notes.voice[rows, track], -1)
+            second = torch.where(state.filled & ~drum, self.strength, 0.0)
+            leading = steer.voice_bias(tables, voice, notes.last[rows, track], second)
+            leading = leading + steer.parallel_bias(tables, notes.before, notes.last, notes.here,
+                                                    track, second)  # fmt: skip
+        strength = torch.where(state.filled, 0.0, self.strength)  # new music only
         tuned = torch.where(drum, 0.0, strength)
         on = (chord >= 0) | (self.key >= 0)
         bias = steer.harmony_bias(tables, wanted, torch.where(on, tuned, 0.0))
         bias = bias + steer.register_bias(tables, register, notes.mean(), tuned)
         bias = bias + steer.polyphony_bias(tables, polyphony, notes.here_count, strength)
         density = torch.where(in_bar, density, -1)
-        return bias + steer.density_bias(tables, density, notes.notes, state.pos, state.sig,
+        bias = bias + steer.density_bias(tables, density, notes.notes, state.pos, state.sig,
                                          strength)  # fmt: skip
+        return bias + leading
 
     def _fixed(self) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
         """What the rows' requests allow whatever the step, (B, V), outside and inside a

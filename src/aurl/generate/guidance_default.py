@@ -5,7 +5,8 @@ that ``aurl --help`` stays quick.
 New pieces asking for a key or bar controls are steered (strength 2) and not guided: in
 ``benchmarks/results/controls_steer.md`` steering alone followed every control as closely as
 steering with guidance 2, at a lower cost to the music and in half the time. Infilling and
-harmonizing, which steering leaves alone, are guided (scale 2).
+harmonizing are steered in their voice leading (strength 2: ``benchmarks/results/
+infill_steer.md``), not towards their controls, so they are guided (scale 2) as well.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ def guidance_for(guidance: float | None, request, steer: float = 0.0) -> float:
     return DEFAULT_GUIDANCE if _asked(request) and not steer else 1.0
 
 
-def steer_for(steer: float | None, request) -> float:
+def steer_for(steer: float | None, request, filling: bool = False) -> float:
     """The steering strength of a new piece (a ``ControlRequest`` or None): ``steer`` if
-    given, else :data:`DEFAULT_STEER` where a key or a bar control is asked, else 0."""
+    given, else :data:`DEFAULT_STEER` where a key or a bar control is asked, else 0; when
+    ``filling`` (infilling, harmonizing: their voice leading), :data:`DEFAULT_STEER`."""
     if steer is not None:
         return steer
-    return DEFAULT_STEER if _asked(request) else 0.0
+    return DEFAULT_STEER if filling or _asked(request) else 0.0

@@ -16,8 +16,16 @@ a fact the sampler can see coming:
   of notes, or adding a note that puts the bar ahead loses ``strength * DENSITY`` nats per
   bin width it misses by (see :func:`density_bias`).
 
-A strength of 0 leaves the logits as they are. Drum tracks are never pulled towards a chord,
-and a second (infilling) pass is left alone.
+These four apply to new music (a first pass). A second, infilling pass (after ``Infill``)
+holds its controls already and is steered in its voice leading instead:
+
+- **Voices**: a pitch outside the usual range of the track's voice (Soprano, Alto, Tenor,
+  Bass) loses ``strength * RANGE`` nats per semitone outside, and a move of more than a
+  fifth from the track's last pitch in the pass ``strength * LEAP`` per semitone past it,
+  and one that moves in parallel fifths or octaves with a voice already written at this
+  position ``strength * PARALLEL``.
+
+A strength of 0 leaves the logits as they are. Drum tracks are never pulled towards a chord.
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ import torch
 
 from aurl.analysis.chords import template_matrix
 from aurl.tokens.mask import RowTensors
+from aurl.tokens.tracks import SATB_RANGES
 from aurl.tokens.vocab import (
     DENSITY_EDGES,
     DRUM_PROGRAM,
     POLYPHONY_EDGES,
     REGISTER_EDGES,
+    VOICE_NAMES,
     TokenType,
     Vocabulary,
 )
@@ -41,6 +51,9 @@ HARMONY = 2.0  # nats a pitch outside the chord or key loses at strength 1
 DENSITY = 2.0  # nats per bin width missed at strength 1
 REGISTER = 2.0  # nats per octave of tilt per bin width missed at strength 1
 POLYPHONY = 1.0  # nats per note of a chord too thin or too thick at strength 1
+RANGE = 1.0  # nats per semitone outside a sung voice's usual range at strength 1
+LEAP = 0.5  # nats per semitone a voice's move goes past a fifth at strength 1
+PARALLEL = 2.0  # nats a parallel fifth or octave with another voice loses at strength 1
 TOP_RATE = DENSITY_EDGES[-1] + 1.0  # notes per quarter aimed at in the open top bin
 # the scales of the keys: major, and minor with its raised seventh as well as the natural one
 SCALES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10, 11))
@@ -72,6 +85,8 @@ class Tables:
         reg_mid, reg_width: register bins' middle and width (MIDI pitch), per Register value
             (the open end bins as wide as their neighbours).
         poly_mid: polyphony bins' middle (notes struck together), per Polyphony value.
+        ranges: lowest and highest usual pitch of every Voice value (+-inf for voices
+            without one), (voices + 1, 2), the last row for no voice.
     """
 
     def __init__(self, vocab: Vocabulary, device: torch.device | str = "cpu"):
@@ -101,6 +116,8 @@ class Tables:
         self.reg_width = torch.as_tensor(np.diff(edges), device=device)
         edges = np.array([0.5, *POLYPHONY_EDGES, POLYPHONY_EDGES[-1] + 2], np.float32)
         self.poly_mid = torch.as_tensor((edges[:-1] + edges[1:]) / 2, device=device)
+        ranges = [SATB_RANGES.get(name, (-np.inf, np.inf)) for name in VOICE_NAMES]
+        self.ranges = torch.tensor([*ranges, (-np.inf, np.inf)], device=device)
 
 
 def harmony_bias(tables: Tables, wanted: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
@@ -153,14 +170,50 @@ def register_bias(tables: Tables, register: torch.Tensor, mean: torch.Tensor,
     return torch.where(tables.pitch[None] >= 0, tilt[:, None] * away, 0.0)
 
 
+def voice_bias(tables: Tables, voice: torch.Tensor, last: torch.Tensor,
+               strength: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B, V) bias on the Pitch ids of rows whose present track sings Voice value ``voice``
+    (B,; -1: none) and last sounded ``last`` (NaN: not yet): ``-strength * RANGE`` per
+    semitone outside the voice's range, ``-strength * LEAP`` per semitone of a move past a
+    fifth, each at most 12 semitones' worth."""
+    lo, hi = tables.ranges[voice].unbind(1)  # voice -1 takes the last row: no range
+    pitch = tables.pitch.float()[None]
+    outside = (lo[:, None] - pitch).clamp(min=0) + (pitch - hi[:, None]).clamp(min=0)
+    leap = ((pitch - last[:, None]).abs() - 7).clamp(min=0).nan_to_num(0.0)
+    miss = RANGE * outside.clamp(max=12) + LEAP * leap.clamp(max=12)
+    return torch.where(tables.pitch[None] >= 0, -strength[:, None] * miss, 0.0)
+
+
+def parallel_bias(tables: Tables, before: torch.Tensor, last: torch.Tensor, here: torch.Tensor,
+                  track: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B, V) bias on the Pitch ids that would move the present ``track`` (B,) in parallel
+    fifths or octaves (or unisons) with another track that moved at this position: per
+    track (B, N) its pitch ``before`` this position and its ``last`` one, and whether it
+    sounded a note ``here``; ``-strength * PARALLEL`` where any pair would."""
+    rows = torch.arange(len(track), device=track.device)
+    mine = before[rows, track]  # the present track's pitch before this position (B,)
+    x = tables.pitch.float()[None, None]  # (1, 1, V)
+    others = here & (last != before) & ~before.isnan()
+    others[rows, track] = False
+    step = torch.sign(last - before)[:, :, None]  # (B, N, 1)
+    same_way = step == torch.sign(x - mine[:, None, None])
+    was = torch.remainder(before - mine[:, None], 12)[:, :, None]
+    now = torch.remainder(last[:, :, None] - x, 12)
+    parallel = others[:, :, None] & same_way & (x != mine[:, None, None]) & (was == now)
+    parallel &= (now == 0) | (now == 7)
+    hit = parallel.any(1) & (tables.pitch[None] >= 0) & ~mine.isnan()[:, None]
+    return torch.where(hit, -PARALLEL * strength[:, None], 0.0)
+
+
 class Bars(RowTensors):
     """What steering knows of every row's present bar, updated token by token: the notes
     started in it, the sum and count of pitches at its earlier positions and at the present
-    one, the last bar's mean pitch, and the drum tracks declared (whose notes count for
-    density only)."""
+    one, the last bar's mean pitch, the drum tracks declared (whose notes count for density
+    only), every track's voice and its last pitch in the present pass, its pitch before the
+    present position, and whether it sounded a note at it."""
 
     _ROWS = ("notes", "done_sum", "done_count", "here_sum", "here_count", "last_mean",
-             "declaring", "track", "drum")  # fmt: skip
+             "declaring", "track", "drum", "voice", "last", "before", "here")  # fmt: skip
 
     def __init__(self, vocab: Vocabulary, batch: int, device: torch.device | str = "cpu"):
         self.types = torch.as_tensor(vocab.types, device=device)
@@ -172,6 +225,10 @@ class Bars(RowTensors):
         self.last_mean = torch.full((batch,), float("nan"), device=device)
         self.declaring = torch.ones(batch, dtype=torch.bool, device=device)
         self.drum = torch.zeros(batch, self.n_tracks, dtype=torch.bool, device=device)
+        self.voice = torch.full((batch, self.n_tracks), -1, dtype=torch.long, device=device)
+        self.last = torch.full((batch, self.n_tracks), float("nan"), device=device)
+        self.before = self.last.clone()
+        self.here = torch.zeros(batch, self.n_tracks, dtype=torch.bool, device=device)
 
     def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
         """Take one token per row (B,), only where ``active``."""
@@ -184,12 +241,23 @@ class Bars(RowTensors):
         drum = self.drum[rows, self.track]
         self.drum[rows, self.track] = drum | (on & self.declaring & (kind == T.PROGRAM)
                                               & (value == DRUM_PROGRAM))  # fmt: skip
+        sung = on & self.declaring & (kind == T.VOICE)
+        self.voice[rows, self.track] = torch.where(sung, value, self.voice[rows, self.track])
         pitch = on & (kind == T.PITCH)
+        moved = bar | place
+        self.before = torch.where(moved[:, None], self.last, self.before)
+        self.here &= ~moved[:, None]
+        last = self.last[rows, self.track]
+        self.last[rows, self.track] = torch.where(pitch, value.float(), last)
+        self.here[rows, self.track] |= pitch
+        new_pass = on & (kind == T.INFILL)
+        self.last[new_pass] = float("nan")
+        self.before[new_pass] = float("nan")
         self.notes = torch.where(bar, 0, self.notes + pitch.long())
         tuned = pitch & ~drum & ~self.declaring
         self.here_sum = self.here_sum + torch.where(tuned, value.float(), 0.0)
         self.here_count = self.here_count + tuned.long()
-        moved = bar | place  # the present position's notes join the bar's
+        # the present position's notes join the bar's
         self.done_sum = torch.where(moved, self.done_sum + self.here_sum, self.done_sum)
         self.done_count = torch.where(moved, self.done_count + self.here_count, self.done_count)
         self.here_sum = torch.where(moved, 0.0, self.here_sum)

@@ -328,7 +328,9 @@ def _fill_sampling(req: InfillRequest | HarmonizeRequest):
     """An infill or harmonize request's sampling settings and its controls."""
     request = req.controls.request()
     guidance = guidance_for(req.guidance, request)
-    return SamplingConfig(req.temperature, req.top_k, req.top_p, guidance=guidance), request
+    steer = steer_for(req.steer, request, filling=True)
+    return SamplingConfig(req.temperature, req.top_k, req.top_p, guidance=guidance,
+                          steer=steer), request  # fmt: skip
 
 
 def _pieces(result, name: str, with_notes: bool, timed_out: bool = False) -> PiecesOut:

@@ -50,6 +50,10 @@ class Sampling(BaseModel):
     guidance: float | None = Field(None, gt=0, le=20, description=(
         "Classifier-free guidance of the controls (1: none); default as `aurl generate`: 2 "
         "where a key or a bar control is asked and the piece is not steered, else 1."))  # fmt: skip
+    steer: float | None = Field(None, ge=0, le=100, description=(
+        "Steering (0: none): a new piece towards the key and bar controls asked (default 2 "
+        "where one is, else 0), infilled bars and harmonies towards smooth voice leading "
+        "(default 2), as the CLI."))  # fmt: skip
 
 
 class GenerateRequest(Sampling):
@@ -58,9 +62,6 @@ class GenerateRequest(Sampling):
     prompt: str | None = Field(None, description="A MIDI file to continue, base64.")
     prompt_bars: int = Field(4, ge=1, le=512, description="Bars of the prompt to keep.")
     controls: Controls = Controls()
-    steer: float | None = Field(None, ge=0, le=100, description=(
-        "Steering towards the chords, key and bar bins asked (0: none); default as `aurl "
-        "generate`: 2 where a key, chords or a bar bin are asked, else 0."))  # fmt: skip
     model: str | None = _MODEL
 
 

@@ -31,6 +31,8 @@ _VOICE_WORDS = (
     ("voice", "voce", "singstimme", "vox"),
 )
 _WORD = re.compile(r"[a-z]+")
+# Usual ranges of the four voices (MIDI pitch, inclusive).
+SATB_RANGES = {"Soprano": (60, 79), "Alto": (55, 74), "Tenor": (48, 67), "Bass": (40, 62)}
 
 
 def voice_of(name: str) -> int:

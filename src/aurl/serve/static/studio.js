@@ -38,6 +38,8 @@ function sampling() {
   if (seed !== null) body.seed = seed;
   const guidance = numberOr("guidance", null);  // empty: the server's default
   if (guidance !== null) body.guidance = guidance;
+  const steer = numberOr("steer", null);  // empty: the server's default
+  if (steer !== null) body.steer = steer;
   return body;
 }
 
@@ -187,8 +189,6 @@ async function run(label, work) {
 
 async function generate(prompt) {
   const body = { ...sampling(), bars: numberOr("bars", 8), num: 1, controls: controls() };
-  const steer = numberOr("steer", null);  // empty: the server's default
-  if (steer !== null) body.steer = steer;
   if (prompt) { body.prompt = prompt; body.prompt_bars = numberOr("prompt_bars", 4); }
   if ($("stream").checked) return stream(body);
   const out = await (await api("/generate", body)).json();
