@@ -1,4 +1,5 @@
-"""Steering: logit biases that pull sampling towards the bar controls a row asked for.
+"""Steering: logit biases that pull sampling towards the controls a row asked for and, in
+an infilling pass, towards smooth voice leading.
 
 The controls are learned tendencies; steering adds to the model's logits where a request is
 a fact the sampler can see coming:
@@ -25,7 +26,8 @@ holds its controls already and is steered in its voice leading instead:
   and one that moves in parallel fifths or octaves with a voice already written at this
   position ``strength * PARALLEL``.
 
-A strength of 0 leaves the logits as they are. Drum tracks are never pulled towards a chord.
+A strength of 0 leaves the logits as they are. Drum tracks are left alone but for density
+and polyphony.
 """
 
 from __future__ import annotations
