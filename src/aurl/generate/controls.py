@@ -214,7 +214,8 @@ class ControlState(RowTensors):
 
     def apply(self, logits: torch.Tensor, state: GrammarState) -> torch.Tensor:
         """``logits`` (B, V) with the controls' mask: forced ids alone where one is due,
-        types not asked for forbidden, the time signature and tempo held."""
+        types not asked for forbidden, the time signature and tempo held; plus the steering
+        bias of the rows steered (:meth:`_steering`)."""
         fixed, fixed_filling, any_bar, _ = self._fixed()
         allowed = fixed
         if self.vocab.has_infill:  # in a second pass, only the tracks asked for
