@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from aurl.analysis.chords import template_matrix
-from aurl.tokens.mask import RowTensors
+from aurl.tokens.mask import RowTensors, bar_lengths
 from aurl.tokens.tracks import SATB_RANGES
 from aurl.tokens.vocab import (
     DENSITY_EDGES,
@@ -105,7 +105,7 @@ class Tables:
         place = np.where(types == T.POSITION, values, -1)
         self.place = torch.as_tensor(np.where(types == T.BAR, -2, place), device=device)
         self.adds = torch.as_tensor((types == T.PITCH) | (types == T.TRACK), device=device)
-        lengths = sorted({int(x) for x in vocab.bar_steps[types == T.TIMESIG]})
+        lengths = bar_lengths(vocab)
         quarter = vocab.config.steps_per_quarter
         self.bar_len = torch.tensor([4 * quarter, *lengths], device=device)
         self.quarter = quarter

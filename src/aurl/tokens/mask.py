@@ -38,6 +38,12 @@ class RowTensors:
             getattr(self, name)[rows] = getattr(other, name)
 
 
+def bar_lengths(vocab: Vocabulary) -> list[int]:
+    """The bar lengths (steps) of the vocabulary's time signatures, in the order that numbers
+    them from 1 in ``GrammarState.sig`` (0: unknown, before the first TimeSig)."""
+    return sorted({int(x) for x in vocab.bar_steps[vocab.types == T.TIMESIG]})
+
+
 class GrammarState(RowTensors):
     """The grammar state of a batch of sequences, as tensors, with a vectorized mask.
 
@@ -58,7 +64,7 @@ class GrammarState(RowTensors):
         values = torch.as_tensor(vocab.values)
         is_pos, is_bar, is_sig = types == T.POSITION, types == T.BAR, types == T.TIMESIG
         # Bar lengths are numbered: 0 = unknown (before the first TimeSig), then one per length.
-        lengths = sorted({int(x) for x in vocab.bar_steps[vocab.types == T.TIMESIG]})
+        lengths = bar_lengths(vocab)
         sig_index = torch.zeros(vocab.size, dtype=torch.long)
         for i, length in enumerate(lengths, start=1):
             sig_index[torch.as_tensor(vocab.bar_steps == length)] = i
