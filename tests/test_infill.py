@@ -98,6 +98,26 @@ def test_long_pieces_are_cropped_around_the_gap_to_fit_the_context(bach_source):
     assert TK.grammar.validate(prompt) is None  # the first kept bar has its TimeSig
 
 
+@pytest.mark.parametrize("limit", [300, 400, 500])
+def test_a_cropped_gap_keeps_as_much_context_as_fits(bach_source, limit):
+    """The crop measures the sequence it makes: the kept bars and a second pass as long as
+    the gap's own notes fit in the context, and one bar more would not (a gap of dense bars
+    once lost all its context to an estimate that counted its notes twice)."""
+    from aurl.generate.infill import _crop, fill_prompt
+    from aurl.tokens.infill import context_bars, split_bars
+
+    ids = TK.encode(read_midi(bach_source.files[7]))
+    head, bars, _ = split_bars(ids, V)
+    first, count = 5, 3
+    prompt, max_bars, lo = fill_prompt(ids, V, first, count, limit=limit)
+    hi = lo + max_bars - context_bars(V, first - lo) - count
+    size = lambda a, b: len(infill_example(_crop(head, bars, a, b, V), V, first - a, count))  # noqa: E731
+    assert size(lo, hi) + 4 * count <= limit
+    assert lo < first or hi > first + count  # some context left
+    wider = [size(a, b) for a, b in ((lo - 1, hi), (lo, hi + 1)) if a >= 0 and b <= len(bars)]
+    assert wider and min(wider) + 4 * count > limit  # and no bar more
+
+
 def test_training_windows_mix_in_infilling_examples(bach_source):
     ids = TK.encode(read_midi(bach_source.files[2]))[:400]
     config = InfillConfig(bars=0.3, tracks=0.3, max_bars=3)

@@ -12,12 +12,16 @@ from aurl.generate.control_names import parse_chords, parse_key
 from aurl.generate.controls import ControlPlan, plan_prompt
 from aurl.generate.engine import Engine, SamplingConfig, run
 from aurl.generate.steer import (
+    CROSS,
+    JOIN,
     LEAP,
     PARALLEL,
     RANGE,
     Bars,
     Tables,
+    crossing_bias,
     density_bias,
+    join_bias,
     parallel_bias,
     polyphony_bias,
     register_bias,
@@ -173,6 +177,43 @@ def test_the_parallel_bias_catches_fifths_and_octaves_with_a_voice_that_moved():
     quiet = parallel_bias(tables, before, last, torch.zeros(2, 3, dtype=torch.bool),
                           torch.tensor([1, 1]), torch.ones(2))  # fmt: skip
     assert not quiet.any()  # no other voice sounded here
+    below = parallel_bias(tables, torch.tensor([[60.0, 67.0]]), torch.tensor([[62.0, 67.0]]),
+                          torch.tensor([[True, False]]), torch.tensor([1]), torch.ones(1))  # fmt: skip
+    assert below[0, at(69)] == -PARALLEL  # 67 -> 69 over 60 -> 62: fifths above a voice too
+    assert below[0, at(57)] == 0  # 67 -> 57 crosses below 60 -> 62: contrary, not parallel
+
+
+def test_the_crossing_bias_keeps_a_voice_between_its_neighbours():
+    tables = Tables(V)
+    at = lambda p: V.token(T.PITCH, p)  # noqa: E731
+    nan = float("nan")
+    voice = torch.tensor([[0, 1, 2, 3, -1]])  # soprano, alto, tenor, bass, a voiceless track
+    last = torch.tensor([[67.0, nan, 55.0, 48.0, 90.0]])
+    bias = crossing_bias(tables, voice, last, torch.tensor([1]), torch.tensor([2.0]))
+    assert bias[0, at(67)] == bias[0, at(55)] == bias[0, at(60)] == 0  # unisons allowed
+    assert bias[0, at(70)] == -3 * CROSS * 2  # three semitones above the soprano
+    assert bias[0, at(52)] == -3 * CROSS * 2  # below the tenor
+    assert bias[0, at(100)] == -12 * CROSS * 2  # at most an octave's worth
+    assert bias[0, int(V.offsets[T.BAR])] == 0
+    free = crossing_bias(tables, voice, last, torch.tensor([4]), torch.tensor([2.0]))
+    assert not free.any()  # a track without a voice crosses nothing
+
+
+def test_the_join_bias_leads_each_voice_into_the_music_after_a_gap():
+    tables = Tables(V)
+    at = lambda p: V.token(T.PITCH, p)  # noqa: E731
+    nan = float("nan")
+    after = torch.tensor([[72.0, 65.0, nan], [nan, 67.0, 60.0]])  # what begins after the gap
+    last = torch.tensor([[74.0, nan, nan], [nan, nan, 62.0]])  # what sounds now
+    bias = join_bias(tables, after, last, torch.tensor([1, 1]), torch.tensor([2.0, 2.0]))
+    assert bias[0, at(65)] == bias[0, at(58)] == bias[0, at(72)] == 0  # within a fifth
+    assert bias[0, at(76)] == -2 * JOIN * LEAP * 4  # an eleventh down into 65: four past a fifth
+    assert bias[0, at(67)] == -2 * JOIN * PARALLEL  # 67 -> 65 under 74 -> 72: parallel fifths
+    assert bias[1, at(69)] == -2 * JOIN * PARALLEL  # 69 -> 67 over 62 -> 60: parallel fifths
+    assert bias[1, at(64)] == 0  # 64 -> 67 over 62 -> 60: contrary motion
+    assert bias[1, at(71)] == 0  # a sixth above, then a fifth: hidden, not parallel
+    none = join_bias(tables, after, last, torch.tensor([2, 2]), torch.tensor([2.0, 2.0]))
+    assert not none[0].any()  # track 2's next pitch is not known in row 0
 
 
 def test_bars_follow_each_tracks_voice_and_last_pitch_in_the_pass():

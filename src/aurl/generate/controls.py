@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from aurl.generate import filters, steer
+from aurl.generate.kept_voices import KeptVoices
 from aurl.tokens import BOS, TokenType, Vocabulary
 from aurl.tokens.grammar import _HEAD_TRACK, BAR_CONTROLS, PIECE_CONTROLS
 from aurl.tokens.mask import GrammarState, RowTensors
@@ -148,6 +149,7 @@ class ControlState(RowTensors):
         # for steering: its strength, the requested Key value, what the bar holds so far
         self.strength, self.key = torch.zeros(0, device=device), z(0, fill=-1)
         self.bar_notes = steer.Bars(vocab, 0, device)
+        self.kept = KeptVoices(vocab, 0, device)  # the kept tracks of a track-filling pass
         self._cached: tuple[torch.Tensor, torch.Tensor, bool, bool] | None = None  # _fixed
 
     def rows(self, plans: list[ControlPlan | None],
@@ -195,6 +197,7 @@ class ControlState(RowTensors):
         other.key = torch.tensor([-1 if p is None else p.key for p in plans], dtype=torch.long,
                                  device=device)  # fmt: skip
         other.bar_notes = steer.Bars(self.vocab, n, device)
+        other.kept = KeptVoices(self.vocab, n, device)
         strength = [steer.check_strength(s) for s in steering or [0.0] * n]
         other.strength = torch.tensor(strength, device=device) * other.planned
         return other
@@ -206,9 +209,12 @@ class ControlState(RowTensors):
         self.tempo_placed |= tempo if active is None else tempo & active
         if self._fixed()[3]:
             self.bar_notes.update(tokens, active)
+            self.kept.update(tokens, active)
 
     def feed(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
         """:meth:`update` with whole prompts (B, T), right-padded to ``lengths``."""
+        if self._fixed()[3] and self.vocab.has_infill:
+            self.kept.load(ids, lengths)
         for t in range(ids.shape[1]):
             self.update(ids[:, t], None if lengths is None else lengths > t)
 
@@ -254,8 +260,13 @@ class ControlState(RowTensors):
             voice = torch.where(state.at_track >= 0, notes.voice[rows, track], -1)
             second = torch.where(state.filled & ~drum, self.strength, 0.0)
             leading = steer.voice_bias(tables, voice, notes.last[rows, track], second)
-            leading = leading + steer.parallel_bias(tables, notes.before, notes.last, notes.here,
-                                                    track, second)  # fmt: skip
+            kept = ~self.kept.now.isnan()  # what the kept tracks sound here
+            before = torch.where(kept, self.kept.before, notes.before)
+            last = torch.where(kept, self.kept.now, notes.last)
+            here = torch.where(kept, self.kept.starts, notes.here)
+            leading = leading + steer.parallel_bias(tables, before, last, here, track, second)
+            leading = leading + steer.crossing_bias(tables, notes.voice, last, track, second)
+            leading = leading + steer.join_bias(tables, self.kept.after, last, track, second)
         strength = torch.where(state.filled, 0.0, self.strength)  # new music only
         tuned = torch.where(drum, 0.0, strength)
         on = (chord >= 0) | (self.key >= 0)
@@ -293,16 +304,19 @@ class ControlState(RowTensors):
     def select(self, index: torch.Tensor) -> None:
         super().select(index)
         self.bar_notes.select(index)
+        self.kept.select(index)
         self._cached = None
 
     def extend(self, other: ControlState) -> None:
         super().extend(other)
         self.bar_notes.extend(other.bar_notes)
+        self.kept.extend(other.kept)
         self._cached = None
 
     def put(self, rows: torch.Tensor, other: ControlState) -> None:
         super().put(rows, other)
         self.bar_notes.put(rows, other.bar_notes)
+        self.kept.put(rows, other.kept)
         self._cached = None
 
     def _due(self, state: GrammarState) -> torch.Tensor:

@@ -79,8 +79,9 @@ def fill_prompt(ids: np.ndarray, vocab: Vocabulary, first: int, count: int,
     """The prompt that fills bars ``first .. first + count - 1`` (with ``tracks``, only their
     notes): everything up to the Bar and TimeSig of the second pass's first marked bar (after
     the bars it repeats, see ``TokenizerConfig.infill_context``). With ``limit`` (the
-    model's context), bars far from the span are left out, the farther side first, until the
-    prompt and a second pass as long as the span's bars fit in it.
+    model's context), only the bars nearest the span are kept, as many on each side as fit
+    (a bar on the side with fewer at a time): the prompt and a second pass as long as the one
+    the piece's own notes make (and four tokens more per bar) fit in it.
 
     Returns:
         The prompt, the bars the row should end with (the engine's ``max_bars``), and the
@@ -89,20 +90,24 @@ def fill_prompt(ids: np.ndarray, vocab: Vocabulary, first: int, count: int,
     ids = np.asarray(ids, np.int64)
     ids = ids[ids != EOS]
     head, bars, _ = split_bars(ids, vocab)
-    sizes = [len(join_bar(b, vocab)) for b in bars]
+    made = lambda a, b: infill_example(_crop(head, bars, a, b, vocab), vocab, first - a, count,  # noqa: E731
+                                       tracks)  # fmt: skip
+    fits = lambda example: not limit or len(example) + 4 * count <= limit  # noqa: E731
     lo, hi = 0, len(bars)
-    need = sum(sizes[first : first + count])
-    again = first - context_bars(vocab, first)  # the bars from here to first come twice
-    while limit and len(head) + sum(sizes[lo:hi]) + sum(sizes[max(lo, again) : first]) \
-            + 4 * count + need > limit:  # fmt: skip
-        if first - lo <= 0 and hi - (first + count) <= 0:
-            break
-        if first - lo >= hi - (first + count):
-            lo += 1
-        else:
-            hi -= 1
-    kept = _crop(head, bars, lo, hi, vocab)
-    example = infill_example(kept, vocab, first - lo, count, tracks)
+    example = made(lo, hi)
+    if not fits(example):  # from the span outwards, a bar on the side with fewer at a time
+        lo, hi = first, first + count
+        example = made(lo, hi)
+        grown = True
+        while grown:
+            left = [(lo - 1, hi)] if lo > 0 else []
+            right = [(lo, hi + 1)] if hi < len(bars) else []
+            grown = False
+            for a, b in left + right if first - lo <= hi - first - count else right + left:
+                wider = made(a, b)
+                if fits(wider):
+                    lo, hi, example, grown = a, b, wider, True
+                    break
     repeated = context_bars(vocab, first - lo)
     at = int(np.flatnonzero(vocab.types[example] == T.INFILL)[0])
     end = at + 1 + int(np.flatnonzero(vocab.types[example[at + 1 :]] == T.BAR)[repeated]) + 1

@@ -24,7 +24,13 @@ holds its controls already and is steered in its voice leading instead:
   Bass) loses ``strength * RANGE`` nats per semitone outside, and a move of more than a
   fifth from the track's last pitch in the pass ``strength * LEAP`` per semitone past it,
   and one that moves in parallel fifths or octaves with a voice already written at this
-  position ``strength * PARALLEL``.
+  position, or with a track the pass keeps (a melody being harmonized), ``strength *
+  PARALLEL``; a pitch above a higher voice's or below a lower one's ``strength * CROSS`` per
+  semitone past it.
+- **Joins**: in the last bar of a gap before kept music, a move of more than a fifth into
+  the track's first pitch after the gap loses ``strength * JOIN * LEAP`` per semitone past
+  it, and one in parallel fifths or octaves with another track's move into the music
+  ``strength * JOIN * PARALLEL``.
 
 A strength of 0 leaves the logits as they are. Drum tracks are left alone but for density
 and polyphony.
@@ -56,6 +62,8 @@ POLYPHONY = 1.0  # nats per note of a chord too thin or too thick at strength 1
 RANGE = 1.0  # nats per semitone outside a sung voice's usual range at strength 1
 LEAP = 0.5  # nats per semitone a voice's move goes past a fifth at strength 1
 PARALLEL = 2.0  # nats a parallel fifth or octave with another voice loses at strength 1
+CROSS = 1.0  # nats per semitone a voice crosses the one above or below it at strength 1
+JOIN = 2.0  # how much more leaps and parallels into the music after a gap count
 TOP_RATE = DENSITY_EDGES[-1] + 1.0  # notes per quarter aimed at in the open top bin
 # the scales of the keys: major, and minor with its raised seventh as well as the natural one
 SCALES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10, 11))
@@ -120,6 +128,9 @@ class Tables:
         self.poly_mid = torch.as_tensor((edges[:-1] + edges[1:]) / 2, device=device)
         ranges = [SATB_RANGES.get(name, (-np.inf, np.inf)) for name in VOICE_NAMES]
         self.ranges = torch.tensor([*ranges, (-np.inf, np.inf)], device=device)
+        # voices from the highest down (-1: a voice with no place, or none; index -1 too)
+        ranks = [list(SATB_RANGES).index(n) if n in SATB_RANGES else -1 for n in VOICE_NAMES]
+        self.rank = torch.tensor([*ranks, -1], device=device)
 
 
 def harmony_bias(tables: Tables, wanted: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
@@ -199,12 +210,62 @@ def parallel_bias(tables: Tables, before: torch.Tensor, last: torch.Tensor, here
     others[rows, track] = False
     step = torch.sign(last - before)[:, :, None]  # (B, N, 1)
     same_way = step == torch.sign(x - mine[:, None, None])
-    was = torch.remainder(before - mine[:, None], 12)[:, :, None]
-    now = torch.remainder(last[:, :, None] - x, 12)
-    parallel = others[:, :, None] & same_way & (x != mine[:, None, None]) & (was == now)
-    parallel &= (now == 0) | (now == 7)
+    perfect = _perfect_twice((before - mine[:, None])[:, :, None], last[:, :, None] - x)
+    parallel = others[:, :, None] & same_way & (x != mine[:, None, None]) & perfect
     hit = parallel.any(1) & (tables.pitch[None] >= 0) & ~mine.isnan()[:, None]
     return torch.where(hit, -PARALLEL * strength[:, None], 0.0)
+
+
+def _perfect_twice(first: torch.Tensor, then: torch.Tensor) -> torch.Tensor:
+    """Where another voice lies ``first`` semitones from this one, then ``then``, and both
+    make a unison or octave (compound or not), or both a fifth on the same side."""
+    a, b = torch.remainder(first.abs(), 12), torch.remainder(then.abs(), 12)
+    fifths = (a == 7) & (b == 7) & (torch.sign(first) == torch.sign(then))
+    return ((a == 0) & (b == 0)) | fifths
+
+
+def crossing_bias(tables: Tables, voice: torch.Tensor, last: torch.Tensor, track: torch.Tensor,
+                  strength: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B, V) bias on the Pitch ids that would put the present ``track`` (B,) above a
+    higher voice's ``last`` pitch or below a lower one's (per track (B, N): its Voice value
+    ``voice`` and what it sounds, NaN: nothing): ``-strength * CROSS`` per semitone past it,
+    at most 12 semitones' worth."""
+    rows = torch.arange(len(track), device=track.device)
+    rank = tables.rank[voice]  # (B, N), -1: no place among the voices
+    mine = rank[rows, track]
+    x = tables.pitch.float()[None, None]  # (1, 1, V)
+    other = (rank >= 0) & (mine[:, None] >= 0) & (rank != mine[:, None]) & ~last.isnan()
+    other[rows, track] = False
+    above = (other & (rank < mine[:, None]))[:, :, None]
+    below = (other & (rank > mine[:, None]))[:, :, None]
+    ref = last.nan_to_num()[:, :, None]
+    high = torch.where(above, (x - ref).clamp(min=0), 0.0)
+    low = torch.where(below, (ref - x).clamp(min=0), 0.0)
+    miss = (high + low).sum(1).clamp(max=12)
+    return torch.where(tables.pitch[None] >= 0, -CROSS * strength[:, None] * miss, 0.0)
+
+
+def join_bias(tables: Tables, after: torch.Tensor, last: torch.Tensor, track: torch.Tensor,
+              strength: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B, V) bias on the Pitch ids of the present ``track`` (B,) in the last bar of a gap,
+    towards the kept music after it: per track (B, N) what it sounds as that music begins
+    (``after``, NaN: nothing) and what it sounds now (``last``). A move of more than a fifth
+    into the track's next pitch loses ``strength * JOIN * LEAP`` per semitone past it, and
+    one in parallel fifths or octaves with another track's move into the music ``strength *
+    JOIN * PARALLEL``; nothing where the track's next pitch is not known. Any note of the bar
+    may be the last one before the music, so all are pulled."""
+    rows = torch.arange(len(track), device=track.device)
+    goal = after[rows, track][:, None]  # (B, 1)
+    x = tables.pitch.float()[None]  # (1, V)
+    leap = LEAP * ((goal - x).abs() - 7).clamp(0, 12)
+    moving = ~after.isnan() & ~last.isnan() & (after != last)
+    moving[rows, track] = False
+    same_way = torch.sign(after - last)[:, :, None] == torch.sign(goal - x)[:, None]
+    perfect = _perfect_twice(last[:, :, None] - x[:, None], after[:, :, None] - goal[:, None])
+    parallel = moving[:, :, None] & same_way & (x != goal)[:, None] & perfect
+    miss = JOIN * (leap + PARALLEL * parallel.any(1))
+    known = (tables.pitch[None] >= 0) & ~goal.isnan()
+    return torch.where(known, -strength[:, None] * miss, 0.0)
 
 
 class Bars(RowTensors):

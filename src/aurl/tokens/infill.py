@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aurl.tokens import grammar
-from aurl.tokens.vocab import EOS, TokenType, Vocabulary
+from aurl.tokens.tracks import declared_tracks
+from aurl.tokens.vocab import DRUM_PROGRAM, EOS, TokenType, Vocabulary
 
 T = TokenType
 _OPENING = (T.BAR, T.TIMESIG, T.DENSITY, T.POLYPHONY, T.REGISTER, T.CHORD, T.FILL)
@@ -230,3 +231,49 @@ def second_pass_notes(ids: np.ndarray, vocab: Vocabulary) -> list[tuple[int, int
                 out.append((max(track, 0), time, value[T.DURATION] + 1, value[T.PITCH],
                             int(vocab.velocity_values[value[T.VELOCITY]])))  # fmt: skip
     return out
+
+
+def kept_sounding(ids: np.ndarray, vocab: Vocabulary, tracks: int
+                  ) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+    """What the first pass of an infilling sequence keeps sounding in and around its marked
+    bars, step by step: the highest pitch of each of ``tracks`` tracks, ``(marked bars, max
+    bar steps + 2, tracks)`` (NaN: none; index 0 the step before the bar, index s + 1 its step
+    s, the last index the first step of the next bar where that bar is not marked: the music
+    a gap leads into), whether a note starts there, ``(marked bars, max bar steps, tracks)``,
+    and how many bars the second pass repeats before the first marked one. Inside a marked
+    bar only the tracks a track-filling pass does not write sound. Drum tracks and tracks
+    past ``tracks`` are left out; without Infill, no bars."""
+    ids = np.asarray(ids, np.int64)
+    at = np.flatnonzero(vocab.types[ids] == T.INFILL)
+    steps = vocab.max_bar_steps
+    if not len(at) or tracks < 1:
+        return np.full((0, steps + 2, max(tracks, 0)), np.nan), np.zeros((0, steps, 0), bool), 0
+    _, bars, _ = split_bars(ids[: at[0]], vocab)
+    starts = bar_starts(ids, vocab)
+    pitch = np.full((int(starts[-1]) + 1, tracks), np.nan)  # one step more: the piece's end
+    onset = np.zeros((len(pitch), tracks), bool)
+    drums = [k for k, p in enumerate(declared_tracks(ids, vocab)[0]) if p == DRUM_PROGRAM]
+    for b, bar in enumerate(bars):
+        for position, notes in bar.events:
+            time = int(starts[b]) + int(vocab.values[position[0]])
+            for track, tokens in notes:
+                kinds = [vocab.types[t] for t in tokens]
+                if not 0 <= track < tracks or track in drums or T.DURATION not in kinds \
+                        or T.PITCH not in kinds:  # fmt: skip
+                    continue
+                value = {k: int(vocab.values[t]) for k, t in zip(kinds, tokens, strict=True)}
+                span = pitch[time : time + value[T.DURATION] + 1, track]
+                span[:] = np.fmax(span, value[T.PITCH])
+                onset[time, track] = True
+    marked = [b for b, bar in enumerate(bars) if vocab.offsets[T.FILL] in bar.opening]
+    out = np.full((len(marked), steps + 2, tracks), np.nan)
+    starts_at = np.zeros((len(marked), steps, tracks), bool)
+    for m, b in enumerate(marked):
+        lo, hi = int(starts[b]), min(int(starts[b + 1]), int(starts[b]) + steps)
+        if lo > 0:
+            out[m, 0] = pitch[lo - 1]
+        out[m, 1 : hi - lo + 1] = pitch[lo:hi]
+        starts_at[m, : hi - lo] = onset[lo:hi]
+        if b + 1 < len(bars) and b + 1 not in marked:
+            out[m, -1] = pitch[int(starts[b + 1])]
+    return out, starts_at, context_bars(vocab, marked[0]) if marked else 0
