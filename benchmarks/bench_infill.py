@@ -10,8 +10,8 @@
    pieces' control tokens are left out of both (in the left-only layout a gap's own Chord
    and Density would otherwise come right before its notes).
 2. Joins: ``aurl infill`` on ``--fills`` gaps of two to four bars; leaps and parallel fifths
-   and octaves in the moves across the gap's two joins, against the same joins of the
-   chorales themselves.
+   and octaves in the moves across the gap's two joins (both, and each apart), against the
+   same joins of the chorales themselves.
 3. Harmonizing: ``aurl harmonize`` on the soprano of ``--melodies`` test chorales; voice
    ranges, crossings, parallels and leaps of the four voices, against the chorales.
 
@@ -111,8 +111,8 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--spans", type=int, default=100)
     parser.add_argument("--context", type=int, default=2)
-    parser.add_argument("--fills", type=int, default=40)
-    parser.add_argument("--melodies", type=int, default=12)
+    parser.add_argument("--fills", type=int, default=120)
+    parser.add_argument("--melodies", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steer", type=float, default=0.0,
@@ -172,8 +172,11 @@ def test_files(dataset) -> list[Path]:
 
 
 def joins(gen, files: list[Path], n: int, rng, sampling: SamplingConfig) -> dict:
-    """Leaps and parallels across the joins of infilled gaps, against the chorales'."""
-    vocab, made, real = gen.tokenizer.vocab, VoiceLeading(), VoiceLeading()
+    """Leaps and parallels across the joins of infilled gaps, against the chorales': both
+    joins, and the left and the right one apart."""
+    vocab = gen.tokenizer.vocab
+    made = {side: VoiceLeading() for side in ("both", "left", "right")}
+    real = {side: VoiceLeading() for side in ("both", "left", "right")}
     for k in range(n):
         path = files[k % len(files)]
         score = read_midi(path)
@@ -186,10 +189,17 @@ def joins(gen, files: list[Path], n: int, rng, sampling: SamplingConfig) -> dict
         first = int(rng.integers(1, bars - size))
         out = gen.infill(path, f"{first + 1}-{first + size}", sampling=sampling, seed=k)
         out = out.pieces[0].score
-        at = np.array([starts[first], starts[first + size]])
-        made += voice_leading(out, satb_tracks(out), around=at)
-        real += voice_leading(score, satb_tracks(score), around=at)
-    return {"model": made.rates(), "chorales": real.rates(), "moves": made.moves}
+        at = {"left": starts[first], "right": starts[first + size]}
+        at["both"] = [at["left"], at["right"]]
+        for side, times in at.items():
+            made[side] += voice_leading(out, satb_tracks(out), around=np.atleast_1d(times))
+            real[side] += voice_leading(score, satb_tracks(score), around=np.atleast_1d(times))
+    rates = {"model": made["both"].rates(), "chorales": real["both"].rates(),
+             "moves": made["both"].moves}  # fmt: skip
+    for side in ("left", "right"):
+        rates[f"model, {side} join"] = made[side].rates()
+        rates[f"chorales, {side} join"] = real[side].rates()
+    return rates
 
 
 def harmonize(gen, files: list[Path], seed: int, sampling: SamplingConfig) -> dict:
@@ -247,7 +257,9 @@ def markdown(r: dict) -> str:
         "the chorales' row: the same joins in the original pieces). Harmonized: "
         f"{r['harmonize']['pieces']} test chorales' sopranos, all four voices counted. "
         f"Steering strength of both: {r.get('steer', 0):g} (`aurl.generate.steer`: in the "
-        "second pass, a pitch outside its voice's range or a leap past a fifth loses nats).",
+        "second pass, a pitch outside its voice's range, a leap past a fifth, a parallel fifth "
+        "or octave with a written or kept voice, a crossing, and in a gap's last bar a leap or "
+        "parallel into the music after it lose nats).",
         "",
         machine_markdown(r["machine"]),
         "",
