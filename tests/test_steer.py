@@ -8,23 +8,27 @@ import numpy as np
 import pytest
 import torch
 
+from aurl.generate.bar_notes import Bars
 from aurl.generate.control_names import parse_chords, parse_key
 from aurl.generate.controls import ControlPlan, plan_prompt
 from aurl.generate.engine import Engine, SamplingConfig, run
 from aurl.generate.steer import (
     CROSS,
+    DISSONANCE,
     JOIN,
     LEAP,
     PARALLEL,
     RANGE,
-    Bars,
+    SILENT,
     Tables,
     crossing_bias,
     density_bias,
+    dissonance_bias,
     join_bias,
     parallel_bias,
     polyphony_bias,
     register_bias,
+    silence_bias,
     voice_bias,
 )
 from aurl.tokens import BOS, Tokenizer, TokenizerConfig, TokenType
@@ -216,6 +220,36 @@ def test_the_join_bias_leads_each_voice_into_the_music_after_a_gap():
     assert not none[0].any()  # track 2's next pitch is not known in row 0
 
 
+def test_the_dissonance_bias_keeps_a_voice_consonant_with_those_sounding():
+    tables = Tables(V)
+    at = lambda p: V.token(T.PITCH, p)  # noqa: E731
+    nan = float("nan")
+    sounding = torch.tensor([[67.0, nan, 48.0, 61.0]])  # G4, the track itself, C3, a track
+    sung = torch.tensor([[True, True, True, False]])  # ... that is no sung voice
+    bias = dissonance_bias(tables, sounding, sung, torch.tensor([1]), torch.tensor([2.0]))
+    assert bias[0, at(64)] == bias[0, at(60)] == bias[0, at(55)] == 0  # E, C, G: consonant
+    assert bias[0, at(65)] == -2 * DISSONANCE  # F: a second below G (a fourth over C: fine)
+    assert bias[0, at(59)] == -2 * DISSONANCE  # B: a seventh over C (a sixth under G)
+    assert bias[0, at(66)] == -2 * 2 * DISSONANCE  # F#: a second and a tritone
+    alone = dissonance_bias(tables, sounding, sung, torch.tensor([3]), torch.tensor([2.0]))
+    assert not alone.any()  # a track that is no voice is left alone
+
+
+def test_the_silence_bias_keeps_every_voice_of_the_pass_sounding():
+    tables = Tables(V)
+    wanted = torch.tensor([[False, True, True, True]])  # alto, tenor, bass to write
+    end = torch.tensor([[99.0, 12.0, 6.0, 48.0]])  # where their notes end in the bar
+    at, length = torch.tensor([6]), torch.tensor([48])
+    bias = silence_bias(tables, wanted, end, at, length, torch.tensor([1.0]))
+    track, pos = lambda k: V.token(T.TRACK, k), lambda q: V.token(T.POSITION, q)  # noqa: E731
+    assert bias[0, track(2)] == 0  # the tenor (silent from step 6) is next
+    assert bias[0, track(3)] == -SILENT  # writing the bass skips the silent tenor
+    assert bias[0, pos(12)] == -SILENT  # the tenor stays silent until 12
+    assert bias[0, pos(18)] == -2 * SILENT  # the tenor, and the alto from 12 on
+    assert bias[0, int(V.offsets[T.BAR])] == -2 * SILENT  # the bass lasts to the bar's end
+    assert bias[0, V.token(T.PITCH, 60)] == 0
+
+
 def test_bars_follow_each_tracks_voice_and_last_pitch_in_the_pass():
     tk = Tokenizer(TokenizerConfig(tracks=16, controls=True, infill=True))
     v = tk.vocab
@@ -234,6 +268,26 @@ def test_bars_follow_each_tracks_voice_and_last_pitch_in_the_pass():
     assert bars.before[0, :2].tolist() == [72.0, 48.0] and not bars.here.any()
     bars.update(torch.tensor([v.token(T.INFILL, 0)]))
     assert bars.last.isnan().all() and bars.voice[0, :2].tolist() == [0, 3]
+
+
+def test_bars_follow_where_each_tracks_notes_end():
+    tk = Tokenizer(TokenizerConfig(tracks=16, infill=True))
+    v = tk.vocab
+    three = next(t for t in range(v.size) if v.types[t] == T.TIMESIG and v.bar_steps[t] == 36)
+    bars = Bars(v, 1)
+    ids = [BOS, v.token(T.TRACK, 0), v.token(T.PROGRAM, 0), v.token(T.INFILL, 0),
+           v.token(T.BAR, 0), v.token(T.TIMESIG, 0), v.token(T.POSITION, 12),
+           v.token(T.TRACK, 0), v.token(T.PITCH, 60), v.token(T.VELOCITY, 5),
+           v.token(T.DURATION, 47)]  # fmt: skip
+    for tok in ids:
+        bars.update(torch.tensor([tok]))
+    assert bars.at.item() == 12 and bars.end[0, 0].item() == 60  # 12 + 48 steps
+    assert bars.end[0, 1].item() < -1000  # nothing yet
+    length = bars.length.item()
+    for tok in (v.token(T.BAR, 0), three):
+        bars.update(torch.tensor([tok]))
+    assert bars.at.item() == -1 and bars.end[0, 0].item() == 60 - length  # from the new bar
+    assert bars.length.item() == 36
 
 
 def test_rows_of_different_strengths_share_a_batch():

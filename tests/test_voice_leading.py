@@ -27,6 +27,9 @@ def test_parallel_fifths_octaves_leaps_and_crossings():
     assert vl.pair_moves == 1 and vl.parallels == 1  # only the first move has both moving
     assert vl.moves == 5 and vl.leaps == 1  # 3 soprano moves, 2 bass moves; 76 -> 60 leaps
     assert vl.sonorities == 5 and vl.crossings == 1  # 60 below 64 at the end
+    assert vl.dissonant == 0  # fifths, a fourth, an octave and a third
+    tense = voice_leading(_score({"Soprano": [71, 72, 66, 74], "Bass": [60, 60, 60, 60]}))
+    assert tense.dissonant == 3 and tense.rates()["dissonant"] == 0.75  # 7th, 8ve, 4+, 9th
     octaves = voice_leading(_score({"Soprano": [72, 74], "Bass": [60, 62]}))
     assert octaves.parallels == 1
     contrary = voice_leading(_score({"Soprano": [67, 65], "Bass": [60, 62]}))

@@ -1,11 +1,13 @@
-"""Voice leading of part-writing: leaps, parallel fifths and octaves, crossings and ranges.
+"""Voice leading of part-writing: leaps, parallel fifths and octaves, crossings, dissonances
+and ranges.
 
 A piece is read as voices (its tracks, highest first as scored: Soprano, Alto, Tenor,
 Bass), sampled at every onset of any voice (the sonorities). Between two sonorities a voice
 moves if its pitch changes; a pair of voices moves in parallel fifths (octaves) when both
 move in the same direction and the interval between them is a fifth (an octave or unison,
-modulo the octave) at both. ``around`` restricts the counts to the moves that cross given
-times (the joins of an infilled span).
+modulo the octave) at both. Two voices sounding together are dissonant at a second, a
+tritone or a seventh (modulo the octave). ``around`` restricts the counts to the moves that
+cross given times (the joins of an infilled span).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import symusic
 from aurl.tokens.tracks import SATB_RANGES
 
 LEAP = 7  # a melodic move of more than a fifth is a leap
+DISSONANT = (1, 2, 6, 10, 11)  # intervals modulo the octave: seconds, tritone, sevenths
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class VoiceLeading:
         parallels: Of them, parallel fifths or octaves.
         sonorities: Pairs of voices sounding together at a sonority.
         crossings: Of them, the higher-scored voice below the lower one.
+        dissonant: Of them, a second, tritone or seventh apart.
         notes: Notes of voices with a usual range (SATB names), and ``out_of_range`` of them
             outside it.
     """
@@ -41,6 +45,7 @@ class VoiceLeading:
     parallels: int = 0
     sonorities: int = 0
     crossings: int = 0
+    dissonant: int = 0
     notes: int = 0
     out_of_range: int = 0
 
@@ -49,15 +54,16 @@ class VoiceLeading:
 
     def counts(self) -> tuple[int, ...]:
         return (self.moves, self.leaps, self.pair_moves, self.parallels, self.sonorities,
-                self.crossings, self.notes, self.out_of_range)  # fmt: skip
+                self.crossings, self.dissonant, self.notes, self.out_of_range)  # fmt: skip
 
     def rates(self) -> dict[str, float]:
-        """Leaps per move, parallels per pair move, crossings per sounding pair, notes out of
-        range per note (0 where nothing was counted)."""
+        """Leaps per move, parallels per pair move, crossings and dissonances per sounding
+        pair, notes out of range per note (0 where nothing was counted)."""
         share = lambda a, b: round(a / b, 4) if b else 0.0  # noqa: E731
         return {"leaps": share(self.leaps, self.moves),
                 "parallels": share(self.parallels, self.pair_moves),
                 "crossings": share(self.crossings, self.sonorities),
+                "dissonant": share(self.dissonant, self.sonorities),
                 "out_of_range": share(self.out_of_range, self.notes)}  # fmt: skip
 
 
@@ -97,7 +103,7 @@ def voice_leading(score: symusic.Score, tracks: list[int] | None = None,
     sounding = (a >= 0) & (b >= 0)
     moved = sounding & (a != b) & step
     leaps = moved & (np.abs(b - a) > LEAP)
-    pair_moves = parallels = crossings = pairs = 0
+    pair_moves = parallels = crossings = dissonant = pairs = 0
     n = len(pitch)
     for i in range(n):
         for j in range(i + 1, n):
@@ -111,9 +117,11 @@ def voice_leading(score: symusic.Score, tracks: list[int] | None = None,
                 together = together & np.append(step, False)
             pairs += int(together.sum())
             crossings += int((together & (pitch[i] < pitch[j])).sum())
+            apart = np.abs(pitch[i] - pitch[j]) % 12
+            dissonant += int((together & np.isin(apart, DISSONANT)).sum())
     ranges = _ranges(score, tracks) if around is None else VoiceLeading()
     return VoiceLeading(int(moved.sum()), int(leaps.sum()), pair_moves, parallels, pairs,
-                        crossings, ranges.notes, ranges.out_of_range)  # fmt: skip
+                        crossings, dissonant, ranges.notes, ranges.out_of_range)  # fmt: skip
 
 
 def _ranges(score: symusic.Score, tracks: list[int] | None) -> VoiceLeading:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from aurl.generate import filters, steer
+from aurl.generate.bar_notes import Bars
 from aurl.generate.kept_voices import KeptVoices
 from aurl.tokens import BOS, TokenType, Vocabulary
 from aurl.tokens.grammar import _HEAD_TRACK, BAR_CONTROLS, PIECE_CONTROLS
@@ -148,7 +149,7 @@ class ControlState(RowTensors):
         self.fills = torch.zeros(0, dtype=torch.bool, device=device)
         # for steering: its strength, the requested Key value, what the bar holds so far
         self.strength, self.key = torch.zeros(0, device=device), z(0, fill=-1)
-        self.bar_notes = steer.Bars(vocab, 0, device)
+        self.bar_notes = Bars(vocab, 0, device)
         self.kept = KeptVoices(vocab, 0, device)  # the kept tracks of a track-filling pass
         self._cached: tuple[torch.Tensor, torch.Tensor, bool, bool] | None = None  # _fixed
 
@@ -196,7 +197,7 @@ class ControlState(RowTensors):
                                    device=device)  # fmt: skip
         other.key = torch.tensor([-1 if p is None else p.key for p in plans], dtype=torch.long,
                                  device=device)  # fmt: skip
-        other.bar_notes = steer.Bars(self.vocab, n, device)
+        other.bar_notes = Bars(self.vocab, n, device)
         other.kept = KeptVoices(self.vocab, n, device)
         strength = [steer.check_strength(s) for s in steering or [0.0] * n]
         other.strength = torch.tensor(strength, device=device) * other.planned
@@ -267,6 +268,12 @@ class ControlState(RowTensors):
             leading = leading + steer.parallel_bias(tables, before, last, here, track, second)
             leading = leading + steer.crossing_bias(tables, notes.voice, last, track, second)
             leading = leading + steer.join_bias(tables, self.kept.after, last, track, second)
+            sung = tables.rank[notes.voice] >= 0
+            leading = leading + steer.silence_bias(tables, sung & self.fill_ok, notes.end,
+                                                   notes.at, notes.length, second)  # fmt: skip
+            held = notes.end > notes.at[:, None]  # written notes still sounding here
+            sounding = torch.where(kept, self.kept.now, notes.last.masked_fill(~held, torch.nan))
+            leading = leading + steer.dissonance_bias(tables, sounding, sung, track, second)
         strength = torch.where(state.filled, 0.0, self.strength)  # new music only
         tuned = torch.where(drum, 0.0, strength)
         on = (chord >= 0) | (self.key >= 0)

@@ -42,11 +42,11 @@ import numpy as np
 import torch
 
 from aurl.analysis.chords import template_matrix
-from aurl.tokens.mask import RowTensors, bar_lengths
+from aurl.tokens.mask import bar_lengths
 from aurl.tokens.tracks import SATB_RANGES
 from aurl.tokens.vocab import (
     DENSITY_EDGES,
-    DRUM_PROGRAM,
+    EOS,
     POLYPHONY_EDGES,
     REGISTER_EDGES,
     VOICE_NAMES,
@@ -64,6 +64,9 @@ LEAP = 0.5  # nats per semitone a voice's move goes past a fifth at strength 1
 PARALLEL = 2.0  # nats a parallel fifth or octave with another voice loses at strength 1
 CROSS = 1.0  # nats per semitone a voice crosses the one above or below it at strength 1
 JOIN = 2.0  # how much more leaps and parallels into the music after a gap count
+SILENT = 2.0  # nats per voice of a second pass left silent at strength 1
+DISSONANCE = 1.0  # nats per voice a pitch makes a second, tritone or seventh with
+DISSONANT = (1, 2, 6, 10, 11)  # intervals modulo the octave
 TOP_RATE = DENSITY_EDGES[-1] + 1.0  # notes per quarter aimed at in the open top bin
 # the scales of the keys: major, and minor with its raised seventh as well as the natural one
 SCALES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10, 11))
@@ -113,6 +116,9 @@ class Tables:
         place = np.where(types == T.POSITION, values, -1)
         self.place = torch.as_tensor(np.where(types == T.BAR, -2, place), device=device)
         self.adds = torch.as_tensor((types == T.PITCH) | (types == T.TRACK), device=device)
+        self.track = torch.as_tensor(np.where(types == T.TRACK, values, -1), device=device)
+        ends = (types == T.BAR) | (np.arange(len(types)) == EOS)
+        self.ends = torch.as_tensor(ends, device=device)
         lengths = bar_lengths(vocab)
         quarter = vocab.config.steps_per_quarter
         self.bar_len = torch.tensor([4 * quarter, *lengths], device=device)
@@ -268,75 +274,39 @@ def join_bias(tables: Tables, after: torch.Tensor, last: torch.Tensor, track: to
     return torch.where(known, -strength[:, None] * miss, 0.0)
 
 
-class Bars(RowTensors):
-    """What steering knows of every row's present bar, updated token by token: the notes
-    started in it, the sum and count of pitches at its earlier positions and at the present
-    one, the last bar's mean pitch, the drum tracks declared (whose notes count for density
-    only), every track's voice and its last pitch in the present pass, its pitch before the
-    present position, and whether it sounded a note at it."""
+def dissonance_bias(tables: Tables, sounding: torch.Tensor, sung: torch.Tensor,
+                    track: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B, V) bias on the Pitch ids of the present ``track`` (B,), if it is a ``sung`` voice
+    (B, N): ``-strength * DISSONANCE`` per other sung voice ``sounding`` (B, N; NaN: silent)
+    that the pitch would make a second, a tritone or a seventh with."""
+    rows = torch.arange(len(track), device=track.device)
+    others = sung & ~sounding.isnan() & sung[rows, track][:, None]
+    others[rows, track] = False
+    apart = torch.remainder(
+        (tables.pitch[None, None] - sounding.nan_to_num()[:, :, None]).abs(), 12
+    )
+    clash = others[:, :, None] & torch.isin(apart, torch.tensor(DISSONANT, device=apart.device))
+    miss = clash.sum(1).float()
+    return torch.where(tables.pitch[None] >= 0, -DISSONANCE * strength[:, None] * miss, 0.0)
 
-    _ROWS = ("notes", "done_sum", "done_count", "here_sum", "here_count", "last_mean",
-             "declaring", "track", "drum", "voice", "last", "before", "here")  # fmt: skip
 
-    def __init__(self, vocab: Vocabulary, batch: int, device: torch.device | str = "cpu"):
-        self.types = torch.as_tensor(vocab.types, device=device)
-        self.values = torch.as_tensor(vocab.values, device=device).clamp(min=0)
-        self.n_tracks = max(vocab.counts[T.TRACK], 1)
-        z = lambda dtype=torch.long: torch.zeros(batch, dtype=dtype, device=device)  # noqa: E731
-        self.notes, self.done_count, self.here_count, self.track = z(), z(), z(), z()
-        self.done_sum, self.here_sum = z(torch.float32), z(torch.float32)
-        self.last_mean = torch.full((batch,), float("nan"), device=device)
-        self.declaring = torch.ones(batch, dtype=torch.bool, device=device)
-        self.drum = torch.zeros(batch, self.n_tracks, dtype=torch.bool, device=device)
-        self.voice = torch.full((batch, self.n_tracks), -1, dtype=torch.long, device=device)
-        self.last = torch.full((batch, self.n_tracks), float("nan"), device=device)
-        self.before = self.last.clone()
-        self.here = torch.zeros(batch, self.n_tracks, dtype=torch.bool, device=device)
-
-    def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
-        """Take one token per row (B,), only where ``active``."""
-        on = torch.ones_like(tokens, dtype=torch.bool) if active is None else active
-        kind, value = self.types[tokens], self.values[tokens]
-        rows = torch.arange(len(tokens), device=tokens.device)
-        bar, place = on & (kind == T.BAR), on & (kind == T.POSITION)
-        track = on & (kind == T.TRACK)
-        self.track = torch.where(track, value.clamp(max=self.n_tracks - 1), self.track)
-        drum = self.drum[rows, self.track]
-        self.drum[rows, self.track] = drum | (on & self.declaring & (kind == T.PROGRAM)
-                                              & (value == DRUM_PROGRAM))  # fmt: skip
-        sung = on & self.declaring & (kind == T.VOICE)
-        self.voice[rows, self.track] = torch.where(sung, value, self.voice[rows, self.track])
-        pitch = on & (kind == T.PITCH)
-        moved = bar | place
-        self.before = torch.where(moved[:, None], self.last, self.before)
-        self.here &= ~moved[:, None]
-        last = self.last[rows, self.track]
-        self.last[rows, self.track] = torch.where(pitch, value.float(), last)
-        self.here[rows, self.track] |= pitch
-        new_pass = on & (kind == T.INFILL)
-        self.last[new_pass] = float("nan")
-        self.before[new_pass] = float("nan")
-        self.notes = torch.where(bar, 0, self.notes + pitch.long())
-        tuned = pitch & ~drum & ~self.declaring
-        self.here_sum = self.here_sum + torch.where(tuned, value.float(), 0.0)
-        self.here_count = self.here_count + tuned.long()
-        # the present position's notes join the bar's
-        self.done_sum = torch.where(moved, self.done_sum + self.here_sum, self.done_sum)
-        self.done_count = torch.where(moved, self.done_count + self.here_count, self.done_count)
-        self.here_sum = torch.where(moved, 0.0, self.here_sum)
-        self.here_count = torch.where(moved, 0, self.here_count)
-        ended = bar & (self.done_count > 0)
-        self.last_mean = torch.where(ended, self.done_sum / self.done_count.clamp(min=1),
-                                     self.last_mean)  # fmt: skip
-        self.done_sum = torch.where(bar, 0.0, self.done_sum)
-        self.done_count = torch.where(bar, 0, self.done_count)
-        self.declaring &= ~bar
-
-    def mean(self) -> torch.Tensor:
-        """Every row's reference mean pitch: of its bar's earlier positions, else of its last
-        bar (NaN: no note yet)."""
-        here = self.done_sum / self.done_count.clamp(min=1)
-        return torch.where(self.done_count > 0, here, self.last_mean)
+def silence_bias(tables: Tables, wanted: torch.Tensor, end: torch.Tensor, at: torch.Tensor,
+                 length: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B, V) bias that keeps the voices a pass writes (``wanted``, (B, N)) sounding: per
+    voice left silent, ``-strength * SILENT`` on skipping it at the present position ``at``
+    (B,) where its last note has ended (``end``, (B, N), steps from the bar's start; a Track
+    past it: tracks come in order), on moving on to a position before which its note ends
+    (Position), and on ending the bar (of ``length`` steps) so (Bar, EOS)."""
+    silent = wanted & (end <= at[:, None]) & (at[:, None] >= 0)
+    skipped = (silent.cumsum(1) - silent.long()).float()  # silent tracks before each track
+    steps = torch.arange(tables.place.max() + 1, device=end.device)
+    early = (wanted[:, :, None] & (end[:, :, None] < steps)).sum(1).float()  # (B, steps)
+    last = (wanted & (end < length[:, None])).sum(1).float()
+    track, place = tables.track.clamp(min=0), tables.place.clamp(min=0)
+    miss = torch.where(tables.track[None] >= 0, skipped[:, track.clamp(max=end.shape[1] - 1)],
+                       torch.where(tables.place[None] >= 0, early[:, place], 0.0))  # fmt: skip
+    miss = torch.where(tables.ends[None], last[:, None], miss)
+    return -SILENT * strength[:, None] * miss
 
 
 def polyphony_bias(tables: Tables, polyphony: torch.Tensor, here: torch.Tensor,
