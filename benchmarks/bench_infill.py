@@ -242,13 +242,14 @@ def markdown(r: dict) -> str:
           for name, v in r["by_bar"].items()),
         "",
         "Voice leading (shares: leaps of more than a fifth per melodic move; parallel fifths "
-        "and octaves per move of two voices; crossings per pair of voices sounding; notes "
-        "outside the usual SATB ranges):",
+        "and octaves per move of two voices; crossings, and seconds, tritones and sevenths, "
+        "per pair of voices sounding; rests per voice at an onset of any; notes outside the "
+        "usual SATB ranges):",
         "",
-        "| what | by | leaps | parallels | crossings | out of range |",
-        "|---|---|---:|---:|---:|---:|",
+        "| what | by | leaps | parallels | crossings | dissonant | rests | out of range |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
         *(f"| {what} | {who} | {v['leaps']:.3f} | {v['parallels']:.3f} | {v['crossings']:.3f} "
-          f"| {v['out_of_range']:.3f} |"
+          f"| {v['dissonant']:.3f} | {v['rests']:.3f} | {v['out_of_range']:.3f} |"
           for what, key in (("moves across infilled joins", "joins"),
                             ("harmonized sopranos", "harmonize"))
           for who, v in r[key].items() if isinstance(v, dict)),
@@ -258,8 +259,9 @@ def markdown(r: dict) -> str:
         f"{r['harmonize']['pieces']} test chorales' sopranos, all four voices counted. "
         f"Steering strength of both: {r.get('steer', 0):g} (`aurl.generate.steer`: in the "
         "second pass, a pitch outside its voice's range, a leap past a fifth, a parallel fifth "
-        "or octave with a written or kept voice, a crossing, and in a gap's last bar a leap or "
-        "parallel into the music after it lose nats).",
+        "or octave with a written or kept voice, a crossing, a dissonance with a voice "
+        "sounding, a voice left silent, and in a gap's last bar a leap or parallel into the "
+        "music after it lose nats).",
         "",
         machine_markdown(r["machine"]),
         "",

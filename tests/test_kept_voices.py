@@ -19,6 +19,7 @@ from aurl.tokens.infill import (
     infill_example,
     join_bar,
     kept_sounding,
+    marked_signatures,
     second_pass_notes,
     split_bars,
 )
@@ -144,3 +145,22 @@ def _soprano_only(ids: np.ndarray) -> np.ndarray:
         events = [(pos, [n for n in notes if n[0] == 0]) for pos, notes in bar.events]
         out += join_bar(Bar(bar.opening, events), V)
     return np.array(out, np.int64)
+
+
+def test_each_bar_of_a_second_pass_opens_with_its_marked_bars_time_signature(bach_source):
+    """An untrained model fills three bars (steered or not): every bar of its second pass
+    has the TimeSig its marked bar has, so no note spills past the bar."""
+    ids = _chorale(bach_source, 3)
+    sig = next(t for t in ids if V.types[t] == T.TIMESIG)
+    assert marked_signatures(infill_example(ids, V, 2, 3), V).tolist() == [sig] * 3
+    assert len(marked_signatures(ids, V)) == 0
+    prompt, max_bars, _ = fill_prompt(ids, V, 2, 3)
+    model = debug_model(vocab_size=V.size, max_seq_len=1024)
+    engine = Engine(model, V, SamplingConfig(), torch.Generator().manual_seed(1))
+    engine.add([torch.as_tensor(prompt)] * 4, max_bars, 400, [ControlPlan(fills=True)] * 4)
+    run(engine)
+    for r in range(4):
+        row = engine.row(r).numpy()
+        at = int(np.flatnonzero(V.types[row] == T.INFILL)[0])
+        bars = np.flatnonzero(V.types[row[at:]] == T.BAR) + at
+        assert len(bars) >= 3 and all(row[b + 1] == sig for b in bars)

@@ -41,6 +41,7 @@ def test_ranges_sonorities_and_joins():
                     "Tenor": [55, 55, 55, 55], "Bass": [36, 48, 50, 50]})  # fmt: skip
     vl = voice_leading(score)
     assert (vl.notes, vl.out_of_range) == (15, 2)  # the Soprano's A5 and the Bass's C2
+    assert (vl.places, vl.rests) == (16, 1)  # the Soprano rests at the third sonority
     times, pitch = sonorities(score)
     assert times.tolist() == [0, 480, 960, 1440] and pitch[0].tolist() == [81, 72, -1, 74]
     join = voice_leading(score, around=np.array([960]))

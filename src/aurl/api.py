@@ -17,7 +17,7 @@ from aurl.device import generation_threads, pick_device
 from aurl.generate.control_names import ControlRequest, resolve_controls
 from aurl.generate.controls import ControlPlan, continue_prompt, plan_prompt
 from aurl.generate.engine import Engine
-from aurl.generate.sampler import SamplingConfig, sample
+from aurl.generate.sampler import SamplingConfig, default_sampling, sample
 from aurl.generate.stream import bar_seconds, finished_bars
 from aurl.midi import read_midi
 from aurl.models import ModelFolder, load_model
@@ -69,8 +69,9 @@ class Generator(FillMethods, LatentMethods):
     ) -> GenerationResult:
         """Sample ``num`` pieces of ``bars`` new bars, optionally continuing ``prompt`` ids,
         under ``controls`` (a model trained with controls writes chorales when none is
-        given). ``progress(engine)`` is called after every step (a transformer's pieces
-        only)."""
+        given), with ``sampling`` (default: as the CLI samples, steered where a key or bar
+        control is asked; see :func:`~aurl.generate.sampler.default_sampling`).
+        ``progress(engine)`` is called after every step (a transformer's pieces only)."""
         batch, generator, plan = self._start(bars, num, seed, prompt, controls)
         if sampling is not None and sampling.beams > 1 and num > 1:
             raise ValueError(f"beam search finds the one most likely piece; --num {num} would "
@@ -79,8 +80,8 @@ class Generator(FillMethods, LatentMethods):
             return self._segments(bars, num, sampling or SamplingConfig(), generator)
         t0 = time.perf_counter()
         out = sample(self.model, self.tokenizer.vocab, batch, prompt_bars + bars,
-                     bars * TOKENS_PER_BAR_LIMIT, sampling or SamplingConfig(), generator,
-                     progress, [plan] * num)  # fmt: skip
+                     bars * TOKENS_PER_BAR_LIMIT, sampling or default_sampling(controls),
+                     generator, progress, [plan] * num)  # fmt: skip
         tempo = controls.tempo if controls is not None else None
         return self.collect(out, batch.shape[1], time.perf_counter() - t0, prompt_bars + bars,
                             tempo)  # fmt: skip
@@ -100,7 +101,7 @@ class Generator(FillMethods, LatentMethods):
         batch, generator, plan = self._start(bars, num, seed, prompt, controls)
         if isinstance(self.model, VAE):
             raise ValueError(f"{self.folder.path}: streaming needs a transformer model")
-        sampling = sampling or SamplingConfig()
+        sampling = sampling or default_sampling(controls)
         if sampling.beams > 1 or sampling.best_of > 1:
             raise ValueError("streaming samples one candidate per piece: no beams or best-of")
         vocab = self.tokenizer.vocab

@@ -19,7 +19,7 @@ from aurl.generate.infill import (
     track_map,
     with_fill_controls,
 )
-from aurl.generate.sampler import SamplingConfig
+from aurl.generate.sampler import SamplingConfig, default_sampling
 from aurl.midi import read_midi
 from aurl.models.vae import VAE
 from aurl.results import TOKENS_PER_BAR_LIMIT, GenerationResult, Piece
@@ -36,7 +36,8 @@ class FillMethods:
                controls: ControlRequest | None = None) -> GenerationResult:  # fmt: skip
         """Regenerate bars ``bars`` (``"5-8"``, from 1) of a MIDI file given everything before
         and after; with ``tracks`` (``"alto,tenor"``) only those tracks' notes, the others as
-        context. Every other note comes back as it was.
+        context. Every other note comes back as it was. Without ``sampling``, as the CLI
+        samples: steered in its voice leading (strength 2).
 
         Raises:
             MidiError: the file cannot be read. ValueError: a span or track the piece lacks,
@@ -60,6 +61,7 @@ class FillMethods:
                 raise ValueError(f"{self.folder.path}: this model has no tracks; fill bars only")
             targets = parse_tracks(tracks, track_names(*declared_tracks(ids, vocab)))
         mapping = track_map(score, vocab.config.tracks) if vocab.has_tracks else [0]
+        sampling = sampling or default_sampling(controls, filling=True)
         return self._fill(score, ids, ids, first, count, targets, mapping, {}, num, sampling,
                           seed)  # fmt: skip
 
@@ -87,6 +89,7 @@ class FillMethods:
         full, targets = harmony_ids(self._fill_controls(ids, controls, 0, n_bars), vocab)
         mapping = track_map(score, vocab.config.tracks)
         extra = harmony_tracks(int(score.tracks[mapping[0]].program))
+        sampling = sampling or default_sampling(controls, filling=True)
         return self._fill(score, ids, full, 0, n_bars, targets, mapping, extra, num, sampling,
                           seed)  # fmt: skip
 
@@ -113,7 +116,7 @@ class FillMethods:
         generator = self._generator(seed)
         t0 = time.perf_counter()
         fills = sample_fills(self.model, self.tokenizer.vocab, score, ids, context, (first, count),
-                             targets, mapping, extra, num, sampling or SamplingConfig(),
+                             targets, mapping, extra, num, sampling,
                              generator, count * TOKENS_PER_BAR_LIMIT)  # fmt: skip
         pieces = []
         for row, merged, bars, _ in fills:

@@ -35,6 +35,8 @@ class VoiceLeading:
         sonorities: Pairs of voices sounding together at a sonority.
         crossings: Of them, the higher-scored voice below the lower one.
         dissonant: Of them, a second, tritone or seventh apart.
+        places: Voices at sonorities (voices times sonorities), and ``rests`` of them where
+            the voice is silent.
         notes: Notes of voices with a usual range (SATB names), and ``out_of_range`` of them
             outside it.
     """
@@ -46,6 +48,8 @@ class VoiceLeading:
     sonorities: int = 0
     crossings: int = 0
     dissonant: int = 0
+    places: int = 0
+    rests: int = 0
     notes: int = 0
     out_of_range: int = 0
 
@@ -54,16 +58,19 @@ class VoiceLeading:
 
     def counts(self) -> tuple[int, ...]:
         return (self.moves, self.leaps, self.pair_moves, self.parallels, self.sonorities,
-                self.crossings, self.dissonant, self.notes, self.out_of_range)  # fmt: skip
+                self.crossings, self.dissonant, self.places, self.rests, self.notes,
+                self.out_of_range)  # fmt: skip
 
     def rates(self) -> dict[str, float]:
         """Leaps per move, parallels per pair move, crossings and dissonances per sounding
-        pair, notes out of range per note (0 where nothing was counted)."""
+        pair, rests per voice at a sonority, notes out of range per note (0 where nothing
+        was counted)."""
         share = lambda a, b: round(a / b, 4) if b else 0.0  # noqa: E731
         return {"leaps": share(self.leaps, self.moves),
                 "parallels": share(self.parallels, self.pair_moves),
                 "crossings": share(self.crossings, self.sonorities),
                 "dissonant": share(self.dissonant, self.sonorities),
+                "rests": share(self.rests, self.places),
                 "out_of_range": share(self.out_of_range, self.notes)}  # fmt: skip
 
 
@@ -120,8 +127,10 @@ def voice_leading(score: symusic.Score, tracks: list[int] | None = None,
             apart = np.abs(pitch[i] - pitch[j]) % 12
             dissonant += int((together & np.isin(apart, DISSONANT)).sum())
     ranges = _ranges(score, tracks) if around is None else VoiceLeading()
+    at = pitch if around is None else pitch[:, np.append(step, False)]
     return VoiceLeading(int(moved.sum()), int(leaps.sum()), pair_moves, parallels, pairs,
-                        crossings, dissonant, ranges.notes, ranges.out_of_range)  # fmt: skip
+                        crossings, dissonant, at.size, int((at < 0).sum()), ranges.notes,
+                        ranges.out_of_range)  # fmt: skip
 
 
 def _ranges(score: symusic.Score, tracks: list[int] | None) -> VoiceLeading:

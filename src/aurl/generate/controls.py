@@ -210,19 +210,21 @@ class ControlState(RowTensors):
         self.tempo_placed |= tempo if active is None else tempo & active
         if self._fixed()[3]:
             self.bar_notes.update(tokens, active)
+        if self.vocab.has_infill:
             self.kept.update(tokens, active)
 
     def feed(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
         """:meth:`update` with whole prompts (B, T), right-padded to ``lengths``."""
-        if self._fixed()[3] and self.vocab.has_infill:
+        if self.vocab.has_infill:
             self.kept.load(ids, lengths)
         for t in range(ids.shape[1]):
             self.update(ids[:, t], None if lengths is None else lengths > t)
 
     def apply(self, logits: torch.Tensor, state: GrammarState) -> torch.Tensor:
         """``logits`` (B, V) with the controls' mask: forced ids alone where one is due,
-        types not asked for forbidden, the time signature and tempo held; plus the steering
-        bias of the rows steered (:meth:`_steering`)."""
+        types not asked for forbidden, the time signature and tempo held (in a second pass,
+        each bar's TimeSig that of its marked bar); plus the steering bias of the rows
+        steered (:meth:`_steering`)."""
         fixed, fixed_filling, any_bar, _ = self._fixed()
         allowed = fixed
         if self.vocab.has_infill:  # in a second pass, only the tracks asked for
@@ -230,6 +232,8 @@ class ControlState(RowTensors):
         forced = self._due(state) if any_bar else torch.full_like(self.tempo, -1)
         tempo_due = (state.last == T.POSITION) & (self.tempo >= 0) & ~self.tempo_placed
         forced = torch.where(tempo_due, self.tempo, forced)
+        if self.vocab.has_infill:  # a second pass's bar opens with its marked bar's TimeSig
+            forced = torch.where(self.kept.sig_due >= 0, self.kept.sig_due, forced)
         force = forced >= 0
         if bool(force.any()):  # rows without a plan are never forced (their tables are -1)
             rows = force.nonzero().flatten()

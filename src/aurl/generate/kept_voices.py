@@ -9,13 +9,17 @@ and whether it starts a note there, so that parallels and crossings with a kept 
 steered as those with a voice the pass wrote itself; and in a marked bar before kept music
 (the end of a gap), what every track sounds as that music begins, so that the voices can be
 steered into it.
+
+It also knows each marked bar's time signature, which its bar in the second pass must open
+with (``sig_due``, forced by :class:`~aurl.generate.controls.ControlState`): a pass bar of
+another length would spill its notes into the bars after it.
 """
 
 from __future__ import annotations
 
 import torch
 
-from aurl.tokens.infill import kept_sounding
+from aurl.tokens.infill import kept_sounding, marked_signatures
 from aurl.tokens.mask import RowTensors
 from aurl.tokens.vocab import TokenType, Vocabulary
 
@@ -29,9 +33,11 @@ class KeptVoices(RowTensors):
     pass has opened (``opened``, -1 outside a pass); in the present bar of a pass, what each
     track sounds as the kept music after it begins (``after``, (B, N), NaN: none, or no kept
     music follows), and at its present position ``before``, ``now`` (B, N; NaN: not kept, or
-    silent) and ``starts`` (B, N)."""
+    silent) and ``starts`` (B, N); the TimeSig id of each marked bar (``sigs``, (B, M), -1:
+    none) and, right after a pass's Bar, the one due next (``sig_due``, (B,), else -1)."""
 
-    _ROWS = ("pitch", "onset", "repeated", "opened", "after", "before", "now", "starts")
+    _ROWS = ("pitch", "onset", "repeated", "opened", "after", "before", "now", "starts", "sigs",
+             "sig_due")  # fmt: skip
 
     def __init__(self, vocab: Vocabulary, batch: int, device: torch.device | str = "cpu"):
         self.vocab = vocab
@@ -46,6 +52,8 @@ class KeptVoices(RowTensors):
         self.before = torch.full((batch, self.n_tracks), float("nan"), device=device)
         self.now, self.after = self.before.clone(), self.before.clone()
         self.starts = torch.zeros(batch, self.n_tracks, dtype=torch.bool, device=device)
+        self.sigs = torch.full((batch, 0), -1, dtype=torch.long, device=device)
+        self.sig_due = torch.full((batch,), -1, dtype=torch.long, device=device)
 
     def load(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
         """Read the kept notes from the rows' prompts (B, T), right-padded to ``lengths``."""
@@ -53,6 +61,7 @@ class KeptVoices(RowTensors):
         sizes = [len(r) for r in rows] if lengths is None else lengths.tolist()
         found = [kept_sounding(r[:n], self.vocab, self.n_tracks)
                  for r, n in zip(rows, sizes, strict=True)]  # fmt: skip
+        sigs = [marked_signatures(r[:n], self.vocab) for r, n in zip(rows, sizes, strict=True)]
         marked = max([len(p) for p, _, _ in found], default=0)
         if not marked:
             return
@@ -63,6 +72,7 @@ class KeptVoices(RowTensors):
                                                           device=device)  # fmt: skip
             self.onset[i, : len(onset)] = torch.as_tensor(onset, device=device)
             self.repeated[i] = repeated
+            self.sigs[i, : len(sigs[i])] = torch.as_tensor(sigs[i], device=device)
 
     def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
         """Take one token per row (B,), only where ``active``."""
@@ -71,6 +81,7 @@ class KeptVoices(RowTensors):
         self.opened = torch.where(on & (kind == T.INFILL), 0, self.opened)
         bar = on & (kind == T.BAR) & (self.opened >= 0)
         self.opened = self.opened + bar.long()
+        self.sig_due = torch.where(on, -1, self.sig_due)
         place = on & (kind == T.POSITION) & (self.opened > 0)
         moved = bar | place
         if not bool(moved.any()):
@@ -87,6 +98,8 @@ class KeptVoices(RowTensors):
         else:
             before, now, starts, after = nan, nan, torch.zeros_like(self.starts), nan
         opens = bar & (marked >= 0) & (marked < self.pitch.shape[1])
+        if self.sigs.shape[1]:
+            self.sig_due = torch.where(opens, self.sigs[rows, m], self.sig_due)
         self.after = torch.where(opens[:, None], after, torch.where(bar[:, None], nan, self.after))
         self.before = torch.where(where[:, None], before, torch.where(moved[:, None], nan,
                                                                       self.before))  # fmt: skip
@@ -102,6 +115,8 @@ class KeptVoices(RowTensors):
         pad = torch.full((b, marked - have, s, n), float("nan"), device=self.pitch.device)
         self.pitch = torch.cat([self.pitch, pad], 1)
         self.onset = torch.cat([self.onset, torch.zeros_like(pad[:, :, 2:], dtype=torch.bool)], 1)
+        none = torch.full((b, marked - have), -1, dtype=torch.long, device=self.sigs.device)
+        self.sigs = torch.cat([self.sigs, none], 1)
 
     def extend(self, other: KeptVoices) -> None:
         self._fit(other)

@@ -10,10 +10,20 @@ import torch
 
 from aurl.generate.beam import beam_search
 from aurl.generate.engine import Engine, SamplingConfig, run
+from aurl.generate.guidance_default import guidance_for, steer_for
 from aurl.models.vae import VAE, LatentDecoder
 from aurl.tokens import PAD, TokenType, Vocabulary
 
-__all__ = ["SamplingConfig", "sample", "sample_latents"]
+__all__ = ["SamplingConfig", "default_sampling", "sample", "sample_latents"]
+
+
+def default_sampling(request=None, filling: bool = False) -> SamplingConfig:
+    """What the CLI and the server sample with when given no option: steered and guided as
+    :mod:`aurl.generate.guidance_default` decides for a ``ControlRequest`` (or None), and
+    for infilling and harmonizing (``filling``) steered in their voice leading."""
+    steer = steer_for(None, request, filling)
+    guidance = guidance_for(None, request) if filling else guidance_for(None, request, steer)
+    return SamplingConfig(guidance=guidance, steer=steer)
 
 
 @torch.inference_mode()

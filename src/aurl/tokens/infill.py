@@ -277,3 +277,16 @@ def kept_sounding(ids: np.ndarray, vocab: Vocabulary, tracks: int
         if b + 1 < len(bars) and b + 1 not in marked:
             out[m, -1] = pitch[int(starts[b + 1])]
     return out, starts_at, context_bars(vocab, marked[0]) if marked else 0
+
+
+def marked_signatures(ids: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """The TimeSig id in force at each marked bar of an infilling sequence's first pass (-1
+    where none is): the one its bar in the second pass opens with. Without Infill, none."""
+    ids = np.asarray(ids, np.int64)
+    at = np.flatnonzero(vocab.types[ids] == T.INFILL)
+    if not len(at):
+        return np.zeros(0, np.int64)
+    _, bars, _ = split_bars(ids[: at[0]], vocab)
+    fill = vocab.offsets[T.FILL]
+    sigs = [sig_in_force(bars, b, vocab) for b, bar in enumerate(bars) if fill in bar.opening]
+    return np.array([-1 if s is None else s for s in sigs], np.int64)
