@@ -40,7 +40,8 @@ steer_option = click.option(
     help="Steering: a new piece towards the chords, key and bar bins asked (pitches outside "
          "the bar's chord or the key lose 2x this many nats; notes are pushed towards each "
          "bar's density, polyphony and register), infilled bars and harmonies towards smooth "
-         "voice leading (voice ranges, no leaps past a fifth, no parallel fifths or octaves); "
+         "voice leading (voice ranges, no leaps past a fifth, no parallel fifths or octaves, "
+         "no crossings or clashes, every voice sounding); "
          f"0 leaves the model alone. Default: {DEFAULT_STEER:g} (for generate, only when "
          "--key, --chords or a bar bin is given, else 0).")  # fmt: skip
 
