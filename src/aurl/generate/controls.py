@@ -259,25 +259,7 @@ class ControlState(RowTensors):
         wanted = torch.where((chord >= 0)[:, None], tables.chord_pcs[chord.clamp(min=0)],
                              tables.key_pcs[self.key.clamp(min=0)])  # fmt: skip
         drum = (state.at_track >= 0) & notes.drum[rows, state.at_track.clamp(min=0)]
-        leading = 0.0
-        if bool(state.filled.any()):  # a second pass: its voice leading
-            track = state.at_track.clamp(min=0)
-            voice = torch.where(state.at_track >= 0, notes.voice[rows, track], -1)
-            second = torch.where(state.filled & ~drum, self.strength, 0.0)
-            leading = steer.voice_bias(tables, voice, notes.last[rows, track], second)
-            kept = ~self.kept.now.isnan()  # what the kept tracks sound here
-            before = torch.where(kept, self.kept.before, notes.before)
-            last = torch.where(kept, self.kept.now, notes.last)
-            here = torch.where(kept, self.kept.starts, notes.here)
-            leading = leading + steer.parallel_bias(tables, before, last, here, track, second)
-            leading = leading + steer.crossing_bias(tables, notes.voice, last, track, second)
-            leading = leading + steer.join_bias(tables, self.kept.after, last, track, second)
-            sung = tables.rank[notes.voice] >= 0
-            leading = leading + steer.silence_bias(tables, sung & self.fill_ok, notes.end,
-                                                   notes.at, notes.length, second)  # fmt: skip
-            held = notes.end > notes.at[:, None]  # written notes still sounding here
-            sounding = torch.where(kept, self.kept.now, notes.last.masked_fill(~held, torch.nan))
-            leading = leading + steer.dissonance_bias(tables, sounding, sung, track, second)
+        leading = self._leading(state, drum) if bool(state.filled.any()) else 0.0
         strength = torch.where(state.filled, 0.0, self.strength)  # new music only
         tuned = torch.where(drum, 0.0, strength)
         on = (chord >= 0) | (self.key >= 0)
@@ -288,6 +270,29 @@ class ControlState(RowTensors):
         bias = bias + steer.density_bias(tables, density, notes.notes, state.pos, state.sig,
                                          strength)  # fmt: skip
         return bias + leading
+
+    def _leading(self, state: GrammarState, drum: torch.Tensor) -> torch.Tensor:
+        """(B, V) steering of the rows in a second pass towards smooth voice leading, with
+        the voices it writes and the tracks it keeps (see :mod:`aurl.generate.steer`)."""
+        tables, notes = self.tables, self.bar_notes
+        rows = torch.arange(len(drum), device=drum.device)
+        track = state.at_track.clamp(min=0)
+        voice = torch.where(state.at_track >= 0, notes.voice[rows, track], -1)
+        second = torch.where(state.filled & ~drum, self.strength, 0.0)
+        leading = steer.voice_bias(tables, voice, notes.last[rows, track], second)
+        kept = ~self.kept.now.isnan()  # what the kept tracks sound here
+        before = torch.where(kept, self.kept.before, notes.before)
+        last = torch.where(kept, self.kept.now, notes.last)
+        here = torch.where(kept, self.kept.starts, notes.here)
+        leading = leading + steer.parallel_bias(tables, before, last, here, track, second)
+        leading = leading + steer.crossing_bias(tables, notes.voice, last, track, second)
+        leading = leading + steer.join_bias(tables, self.kept.after, last, track, second)
+        sung = tables.rank[notes.voice] >= 0
+        leading = leading + steer.silence_bias(tables, sung & self.fill_ok, notes.end, notes.at,
+                                               notes.length, second)  # fmt: skip
+        held = notes.end > notes.at[:, None]  # written notes still sounding here
+        sounding = torch.where(kept, self.kept.now, notes.last.masked_fill(~held, torch.nan))
+        return leading + steer.dissonance_bias(tables, sounding, sung, track, second)
 
     def _fixed(self) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
         """What the rows' requests allow whatever the step, (B, V), outside and inside a
