@@ -26,7 +26,9 @@ holds its controls already and is steered in its voice leading instead:
   and one that moves in parallel fifths or octaves with a voice already written at this
   position, or with a track the pass keeps (a melody being harmonized), ``strength *
   PARALLEL``; a pitch above a higher voice's or below a lower one's ``strength * CROSS`` per
-  semitone past it.
+  semitone past it; a pitch a second, tritone or seventh from a sung voice sounding there
+  ``strength * DISSONANCE`` per voice; and leaving a sung voice the pass writes silent
+  ``strength * SILENT`` per voice.
 - **Joins**: in the last bar of a gap before kept music, a move of more than a fifth into
   the track's first pitch after the gap loses ``strength * JOIN * LEAP`` per semitone past
   it, and one in parallel fifths or octaves with another track's move into the music
