@@ -23,6 +23,7 @@ from aurl.tokens.infill import (
     context_bars,
     infill_example,
     join_bar,
+    merge_fill,
     second_pass_notes,
     sig_in_force,
     split_bars,
@@ -135,24 +136,80 @@ def sample_fills(model, vocab: Vocabulary, score: symusic.Score, ids: np.ndarray
                  sampling: SamplingConfig, generator, budget: int
                  ) -> list[tuple[np.ndarray, symusic.Score, int, int]]:  # fmt: skip
     """``num`` second passes sampled after the prompt of ``context`` (the piece's ids, or a
-    melody's with new tracks declared), each merged into ``score``: per sample its ids, the
-    merged score, its bars and the tokens it drew."""
+    melody's with new tracks declared), each merged into ``score``: per sample the ids of
+    ``context`` with the fill in place, the merged score, its bars and the tokens it drew. A span whose second pass leaves no room in
+    the model's context for a bar on a side of it that the piece has is filled a bar at a
+    time instead, each bar with those filled before it in view (:func:`_bar_by_bar`)."""
     first, count = span
     limit = getattr(model.config, "max_seq_len", 0)  # a longer piece is cropped to fit
-    prompt, max_bars, lo = fill_prompt(context, vocab, first, count, targets, limit)
     plan = ControlPlan(fill_tracks=tuple(sorted(targets or ())), fills=True)
+    starts = bar_starts(ids, vocab)
+    merged = lambda notes: merge_score(score, notes, starts, vocab.config.steps_per_quarter,  # noqa: E731
+                                       first, count, targets, mapping,
+                                       {k: t.copy() for k, t in extra.items()})  # fmt: skip
+    if _cramped(context, vocab, first, count, targets, limit):
+        return [(piece, merged(notes), len(starts) - 1, drawn) for piece, notes, drawn
+                in _bar_by_bar(model, vocab, context, span, targets, limit, plan, num, sampling,
+                               generator, budget)]  # fmt: skip
+    prompt, max_bars, lo = fill_prompt(context, vocab, first, count, targets, limit)
     batch = torch.as_tensor(np.tile(prompt, (num, 1)), dtype=torch.long,
                             device=next(model.parameters()).device)  # fmt: skip
     out = sample(model, vocab, batch, max_bars, budget, sampling, generator, plans=[plan] * num)
-    starts = bar_starts(ids, vocab)
     fills = []
     for row in out.cpu().numpy():
         row = row[row != PAD]
         notes = [(k, t + int(starts[lo]), *rest) for k, t, *rest in second_pass_notes(row, vocab)]
-        merged = merge_score(score, notes, starts, vocab.config.steps_per_quarter, first, count,
-                             targets, mapping, {k: t.copy() for k, t in extra.items()})  # fmt: skip
-        fills.append((row, merged, len(starts) - 1, len(row) - len(prompt)))
+        piece = _put_back(np.asarray(context, np.int64), row, lo, vocab)
+        fills.append((piece, merged(notes), len(starts) - 1, len(row) - len(prompt)))
     return fills
+
+
+def _cramped(context: np.ndarray, vocab: Vocabulary, first: int, count: int,
+             targets: set[int] | None, limit: int) -> bool:  # fmt: skip
+    """Whether filling bars ``first .. first + count - 1`` at once keeps no bar before them
+    (or after them) where the piece has some."""
+    if count < 2 or not limit:
+        return False
+    _, max_bars, lo = fill_prompt(context, vocab, first, count, targets, limit)
+    hi = lo + max_bars - context_bars(vocab, first - lo) - count
+    bars = int((vocab.types[np.asarray(context)] == T.BAR).sum())
+    return (first > 0 and lo == first) or (first + count < bars and hi == first + count)
+
+
+def _bar_by_bar(model, vocab: Vocabulary, context: np.ndarray, span: tuple[int, int],
+                targets: set[int] | None, limit: int, plan: ControlPlan, num: int,
+                sampling: SamplingConfig, generator, budget: int
+                ) -> list[tuple[np.ndarray, list, int]]:  # fmt: skip
+    """Per sample, the span filled one bar at a time, each bar's prompt holding the bars
+    filled before it: the piece's ids with the fill, its notes (in the piece's steps) and the
+    tokens drawn."""
+    first, count = span
+    device = next(model.parameters()).device
+    starts = bar_starts(context, vocab)
+    out = []
+    for _ in range(num):
+        piece, notes, drawn = np.asarray(context, np.int64), [], 0
+        for bar in range(first, first + count):
+            prompt, max_bars, lo = fill_prompt(piece, vocab, bar, 1, targets, limit)
+            row = sample(model, vocab, torch.as_tensor(prompt[None], device=device), max_bars,
+                         max(budget // count, 1), sampling, generator, plans=[plan])  # fmt: skip
+            row = row[0].cpu().numpy()
+            row = row[row != PAD]
+            notes += [(k, t + int(starts[lo]), *rest)
+                      for k, t, *rest in second_pass_notes(row, vocab)]  # fmt: skip
+            piece = _put_back(piece, row, lo, vocab)
+            drawn += len(row) - len(prompt)
+        out.append((piece, notes, drawn))
+    return out
+
+
+def _put_back(piece: np.ndarray, row: np.ndarray, lo: int, vocab: Vocabulary) -> np.ndarray:
+    """``piece`` with the bars of a fill's sequence ``row`` (made from its bars from ``lo``
+    on) in place, their second pass merged in."""
+    head, bars, tail = split_bars(piece, vocab)
+    _, filled, _ = split_bars(merge_fill(row, vocab), vocab)
+    bars[lo : lo + len(filled)] = filled
+    return np.array([*head, *(t for bar in bars for t in join_bar(bar, vocab)), *tail], np.int64)
 
 
 def track_map(score: symusic.Score, limit: int) -> list[int]:
