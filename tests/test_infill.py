@@ -139,10 +139,11 @@ def test_a_span_with_no_room_for_its_neighbours_is_filled_bar_by_bar(bach_source
     from aurl.generate.infill import _cramped, fill_prompt
 
     ids = TK.encode(read_midi(bach_source.files[7]))
-    _, _, lo = fill_prompt(ids, V, 5, 4, limit=300)
-    assert lo == 5 and _cramped(ids, V, 5, 4, None, 300)  # no bar kept before the four
-    assert not _cramped(ids, V, 5, 4, None, 600)  # two bars before them fit
-    assert not _cramped(ids, V, 5, 4, None, 0) and not _cramped(ids, V, 5, 1, None, 300)
+    bars = int((V.types[ids] == T.BAR).sum())
+    cramped = lambda n, limit: _cramped(V, 5, n, bars, *fill_prompt(ids, V, 5, n, limit=limit)[1:])  # noqa: E731
+    assert fill_prompt(ids, V, 5, 4, limit=300)[2] == 5 and cramped(4, 300)  # no bar before
+    assert not cramped(4, 600)  # two bars before them fit
+    assert not cramped(4, 0) and not cramped(1, 300)
 
 
 def _notes(track: symusic.Track) -> list[tuple[int, int, int, int]]:

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import symusic
 
-from aurl.tokens.tracks import SATB_RANGES
+from aurl.tokens.tracks import DISSONANT, SATB_RANGES
 
 LEAP = 7  # a melodic move of more than a fifth is a leap
-DISSONANT = (1, 2, 6, 10, 11)  # intervals modulo the octave: seconds, tritone, sevenths
 
 
 @dataclass(frozen=True)

@@ -137,9 +137,10 @@ def sample_fills(model, vocab: Vocabulary, score: symusic.Score, ids: np.ndarray
                  ) -> list[tuple[np.ndarray, symusic.Score, int, int]]:  # fmt: skip
     """``num`` second passes sampled after the prompt of ``context`` (the piece's ids, or a
     melody's with new tracks declared), each merged into ``score``: per sample the ids of
-    ``context`` with the fill in place, the merged score, its bars and the tokens it drew. A span whose second pass leaves no room in
-    the model's context for a bar on a side of it that the piece has is filled a bar at a
-    time instead, each bar with those filled before it in view (:func:`_bar_by_bar`)."""
+    ``context`` with the fill in place, the merged score, its bars and the tokens it drew. A
+    span whose second pass leaves no room in the model's context for a bar on a side of it
+    that the piece has is filled a bar at a time instead, each bar with those filled before
+    it in view (:func:`_bar_by_bar`)."""
     first, count = span
     limit = getattr(model.config, "max_seq_len", 0)  # a longer piece is cropped to fit
     plan = ControlPlan(fill_tracks=tuple(sorted(targets or ())), fills=True)
@@ -147,11 +148,11 @@ def sample_fills(model, vocab: Vocabulary, score: symusic.Score, ids: np.ndarray
     merged = lambda notes: merge_score(score, notes, starts, vocab.config.steps_per_quarter,  # noqa: E731
                                        first, count, targets, mapping,
                                        {k: t.copy() for k, t in extra.items()})  # fmt: skip
-    if _cramped(context, vocab, first, count, targets, limit):
+    prompt, max_bars, lo = fill_prompt(context, vocab, first, count, targets, limit)
+    if _cramped(vocab, first, count, len(starts) - 1, max_bars, lo):
         return [(piece, merged(notes), len(starts) - 1, drawn) for piece, notes, drawn
                 in _bar_by_bar(model, vocab, context, span, targets, limit, plan, num, sampling,
                                generator, budget)]  # fmt: skip
-    prompt, max_bars, lo = fill_prompt(context, vocab, first, count, targets, limit)
     batch = torch.as_tensor(np.tile(prompt, (num, 1)), dtype=torch.long,
                             device=next(model.parameters()).device)  # fmt: skip
     out = sample(model, vocab, batch, max_bars, budget, sampling, generator, plans=[plan] * num)
@@ -164,16 +165,14 @@ def sample_fills(model, vocab: Vocabulary, score: symusic.Score, ids: np.ndarray
     return fills
 
 
-def _cramped(context: np.ndarray, vocab: Vocabulary, first: int, count: int,
-             targets: set[int] | None, limit: int) -> bool:  # fmt: skip
-    """Whether filling bars ``first .. first + count - 1`` at once keeps no bar before them
-    (or after them) where the piece has some."""
-    if count < 2 or not limit:
-        return False
-    _, max_bars, lo = fill_prompt(context, vocab, first, count, targets, limit)
+def _cramped(vocab: Vocabulary, first: int, count: int, bars: int, max_bars: int,
+             lo: int) -> bool:  # fmt: skip
+    """Whether the prompt :func:`fill_prompt` made for bars ``first .. first + count - 1``
+    of a piece of ``bars`` bars (its ``max_bars`` and ``lo``) keeps no bar before them (or
+    after them) where the piece has some (one bar alone is never: it has nothing to split)."""
     hi = lo + max_bars - context_bars(vocab, first - lo) - count
-    bars = int((vocab.types[np.asarray(context)] == T.BAR).sum())
-    return (first > 0 and lo == first) or (first + count < bars and hi == first + count)
+    starved = (first > 0 and lo == first) or (first + count < bars and hi == first + count)
+    return count > 1 and starved
 
 
 def _bar_by_bar(model, vocab: Vocabulary, context: np.ndarray, span: tuple[int, int],

@@ -76,6 +76,8 @@ class KeptVoices(RowTensors):
 
     def update(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
         """Take one token per row (B,), only where ``active``."""
+        if not self.pitch.shape[1]:  # no row has marked bars: nothing to follow
+            return
         on = torch.ones_like(tokens, dtype=torch.bool) if active is None else active
         kind = self.types[tokens]
         self.opened = torch.where(on & (kind == T.INFILL), 0, self.opened)

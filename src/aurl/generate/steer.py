@@ -45,7 +45,7 @@ import torch
 
 from aurl.analysis.chords import template_matrix
 from aurl.tokens.mask import bar_lengths
-from aurl.tokens.tracks import SATB_RANGES
+from aurl.tokens.tracks import DISSONANT, SATB_RANGES
 from aurl.tokens.vocab import (
     DENSITY_EDGES,
     EOS,
@@ -68,7 +68,6 @@ CROSS = 1.0  # nats per semitone a voice crosses the one above or below it at st
 JOIN = 2.0  # how much more leaps and parallels into the music after a gap count
 SILENT = 2.0  # nats per voice of a second pass left silent at strength 1
 DISSONANCE = 1.0  # nats per voice a pitch makes a second, tritone or seventh with
-DISSONANT = (1, 2, 6, 10, 11)  # intervals modulo the octave
 TOP_RATE = DENSITY_EDGES[-1] + 1.0  # notes per quarter aimed at in the open top bin
 # the scales of the keys: major, and minor with its raised seventh as well as the natural one
 SCALES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10, 11))

@@ -33,6 +33,8 @@ _VOICE_WORDS = (
 _WORD = re.compile(r"[a-z]+")
 # Usual ranges of the four voices (MIDI pitch, inclusive).
 SATB_RANGES = {"Soprano": (60, 79), "Alto": (55, 74), "Tenor": (48, 67), "Bass": (40, 62)}
+# Intervals between two voices (modulo the octave) heard as dissonant: seconds, tritone, sevenths.
+DISSONANT = (1, 2, 6, 10, 11)
 
 
 def voice_of(name: str) -> int:
