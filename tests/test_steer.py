@@ -29,6 +29,7 @@ from aurl.generate.steer import (
     polyphony_bias,
     register_bias,
     silence_bias,
+    tonal_bias,
     voice_bias,
 )
 from aurl.tokens import BOS, Tokenizer, TokenizerConfig, TokenType
@@ -152,6 +153,20 @@ def test_the_register_bias_tilts_pitches_towards_the_bin():
     assert bias[0, at(40)] == bias[0, at(58)]  # at most an octave's tilt
     assert bias[0, int(V.offsets[T.BAR])] == 0
     assert not bias[1:].any()  # no note yet, or no register asked
+
+
+def test_the_tonal_bias_favours_the_tonic_and_dominant_of_the_key_asked():
+    tables = Tables(V)
+    at = lambda p: V.token(T.PITCH, p)  # noqa: E731
+    a_minor = parse_key("A minor")
+    bias = tonal_bias(tables, torch.tensor([a_minor, parse_key("C major"), a_minor, -1]),
+                      torch.tensor([1.0, 1.0, 0.0, 1.0]))  # fmt: skip
+    # the C major chord's notes: in A minor its E (the dominant) comes first, in C major its C
+    assert bias[0, at(64)] > bias[0, at(60)] > bias[0, at(67)]
+    assert bias[1, at(60)] > bias[1, at(67)] > bias[1, at(64)]
+    assert bias[0, at(57)] == bias[0, at(69)] == bias[0].max() > 0 > bias[0, at(70)]  # A, Bb
+    assert bias[0, int(V.offsets[T.POSITION]) + 3] == 0  # only pitches
+    assert not bias[2:].any()  # a strength of 0, or no key asked
 
 
 def test_the_voice_bias_keeps_voices_in_range_and_without_leaps():

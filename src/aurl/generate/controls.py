@@ -246,8 +246,9 @@ class ControlState(RowTensors):
         return logits
 
     def _steering(self, state: GrammarState) -> torch.Tensor:
-        """(B, V) steering bias of every row towards its bar's chord (or key), register,
-        polyphony and density; in a second pass, towards smooth voice leading."""
+        """(B, V) steering bias of every row towards its bar's chord (or key), its key's
+        tonic and dominant, register, polyphony and density; in a second pass, towards
+        smooth voice leading."""
         off, tables, notes = self.vocab.offsets, self.tables, self.bar_notes
         row = self._bar_plan(state)
         value = lambda slot, kind: torch.where(row[:, slot] >= 0, row[:, slot] - off[kind], -1)  # noqa: E731
@@ -264,6 +265,7 @@ class ControlState(RowTensors):
         tuned = torch.where(drum, 0.0, strength)
         on = (chord >= 0) | (self.key >= 0)
         bias = steer.harmony_bias(tables, wanted, torch.where(on, tuned, 0.0))
+        bias = bias + steer.tonal_bias(tables, self.key, tuned)
         bias = bias + steer.register_bias(tables, register, notes.mean(), tuned)
         bias = bias + steer.polyphony_bias(tables, polyphony, notes.here_count, strength)
         density = torch.where(in_bar, density, -1)

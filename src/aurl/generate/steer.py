@@ -6,6 +6,10 @@ a fact the sampler can see coming:
 
 - **Harmony**: every Pitch whose pitch class is outside the bar's requested chord (or, in a
   bar without one, outside the requested key's scale) loses ``strength * HARMONY`` nats.
+- **Key**: every Pitch gains ``strength * TONAL * w`` nats, ``w`` being its pitch class's
+  weight in the requested key's profile (the one the key analysis matches), scaled so the
+  tonic has 1 (the dominant about 0.9, chromatic notes about -0.4): among the pitches a
+  chord allows, those that state the key (tonic, dominant) are favoured.
 - **Register**: the Pitch logits are tilted (``-e * strength * REGISTER`` nats per octave)
   by how far ``e`` (in bin widths) the bar's notes at earlier positions (or, at its first,
   the last bar's notes) lie from the middle of the requested register bin.
@@ -44,6 +48,7 @@ import numpy as np
 import torch
 
 from aurl.analysis.chords import template_matrix
+from aurl.analysis.key import DEFAULT_PROFILE, profile_matrix
 from aurl.tokens.mask import bar_lengths
 from aurl.tokens.tracks import DISSONANT, SATB_RANGES
 from aurl.tokens.vocab import (
@@ -58,6 +63,7 @@ from aurl.tokens.vocab import (
 
 T = TokenType
 HARMONY = 2.0  # nats a pitch outside the chord or key loses at strength 1
+TONAL = 0.5  # nats the requested key's tonic gains at strength 1 (other degrees by weight)
 DENSITY = 2.0  # nats per bin width missed at strength 1
 REGISTER = 2.0  # nats per octave of tilt per bin width missed at strength 1
 POLYPHONY = 1.0  # nats per note of a chord too thin or too thick at strength 1
@@ -91,6 +97,7 @@ class Tables:
         pitch_class, pitch: pitch class and pitch of every Pitch id (-1 for other ids), (V,).
         chord_pcs: pitch classes of every Chord value, (12 * qualities, 12).
         key_pcs: pitch classes of every Key value's scale, (24, 12).
+        key_weight: weight of every pitch class in every Key value's profile, tonic 1, (24, 12).
         place: Position value of every Position id, -2 for Bar, -1 for other ids, (V,).
         adds: whether an id adds a note at the present position (Pitch, Track), (V,).
         bar_len: bar length in steps of every GrammarState ``sig`` number (0: unknown, taken
@@ -114,6 +121,9 @@ class Tables:
         for key in range(24):
             key_pcs[key, [(key + step) % 12 for step in SCALES[key // 12]]] = True
         self.key_pcs = torch.as_tensor(key_pcs, device=device)
+        weight = profile_matrix(DEFAULT_PROFILE)
+        weight = weight / weight.max(1, keepdims=True)
+        self.key_weight = torch.as_tensor(weight, dtype=torch.float32, device=device)
         place = np.where(types == T.POSITION, values, -1)
         self.place = torch.as_tensor(np.where(types == T.BAR, -2, place), device=device)
         self.adds = torch.as_tensor((types == T.PITCH) | (types == T.TRACK), device=device)
@@ -146,6 +156,15 @@ def harmony_bias(tables: Tables, wanted: torch.Tensor, strength: torch.Tensor) -
     pc = tables.pitch_class
     outside = (pc[None] >= 0) & ~wanted.gather(1, pc.clamp(min=0)[None].expand(len(wanted), -1))
     return torch.where(outside, -HARMONY * strength[:, None], 0.0)
+
+
+def tonal_bias(tables: Tables, key: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    """(B, V) bias on the Pitch ids of rows asking Key value ``key`` (B,; -1: none):
+    ``strength * TONAL`` times the pitch class's weight in the key (tonic 1)."""
+    pc = tables.pitch_class
+    weight = tables.key_weight[key.clamp(min=0)][:, pc.clamp(min=0)]  # (B, V)
+    on = (key >= 0)[:, None] & (pc[None] >= 0)
+    return torch.where(on, TONAL * strength[:, None] * weight, 0.0)
 
 
 def density_bias(tables: Tables, density: torch.Tensor, notes: torch.Tensor, pos: torch.Tensor,
