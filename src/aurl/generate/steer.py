@@ -8,7 +8,7 @@ a fact the sampler can see coming:
   bar without one, outside the requested key's scale) loses ``strength * HARMONY`` nats.
 - **Key**: every Pitch gains ``strength * TONAL * w`` nats, ``w`` being its pitch class's
   weight in the requested key's profile (the one the key analysis matches), scaled so the
-  tonic has 1 (the dominant about 0.9, chromatic notes about -0.4): among the pitches a
+  tonic has 1 (the dominant 0.84 in major, chromatic notes about -0.5): among the pitches a
   chord allows, those that state the key (tonic, dominant) are favoured.
 - **Register**: the Pitch logits are tilted (``-e * strength * REGISTER`` nats per octave)
   by how far ``e`` (in bin widths) the bar's notes at earlier positions (or, at its first,
