@@ -59,12 +59,17 @@ def conditioning(where: Path, steps: int) -> dict:
                      f"train.vae.beta_warmup={steps // 3}"]  # fmt: skip
         config = load_config(ROOT / "configs" / "vae-small.yaml", overrides)
         meta = train_run(config, where / condition, progress=False, log=lambda _: None)
-        lines = (where / condition / "metrics.jsonl").read_text().splitlines()
-        evals = [r for r in map(json.loads, lines) if "val_rec" in r]
+        evals = _evaluations(where / condition)
         out[condition] = {"parameters": meta["parameters"],
                           "curve": [(r["step"], r["val_rec"], r["rec_shuffled_gap"]) for r in evals],
                           **{k: evals[-1][k] for k in SHOWN}}  # fmt: skip
     return out
+
+
+def _evaluations(run: Path) -> list[dict]:
+    """The evaluation lines of a run's metrics, in order."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if "val_rec" in r]
 
 
 TEMPERATURES = (0.7, 0.85, 1.0, 1.2)
@@ -107,8 +112,7 @@ def gan(where: Path, steps: int, init: Path, config: Path, samples: int = 64) ->
         train_run(config, run, progress=False, dataset=dataset, init_from=start,
                   log=lambda _: None)  # fmt: skip
         folder = load_model(run / "model")
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-        last = [r for r in map(json.loads, lines) if "val_rec" in r][-1]
+        last = _evaluations(run)[-1]
         held_out[label] = {k: last[k] for k in ("val_rec", "val_token_accuracy")}
         rows = {}
         for t in TEMPERATURES:

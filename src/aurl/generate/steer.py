@@ -97,7 +97,8 @@ class Tables:
         pitch_class, pitch: pitch class and pitch of every Pitch id (-1 for other ids), (V,).
         chord_pcs: pitch classes of every Chord value, (12 * qualities, 12).
         key_pcs: pitch classes of every Key value's scale, (24, 12).
-        key_weight: weight of every pitch class in every Key value's profile, tonic 1, (24, 12).
+        key_weight: weight of every Pitch id's pitch class in every Key value's profile, tonic
+            1 (0 for other ids), (24, V).
         place: Position value of every Position id, -2 for Bar, -1 for other ids, (V,).
         adds: whether an id adds a note at the present position (Pitch, Track), (V,).
         bar_len: bar length in steps of every GrammarState ``sig`` number (0: unknown, taken
@@ -123,6 +124,7 @@ class Tables:
         self.key_pcs = torch.as_tensor(key_pcs, device=device)
         weight = profile_matrix(DEFAULT_PROFILE)
         weight = weight / weight.max(1, keepdims=True)
+        weight = np.where(pitch, weight[:, np.where(pitch, values % 12, 0)], 0.0)
         self.key_weight = torch.as_tensor(weight, dtype=torch.float32, device=device)
         place = np.where(types == T.POSITION, values, -1)
         self.place = torch.as_tensor(np.where(types == T.BAR, -2, place), device=device)
@@ -161,10 +163,8 @@ def harmony_bias(tables: Tables, wanted: torch.Tensor, strength: torch.Tensor) -
 def tonal_bias(tables: Tables, key: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
     """(B, V) bias on the Pitch ids of rows asking Key value ``key`` (B,; -1: none):
     ``strength * TONAL`` times the pitch class's weight in the key (tonic 1)."""
-    pc = tables.pitch_class
-    weight = tables.key_weight[key.clamp(min=0)][:, pc.clamp(min=0)]  # (B, V)
-    on = (key >= 0)[:, None] & (pc[None] >= 0)
-    return torch.where(on, TONAL * strength[:, None] * weight, 0.0)
+    weight = tables.key_weight[key.clamp(min=0)]  # (B, V)
+    return torch.where((key >= 0)[:, None], TONAL * strength[:, None] * weight, 0.0)
 
 
 def density_bias(tables: Tables, density: torch.Tensor, notes: torch.Tensor, pos: torch.Tensor,
