@@ -133,18 +133,53 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+@contextmanager
+def session_clock(model, spent: dict):
+    """Add the seconds an ONNX model's graphs run to ``spent`` ("step", "prefill"); nothing
+    for a PyTorch model."""
+    sessions = {"step": getattr(model, "step_session", None),
+                "prefill": getattr(model, "prefill_session", None)}  # fmt: skip
+    sessions = {k: s for k, s in sessions.items() if s is not None}
+
+    def clocked(name, run):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return run(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+
+        return timed
+
+    for name, s in sessions.items():
+        s.run = clocked(name, s.run)
+    try:
+        yield
+    finally:
+        for s in sessions.values():
+            del s.run  # the class's own method again
+
+
 def api_round(gens: dict, refs: dict) -> dict:
     """Each backend's ``generate`` (with the torch threads its ``load`` chose), then the HF
-    references (2 threads) making as many tokens per row as the default backend did."""
+    references (2 threads) making as many tokens per row as the default backend did. For the
+    ONNX backend, where the time went: its step graph, its prefill graph (the restarts), and
+    the rest (the sampler's own work: masks, draws, bookkeeping, decoding)."""
     out = {}
     for batch in (1, 16):
         row = {}
         for name, (gen, threads) in gens.items():
-            with torch_threads(threads):
+            spent: dict = {}
+            with torch_threads(threads), session_clock(gen.model, spent):
                 t0 = time.perf_counter()
                 result = gen.generate(bars=12, num=batch, sampling=TOP_P, seed=0)
                 wall = time.perf_counter() - t0
             row[f"{name}_tokens_per_s"] = result.new_tokens / wall
+            if spent:
+                row[f"{name}_split"] = {"step": spent.get("step", 0.0) / wall,
+                                        "prefill": spent.get("prefill", 0.0) / wall}  # fmt: skip
+                graphs = spent.get("step", 0.0) + spent.get("prefill", 0.0)
+                row[f"{name}_graphs_tokens_per_s"] = result.new_tokens / graphs
             row.setdefault("tokens_per_row", max(1, result.new_tokens // batch))
         per_row = row["tokens_per_row"]
         for kind, model in refs.items():
@@ -155,6 +190,8 @@ def api_round(gens: dict, refs: dict) -> dict:
             row[f"{kind}_tokens_per_s"] = hf
             for name in gens:
                 row[f"{name}_vs_{kind}"] = row[f"{name}_tokens_per_s"] / hf
+                if f"{name}_graphs_tokens_per_s" in row:
+                    row[f"{name}_graphs_vs_{kind}"] = row[f"{name}_graphs_tokens_per_s"] / hf
         out[f"batch_{batch}"] = row
     return out
 
@@ -203,6 +240,33 @@ def profile_step(model, vocab, steps: int = 200) -> dict:
             "ms_per_step_profiled": 1000 * wall / steps,
             "top": [(e.key, e.count // steps, e.self_cpu_time_total / total) for e in ops[:8]],
         }
+    return out
+
+
+def step_graph_times(model, batch: int = 16, slots=(1, 128, 256, 384, 511)) -> dict:
+    """The ONNX step graph alone (median of 5 x 50 calls, ms) at ``batch`` rows over each
+    number of cached slots, random keys and values: what attention over the cache costs."""
+    import numpy as np
+
+    from aurl.export.onnx import step_names
+
+    cfg = model.config
+    names, head = step_names(cfg.n_layer), cfg.n_embd // cfg.n_head
+    out = {}
+    for n in slots:
+        past = [np.random.randn(batch, cfg.n_head, n, head).astype(np.float32)
+                for _ in range(2 * cfg.n_layer)]  # fmt: skip
+        feed = dict(zip(names, [np.full((batch, 1), 10, np.int64), np.full((batch, 1), n),
+                                np.ones((batch, 1, 1, n + 1), bool), *past], strict=True))  # fmt: skip
+        for _ in range(10):
+            model.step_session.run(None, feed)
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(50):
+                model.step_session.run(None, feed)
+            times.append(1000 * (time.perf_counter() - t0) / 50)
+        out[str(n)] = statistics.median(times)
     return out
 
 
@@ -280,6 +344,12 @@ def render(rounds: list[dict], info: dict, tokens: int) -> str:
         "sampling with top-p 0.95 and the KV cache, 2 torch threads, made to produce as many "
         "tokens per sequence as the default backend did in that round.",
         "",
+    ]
+    if "default_split" in rounds[0]["api"]["batch_16"]:
+        lines += _split_lines(get)
+    if "step_graph_ms" in rounds[0]:
+        lines += _step_graph_lines(rounds[0]["step_graph_ms"])
+    lines += [
         "## Threads beside a busy neighbour (tokens/s, 384 tokens, top-p 0.95)",
         "",
         "| machine | threads | batch 1 | batch 16 |",
@@ -300,6 +370,48 @@ def render(rounds: list[dict], info: dict, tokens: int) -> str:
                          f"under the profiler): {ops}")  # fmt: skip
     lines += ["", machine_markdown(info)]
     return "\n".join(lines)
+
+
+def _split_lines(get) -> list[str]:
+    """Where the default (ONNX) backend's time went, and the bound the graphs alone set."""
+    lines = [
+        "Where the default backend's time went (share of the wall time): the step graph, the "
+        "prefill graph (each row's restarts, every ~256 tokens, rebuild its cache from the "
+        "last ~256 tokens: about one prefilled token per generated token), and the rest (the "
+        "sampler's own work: grammar and control masks, draws, bookkeeping, decoding). *Graphs "
+        "alone*: the tokens/s if the rest took no time at all.",
+        "",
+        "| batch | step graph | prefill graph | the rest | graphs alone, tokens/s | vs Llama "
+        "| vs GPT-2 |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in (1, 16):
+        k = f"batch_{b}"
+        step, prefill = get("api", k, "default_split", "step"), get("api", k, "default_split",
+                                                                     "prefill")  # fmt: skip
+        rest = [1 - a - c for a, c in zip(step, prefill, strict=True)]
+        pct = lambda v: span([100 * x for x in v], False, "{:.0f}") + "%"  # noqa: E731
+        lines.append(
+            f"| {b} | {pct(step)} | {pct(prefill)} | {pct(rest)} | "
+            f"{span(get('api', k, 'default_graphs_tokens_per_s'), False, '{:.0f}')} | "
+            f"{span(get('api', k, 'default_graphs_vs_llama'), False)}x | "
+            f"{span(get('api', k, 'default_graphs_vs_gpt2'), False)}x |"
+        )
+    return [*lines, ""]
+
+
+def _step_graph_lines(times: dict) -> list[str]:
+    """The step graph's time against the slots it attends over (first round)."""
+    cells = " | ".join(f"{ms:.2f}" for ms in times.values())
+    return [
+        "The step graph alone at batch 16 (ms a call, first round) against the number of "
+        "cached slots it attends over: the cost that grows with the context.",
+        "",
+        "| slots | " + " | ".join(times) + " |",
+        "|---|" + "---:|" * len(times),
+        f"| ms | {cells} |",
+        "",
+    ]
 
 
 def _dig(d: dict, keys: tuple):
@@ -335,6 +447,9 @@ def main() -> None:
             "api_backend": type(gen.model).__name__,
         })  # fmt: skip
     rounds[0]["profile"] = profile_step(NoEOS(torch_gen.model), vocab)
+    if hasattr(gen.model, "step_session"):
+        with torch_threads(default_threads):
+            rounds[0]["step_graph_ms"] = step_graph_times(gen.model)
     info = machine_info(PACKAGES)
     md = render(rounds, info, args.tokens)
     print(md)
