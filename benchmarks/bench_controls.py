@@ -101,14 +101,16 @@ def requests(kind: str, gen, num: int, bars: int, seed: int):
     return [piece_plan(ids, vocab, bars, style) for style, ids in pieces], [p for _, p in pieces]
 
 
-def setting(text: str) -> tuple[float, float]:
-    """A ``--settings`` item: guidance scale and steering strength (0 when not given)."""
-    g, _, s = text.partition(":")
-    return float(g), float(s or 0)
+def setting(text: str) -> tuple[float, float, int]:
+    """A ``--settings`` item: guidance scale, steering strength (0 when not given) and
+    best-of N (1 when not given): ``g``, ``g:s`` or ``g:s:n``."""
+    parts = text.split(":")
+    g, s, n = parts + ["0", "1"][len(parts) - 1 :]
+    return float(g), float(s or 0), int(n or 1)
 
 
-def label(g: float, s: float) -> str:
-    return f"g = {g:g}" + (f", s = {s:g}" if s else "")
+def label(g: float, s: float, n: int = 1) -> str:
+    return f"g = {g:g}" + (f", s = {s:g}" if s else "") + (f", best of {n}" if n > 1 else "")
 
 
 def main() -> None:
@@ -122,7 +124,7 @@ def main() -> None:
     parser.add_argument(
         "--settings",
         default="1,2,3,2:1,2:2,2:3",
-        help="guidance scales with optional steering strengths, like 2:1",
+        help="guidance scales with optional steering strengths and best-of, like 2:1 or 1:2:4",
     )
     parser.add_argument("--cost-pieces", type=int, default=24)
     parser.add_argument("--name", default="controls", help="results file name")
@@ -140,19 +142,19 @@ def main() -> None:
                 "asked": adherence(plans, [read_piece(i, vocab) for i in real]),
                 "nats": round(nats_per_note(gen.model, vocab, real, False), 4),
             }
-        for g, s in [setting(x) for x in args.settings.split(",")]:
+        for g, s, n in [setting(x) for x in args.settings.split(",")]:
             t0 = time.perf_counter()
             samples = sample_plans(gen.model, vocab, plans, args.bars, args.seed, args.batch,
-                                   g, s)  # fmt: skip
+                                   g, s, n)  # fmt: skip
             seconds = round(time.perf_counter() - t0, 1)
             readings = [read_piece(ids, vocab) for ids in samples]
-            runs[kind]["settings"][label(g, s)] = {
+            runs[kind]["settings"][label(g, s, n)] = {
                 "seconds": seconds,
                 "asked": adherence(plans, readings),
                 "shuffled": adherence(shuffled(plans, args.seed), readings),
                 "nats": round(nats_per_note(gen.model, vocab, samples, False), 4),
             }
-            print(kind, label(g, s), runs[kind]["settings"][label(g, s)], flush=True)
+            print(kind, label(g, s, n), runs[kind]["settings"][label(g, s, n)], flush=True)
     result = {"model": args.model, "pieces": args.num, "bars": args.bars, "styles": STYLES,
               "runs": runs, "nats_per_note": cost(gen, args.cost_pieces),
               "machine": machine_info(PACKAGES)}  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aurl.evaluate.adherence import Reading, adherence, shuffled, spearman
+from aurl.evaluate.adherence import Reading, adherence, request_score, shuffled, spearman
 from aurl.generate.controls import ControlPlan
 from aurl.tokens import TokenType
 
@@ -43,3 +43,13 @@ def test_spearman_ties_and_constants():
     assert round(spearman(np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1])), 6) == -1.0
     assert spearman(np.array([1, 1, 1]), np.array([1, 2, 3])) == 0.0
     assert 0.0 < spearman(np.array([1, 1, 2, 3]), np.array([1, 2, 2, 3])) < 1.0
+
+
+def test_request_score_averages_the_controls_asked():
+    plan = ControlPlan(key=2, bars={T.DENSITY: (1, 2, 3, 4), T.CHORD: (5, 7)})
+    assert request_score(plan, _reading([1, 2, 3, 4], [{5}, {7}, {5}, {7}])) == 1.0
+    # key wrong (0), chords F1 (2/3 + 0 + 0 + 1) / 4, density within one in 3 bars of 4
+    off = _reading([2, 3, 4, 6], [{5, 9}, set(), {1}, {7}], key=3)
+    expected = (0.0 + (2 / 3 + 1) / 4 + 0.75) / 3
+    assert abs(request_score(plan, off) - expected) < 1e-9
+    assert request_score(ControlPlan(), off) == 1.0  # nothing checkable asked

@@ -238,6 +238,26 @@ def test_best_of_keeps_the_most_likely_candidate():
             float(engine.logp[r]), abs=1e-3)  # fmt: skip
 
 
+def test_best_of_with_a_judge_keeps_its_choice_then_the_likeliest():
+    m = debug_model()
+    prompt = torch.full((1, 1), BOS)
+    config = SamplingConfig(best_of=4, top_p=0.9)
+    engine = Engine(m, TK.vocab, config, torch.Generator().manual_seed(1))
+    engine.add([prompt[0]] * 4, 2, 40)
+    run(engine)
+    rows = [engine.row(r) for r in range(4)]
+    means = engine.logp / (engine.length - 1)
+    judge = lambda p, ids: float(ids.sum())  # noqa: E731  (any score that tells rows apart)
+    chosen = max(range(4), key=lambda r: judge(0, rows[r]))
+    assert chosen != int(means.argmax())  # the judge overrules the likelihood here
+    best = sample(m, TK.vocab, prompt, 2, 40, config, torch.Generator().manual_seed(1),
+                  judge=judge)[0]  # fmt: skip
+    assert torch.equal(best[best != PAD], rows[chosen])
+    tie = sample(m, TK.vocab, prompt, 2, 40, config, torch.Generator().manual_seed(1),
+                 judge=lambda p, ids: 0.0)[0]  # fmt: skip
+    assert torch.equal(tie[tie != PAD], rows[int(means.argmax())])  # all equal: the likeliest
+
+
 def _musical_model(**shape):
     v = TK.vocab
     first, count = int(v.offsets[TokenType.POSITION]), int(v.counts[TokenType.POSITION])

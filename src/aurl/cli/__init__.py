@@ -149,7 +149,8 @@ def prepare(source: str | None, workers: int, limit: int | None, timeout: float,
 @click.option("--length-penalty", type=click.FloatRange(0, 5), default=1.0, show_default=True,
               help="Beam search: score = log p / tokens ** this (0 favours short pieces).")  # fmt: skip
 @click.option("--best-of", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Sample this many candidates per piece and keep the one the model finds most likely.")  # fmt: skip
+              help="Sample this many candidates per piece and keep the one the model finds most likely "
+                   "(with controls: the one the analysis reads as following them best).")  # fmt: skip
 @click.option("--stream", is_flag=True,
               help="Write each piece bar by bar (a valid MIDI after every bar) and print each bar's time.")  # fmt: skip
 @click.option("--audio", is_flag=True,

@@ -88,6 +88,23 @@ def adherence(plans: list[ControlPlan], readings: list[Reading]) -> dict:
     return out
 
 
+def request_score(plan: ControlPlan, reading: Reading) -> float:
+    """How well one piece follows its request, 0 to 1: the mean over the controls asked
+    (key, chords, each ordinal kind) of the key read as asked (0 or 1), the bars' chord F1,
+    and the share of bars within one bin; 1 when nothing checkable was asked."""
+    parts = []
+    if plan.key >= 0:
+        parts.append(float(reading.key == plan.key))
+    f1 = _chord_f1([plan], [reading])
+    if f1:
+        parts.append(float(np.mean(f1)))
+    for kind in ORDINAL:
+        asked, got = _pairs([plan], [reading], kind)
+        if len(asked):
+            parts.append(float((np.abs(asked - got) <= 1).mean()))
+    return float(np.mean(parts)) if parts else 1.0
+
+
 def shuffled(plans: list[ControlPlan], seed: int = 0) -> list[ControlPlan]:
     """The plans in a random order with no plan in its own place (the chance baseline)."""
     n = len(plans)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from aurl.data.shards import Shard
-from aurl.evaluate.adherence import adherence, read_piece, shuffled
+from aurl.evaluate.adherence import adherence, read_piece, request_score, shuffled
 from aurl.evaluate.datasets import source_dataset
 from aurl.evaluate.notes import crop_bars, ids_to_notes
 from aurl.evaluate.style import fit_styles, style_vector
@@ -87,18 +87,26 @@ def held_out_pieces(n: int, tokenizer, styles: tuple[str, ...], bars: int, seed:
 
 
 def sample_plans(model, vocab: Vocabulary, plans: list[ControlPlan], bars: int, seed: int,
-                 batch: int = 16, guidance: float = 1.0,
-                 steer: float = 0.0) -> list[np.ndarray]:  # fmt: skip
+                 batch: int = 16, guidance: float = 1.0, steer: float = 0.0,
+                 best_of: int = 1) -> list[np.ndarray]:  # fmt: skip
     """One piece of ``bars`` bars per plan (ids, PAD removed), ``batch`` at a time, under
     classifier-free ``guidance`` of the controls and ``steer`` (see
-    :mod:`aurl.generate.steer`)."""
+    :mod:`aurl.generate.steer`); with ``best_of`` N, the candidate of N that follows its
+    plan best as read back (:func:`~aurl.evaluate.adherence.request_score`), as
+    ``Generator.generate`` keeps it."""
     generator = torch.Generator().manual_seed(seed)
-    config = SamplingConfig(top_p=SAMPLING.top_p, guidance=guidance, steer=steer)
+    config = SamplingConfig(top_p=SAMPLING.top_p, guidance=guidance, steer=steer,
+                            best_of=best_of)  # fmt: skip
     out: list[np.ndarray] = []
     for first in range(0, len(plans), batch):
         part = plans[first : first + batch]
         prompts = [torch.as_tensor(plan_prompt(p, vocab)) for p in part]
-        rows = sample(model, vocab, prompts, bars, bars * 512, config, generator, plans=part)
+
+        def judge(i: int, ids: torch.Tensor, part=part) -> float:
+            return request_score(part[i], read_piece(ids.cpu().numpy(), vocab))
+
+        rows = sample(model, vocab, prompts, bars, bars * 512, config, generator, plans=part,
+                      judge=judge if best_of > 1 else None)  # fmt: skip
         out += [row[row != PAD].numpy() for row in rows]
     return out
 

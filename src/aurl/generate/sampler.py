@@ -6,6 +6,8 @@ becomes EOS), or when its token budget is spent (see :mod:`aurl.generate.engine`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from aurl.generate.beam import beam_search
@@ -37,6 +39,7 @@ def sample(
     generator: torch.Generator | None = None,
     progress=None,
     plans: list | None = None,
+    judge: Callable[[int, torch.Tensor], float] | None = None,
 ) -> torch.Tensor:
     """Continue each prompt (a (B, T0) batch, or a list of 1-D prompts of any lengths) until
     EOS or ``max_bars`` bars in all (prompt included), with at most ``max_tokens`` new tokens,
@@ -44,8 +47,10 @@ def sample(
 
     With ``config.fill_bars`` a sequence cannot end before its last bar has started. With
     ``config.best_of`` N, N candidates are sampled per prompt and the one the model finds most
-    likely (mean log-probability per new token) is kept; with ``config.beams`` > 1, beam
-    search replaces sampling. ``progress(engine)`` is called after every step.
+    likely (mean log-probability per new token) is kept; given a ``judge(prompt index,
+    candidate ids)`` (higher is better: how well it follows its request), the candidates it
+    scores highest, and the likeliest among those. With ``config.beams`` > 1, beam search
+    replaces sampling. ``progress(engine)`` is called after every step.
 
     Returns (B, T) ids, PAD after each sequence's end.
     """
@@ -65,8 +70,13 @@ def sample(
     if n == 1:
         return engine.padded()
     new = (engine.length - engine.prompt_len).clamp(min=1)
-    best = (engine.logp / new).view(len(prompts), n).argmax(1)
-    return engine.padded((best + n * torch.arange(len(prompts), device=best.device)).tolist())
+    likely = (engine.logp / new).view(len(prompts), n).cpu()
+    keep = []
+    for p in range(len(prompts)):
+        rows = range(p * n, (p + 1) * n)
+        scores = [judge(p, engine.row(r)) if judge else 0.0 for r in rows]
+        keep.append(max(rows, key=lambda r: (scores[r - p * n], float(likely[p, r - p * n]))))
+    return engine.padded(keep)
 
 
 def pad_rows(rows: list[torch.Tensor]) -> torch.Tensor:
