@@ -441,3 +441,37 @@ def test_aurl_train_starts_a_vae_from_a_language_model(small_corpus, tmp_path):
     assert isinstance(vae_folder.model, VAE)
     for a, b in zip(vae_folder.model.decoder.parameters(), lm.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-8)
+
+
+def test_attribute_movement_ignores_the_segments_own_levels():
+    from aurl.evaluate.latent_report import movement
+
+    amounts = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    levels = np.array([0.0, 10.0, -7.0])  # three segments far apart, which is no movement
+    table = {"moved": 0.5 * amounts[:, None] + levels, "still": np.tile(levels, (5, 1)),
+             "back": -0.1 * amounts[:, None] + levels}  # fmt: skip
+    slope = movement(table, amounts)
+    assert slope["moved"] == pytest.approx(0.5)
+    assert slope["still"] == pytest.approx(0.0)
+    assert slope["back"] == pytest.approx(-0.1)
+
+
+def test_pitch_vector_holds_the_other_attributes_fixed():
+    from aurl.generate.attributes import attribute_vectors
+
+    g = torch.Generator().manual_seed(1)
+    n = 400
+    density, noise = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    pitch = 0.8 * density + 0.6 * noise  # higher segments are denser, as in real music
+    zg = torch.randn(n, 6, generator=g) * 0.01
+    zg[:, 0], zg[:, 1] = density, pitch  # one latent codes density, another pitch
+    zb = torch.randn(n, 2, 3, generator=g) * 0.01
+    values = [{"density": float(density[i]), "pitch": float(pitch[i]),
+               "polyphony": float(i % 3), "activity": float(noise[i] * 0 + i % 5)}
+              for i in range(n)]  # fmt: skip
+    vectors = attribute_vectors(values, (zg, zb))
+    p, d = torch.tensor(vectors["pitch"]["global"]), torch.tensor(vectors["density"]["global"])
+    span = vectors["pitch"]["high"] - vectors["pitch"]["low"]
+    assert p[1] == pytest.approx(span, rel=0.05)  # the whole quarter difference of pitch
+    assert abs(float(p[0])) < 0.05 * span  # and nothing of density's code
+    assert d[1] > 0.5 * d[0]  # density's vector is the plain quarter difference: pitch moves

@@ -7,7 +7,8 @@ measured on held-out segments, against the targets the design sets.
 - interpolation between segments far apart in note density: Spearman rho of the density
   along the steps (target 0.9) and the share of steps the grammar accepts;
 - attribute vectors: rho between the amount asked and the attribute realised (target 0.9)
-  and how much the other attributes move, relative to it (target: under a quarter);
+  and how much the other attributes move with the amount, relative to it, each in its
+  standard deviations and within each segment (target: under a quarter);
 - with the chorales-only shipped transformer (bach-small) as a judge (when it reads the same tokens): each
   interpolation step's NLL per token against its endpoints' (target: at most 1.25 times);
 - prior samples against the test segments (:mod:`aurl.evaluate.latent_samples`).
@@ -122,8 +123,8 @@ def interpolation(folder: ModelFolder, segments, z, device, judge: ModelFolder |
 
 def attributes(folder: ModelFolder, segments, z, count: int = 8,
                amounts: tuple[float, ...] = (-2, -1, 0, 1, 2)) -> dict:  # fmt: skip
-    """Per attribute vector: the rank correlation of amount and realised attribute, and the
-    other attributes' movement relative to it (spreads in their own standard deviations)."""
+    """Per attribute vector: the rank correlation of amount and realised attribute, and how
+    far the other attributes move with the amount relative to it (:func:`movement`)."""
     vectors, vocab = folder.meta.get("attributes", {}), folder.tokenizer.vocab
     z = z[0][:count], z[1][:count]
     base = [segment_attributes(s[0].numpy(), vocab) for s in segments]
@@ -135,11 +136,26 @@ def attributes(folder: ModelFolder, segments, z, count: int = 8,
         values = [segment_attributes(i, vocab) for i in ids]
         asked = np.repeat(amounts, len(z[0]))
         rho = spearman(asked, np.array([v[name] for v in values]))
-        spread = {a: np.ptp([v[a] for v in values]) / scale[a] for a in ATTRIBUTES}
-        leak = max((spread[a] for a in ATTRIBUTES if a != name), default=0.0) / max(
-            spread[name], 1e-9
+        table = {a: np.array([v[a] for v in values]).reshape(len(amounts), -1) / scale[a]
+                 for a in ATTRIBUTES}  # fmt: skip
+        slope = movement(table, np.asarray(amounts, float))
+        leak = max((abs(slope[a]) for a in ATTRIBUTES if a != name), default=0.0) / max(
+            abs(slope[name]), 1e-9
         )
-        out[name] = {"rho": round(rho, 4), "leak": round(float(leak), 4)}
+        out[name] = {"rho": round(rho, 4), "leak": round(float(leak), 4),
+                     "slopes": {a: round(float(v), 4) for a, v in slope.items()}}  # fmt: skip
+    return out
+
+
+def movement(table: dict[str, np.ndarray], amounts: np.ndarray) -> dict[str, float]:
+    """Per attribute, how much it moves per unit of amount: the least-squares slope of its
+    values (amounts, segments) on the amounts within each segment (each segment's own level
+    taken out, so the segments' differences are not counted as movement)."""
+    x = amounts - amounts.mean()
+    out = {}
+    for name, values in table.items():
+        centred = values - values.mean(0, keepdims=True)
+        out[name] = float((x[:, None] * centred).sum() / (values.shape[1] * (x**2).sum()))
     return out
 
 
