@@ -6,8 +6,9 @@ The attributes (``ATTRIBUTES``): ``density`` (notes per bar), ``pitch`` (mean MI
 difference of the mean latents of the segments in the top and the bottom quarter of that
 attribute (MusicVAE's attribute vectors), stored with a VAE when it is exported.
 
-Pitch is tied to none of the others, yet in real music it goes with them (higher segments
-are busier), so its quarter difference moved density and polyphony as much as pitch. Its
+Pitch is tied to none of the others, yet in the chorales it goes with them (over 512
+training segments it correlates 0.55 with density and 0.51 with polyphony), so its quarter
+difference moved polyphony more than pitch (each in its standard deviations). Its
 vector (``HELD``) is instead the latents' least-squares slope on pitch with the other three
 held fixed (a regression of the latents on all four, standardized), scaled to the same
 quarter difference; for the shipped VAE that took the other attributes' movement from 2.24
@@ -54,11 +55,12 @@ def attribute_vectors(values: list[dict[str, float]], latents: Latents) -> dict[
         lo, hi = torch.as_tensor(a <= low), torch.as_tensor(a >= high)
         if not lo.any() or not hi.any() or high <= low:
             continue  # no spread: no direction to learn
-        vector = (latents[0][hi].mean(0) - latents[0][lo].mean(0),
-                  latents[1][hi].mean(0) - latents[1][lo].mean(0))  # fmt: skip
         if name in HELD:
             span = a[a >= high].mean() - a[a <= low].mean()
             vector = held_direction(table, name, HELD[name], latents, span)
+        else:
+            vector = (latents[0][hi].mean(0) - latents[0][lo].mean(0),
+                      latents[1][hi].mean(0) - latents[1][lo].mean(0))  # fmt: skip
         out[name] = {"global": vector[0].tolist(), "bar": vector[1].tolist(),
                      "low": float(a[a <= low].mean()), "high": float(a[a >= high].mean())}  # fmt: skip
     return out
