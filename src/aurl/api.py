@@ -14,7 +14,7 @@ import torch
 from aurl.api_fill import FillMethods
 from aurl.api_latent import LatentMethods
 from aurl.device import generation_threads, pick_device
-from aurl.evaluate.adherence import read_piece, request_score
+from aurl.evaluate.adherence import request_judge
 from aurl.generate.control_names import ControlRequest, resolve_controls
 from aurl.generate.controls import ControlPlan, continue_prompt, plan_prompt
 from aurl.generate.engine import Engine
@@ -83,18 +83,11 @@ class Generator(FillMethods, LatentMethods):
         out = sample(self.model, self.tokenizer.vocab, batch, prompt_bars + bars,
                      bars * TOKENS_PER_BAR_LIMIT, sampling or default_sampling(controls),
                      generator, progress, [plan] * num,
-                     judge=self._judge(plan) if controls is not None else None)  # fmt: skip
+                     judge=None if controls is None else request_judge([plan] * num,
+                                                                       self.tokenizer.vocab))  # fmt: skip
         tempo = controls.tempo if controls is not None else None
         return self.collect(out, batch.shape[1], time.perf_counter() - t0, prompt_bars + bars,
                             tempo)  # fmt: skip
-
-    def _judge(self, plan: ControlPlan | None) -> Callable[[int, torch.Tensor], float] | None:
-        """How well a candidate follows ``plan`` as the analysis reads it back (see
-        :func:`~aurl.evaluate.adherence.request_score`), for best-of-N under controls."""
-        if plan is None:
-            return None
-        vocab = self.tokenizer.vocab
-        return lambda _, ids: request_score(plan, read_piece(ids.cpu().numpy(), vocab))
 
     def stream(
         self,

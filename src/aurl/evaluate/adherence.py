@@ -10,9 +10,11 @@ the samples say what agreement comes by chance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from aurl.analysis.harmony import analyze_harmony
 from aurl.data.controls import analysis_piece, bar_chords
@@ -103,6 +105,13 @@ def request_score(plan: ControlPlan, reading: Reading) -> float:
         if len(asked):
             parts.append(float((np.abs(asked - got) <= 1).mean()))
     return float(np.mean(parts)) if parts else 1.0
+
+
+def request_judge(plans: list[ControlPlan], vocab: Vocabulary
+                  ) -> Callable[[int, torch.Tensor], float]:  # fmt: skip
+    """A ``judge`` for best-of-N sampling (``aurl.generate.sampler.sample``): the
+    :func:`request_score` of a candidate of prompt ``i`` against ``plans[i]``."""
+    return lambda i, ids: request_score(plans[i], read_piece(ids.cpu().numpy(), vocab))
 
 
 def shuffled(plans: list[ControlPlan], seed: int = 0) -> list[ControlPlan]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from aurl.data.shards import Shard
-from aurl.evaluate.adherence import adherence, read_piece, request_score, shuffled
+from aurl.evaluate.adherence import adherence, read_piece, request_judge, shuffled
 from aurl.evaluate.datasets import source_dataset
 from aurl.evaluate.notes import crop_bars, ids_to_notes
 from aurl.evaluate.style import fit_styles, style_vector
@@ -101,12 +101,8 @@ def sample_plans(model, vocab: Vocabulary, plans: list[ControlPlan], bars: int, 
     for first in range(0, len(plans), batch):
         part = plans[first : first + batch]
         prompts = [torch.as_tensor(plan_prompt(p, vocab)) for p in part]
-
-        def judge(i: int, ids: torch.Tensor, part=part) -> float:
-            return request_score(part[i], read_piece(ids.cpu().numpy(), vocab))
-
         rows = sample(model, vocab, prompts, bars, bars * 512, config, generator, plans=part,
-                      judge=judge if best_of > 1 else None)  # fmt: skip
+                      judge=request_judge(part, vocab))  # fmt: skip
         out += [row[row != PAD].numpy() for row in rows]
     return out
 

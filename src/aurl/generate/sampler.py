@@ -70,13 +70,12 @@ def sample(
     if n == 1:
         return engine.padded()
     new = (engine.length - engine.prompt_len).clamp(min=1)
-    likely = (engine.logp / new).view(len(prompts), n).cpu()
-    keep = []
-    for p in range(len(prompts)):
-        rows = range(p * n, (p + 1) * n)
-        scores = [judge(p, engine.row(r)) if judge else 0.0 for r in rows]
-        keep.append(max(rows, key=lambda r: (scores[r - p * n], float(likely[p, r - p * n]))))
-    return engine.padded(keep)
+    likely = (engine.logp / new).tolist()
+
+    def rank(r: int) -> tuple[float, float]:  # the judge's score first, then the likelihood
+        return (judge(r // n, engine.row(r)) if judge else 0.0), likely[r]
+
+    return engine.padded([max(range(p * n, (p + 1) * n), key=rank) for p in range(len(prompts))])
 
 
 def pad_rows(rows: list[torch.Tensor]) -> torch.Tensor:
